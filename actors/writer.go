@@ -1,0 +1,253 @@
+// Package actors holds the long-lived actors that own the cache's persistent side: the writer, which alone
+// writes to the store, and (in later issues) maintenance, idle flush and statistics.
+package actors
+
+import (
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"llmcache/db"
+)
+
+// WriterConfig holds the writer's knobs ([cache] in config.toml).
+type WriterConfig struct {
+	BatchSize     int           // batch_write_size: a flush starts when this many entries wait; default 20
+	FlushInterval time.Duration // flush_interval_ms: or this long after the first one waits; default 200 ms
+	QueueSize     int           // jobs that may wait before Put blocks (back-pressure); default 8192
+	RetryInterval time.Duration // after a failed write, wait this long before trying again; default 1 s
+}
+
+func (c *WriterConfig) setDefaults() {
+	if c.BatchSize <= 0 {
+		c.BatchSize = 20
+	}
+	if c.FlushInterval <= 0 {
+		c.FlushInterval = 200 * time.Millisecond
+	}
+	if c.QueueSize <= 0 {
+		c.QueueSize = 8192
+	}
+	if c.RetryInterval <= 0 {
+		c.RetryInterval = time.Second
+	}
+}
+
+// job is one message to the writer: exactly one of its fields is set.
+type job struct {
+	put     *db.Entry
+	touches []db.Touch
+	sync    chan<- syncResult // flush (and run fn, if any) then answer
+	fn      func(db.Store) (int64, error)
+}
+
+type syncResult struct {
+	n   int64
+	err error
+}
+
+// Writer is the actor that owns every write to the store. NewWriter starts it; Stop drains it.
+//
+// Writes are batched: puts and touches wait in memory until BatchSize puts wait or FlushInterval passed
+// since the first one, then everything waiting goes to the store in one transaction. A failed write keeps
+// its batch and is retried; nothing handed to Put is dropped while the process runs.
+type Writer struct {
+	cfg   WriterConfig
+	store db.Store
+	log   *slog.Logger
+	jobs  chan job
+	wg    sync.WaitGroup
+
+	stopOnce sync.Once
+
+	// Figures for /stats; written by the writer goroutine only.
+	queued      atomic.Int64 // puts waiting in the batch, not yet on disk
+	written     atomic.Int64 // entries written
+	batches     atomic.Int64 // transactions committed
+	failures    atomic.Int64 // failed transactions
+	lastErr     atomic.Pointer[string]
+	lastBatch   atomic.Int64
+	touchesDone atomic.Int64
+}
+
+// WriterStats is a snapshot of the writer's figures.
+type WriterStats struct {
+	Pending, Written, Batches, Failures, LastBatchSize, Touches int64
+	QueueDepth                                                  int
+	LastError                                                   string // empty when the last write succeeded
+}
+
+// NewWriter starts the writer over store. The writer owns the store's write methods from now on.
+func NewWriter(store db.Store, cfg WriterConfig, log *slog.Logger) *Writer {
+	cfg.setDefaults()
+	if log == nil {
+		log = slog.Default()
+	}
+	w := &Writer{cfg: cfg, store: store, log: log, jobs: make(chan job, cfg.QueueSize)}
+	w.wg.Add(1)
+	go func() {
+		defer w.wg.Done()
+		w.loop()
+	}()
+	return w
+}
+
+// Put queues e for storage, waiting while the queue is full: back-pressure, never a drop. e must not be
+// modified afterwards.
+func (w *Writer) Put(e *db.Entry) { w.jobs <- job{put: e} }
+
+// TryTouch queues hit counts without waiting; false means the queue was full and the caller keeps them.
+func (w *Writer) TryTouch(t []db.Touch) bool {
+	select {
+	case w.jobs <- job{touches: t}:
+		return true
+	default:
+		return false
+	}
+}
+
+// Flush returns once everything queued before it is written (or the write failed).
+func (w *Writer) Flush() error {
+	_, err := w.Do(nil)
+	return err
+}
+
+// Do runs fn on the store inside the writer's goroutine after flushing what waits, so that admin and
+// maintenance deletes are ordered with inserts. fn may be nil.
+func (w *Writer) Do(fn func(db.Store) (int64, error)) (int64, error) {
+	done := make(chan syncResult, 1)
+	w.jobs <- job{sync: done, fn: fn}
+	r := <-done
+	return r.n, r.err
+}
+
+// Stop writes everything queued, checkpoints the WAL and stops the writer. No Put may follow.
+func (w *Writer) Stop() {
+	w.stopOnce.Do(func() {
+		close(w.jobs)
+		w.wg.Wait()
+	})
+}
+
+// Stats returns the writer's figures.
+func (w *Writer) Stats() WriterStats {
+	s := WriterStats{
+		Pending: w.queued.Load(), Written: w.written.Load(), Batches: w.batches.Load(),
+		Failures: w.failures.Load(), LastBatchSize: w.lastBatch.Load(), Touches: w.touchesDone.Load(),
+		QueueDepth: len(w.jobs),
+	}
+	if p := w.lastErr.Load(); p != nil {
+		s.LastError = *p
+	}
+	return s
+}
+
+func (w *Writer) loop() {
+	var (
+		batch   db.Batch
+		timer   = time.NewTimer(time.Hour)
+		armed   bool      // timer runs
+		retryAt time.Time // after a failed write, size triggers wait until then
+	)
+	timer.Stop()
+	arm := func(d time.Duration) {
+		if !armed {
+			timer.Reset(d)
+			armed = true
+		}
+	}
+	flush := func() error {
+		if armed {
+			timer.Stop()
+			armed = false
+		}
+		if len(batch.Puts) == 0 && len(batch.Touches) == 0 {
+			return nil
+		}
+		err := w.write(&batch)
+		if err != nil {
+			retryAt = time.Now().Add(w.cfg.RetryInterval)
+			arm(w.cfg.RetryInterval)
+		}
+		return err
+	}
+	// handle takes one job; a sync job first flushes what came before it, keeping the order.
+	handle := func(j job) {
+		if j.sync == nil {
+			if j.put != nil {
+				batch.Puts = append(batch.Puts, j.put)
+				w.queued.Store(int64(len(batch.Puts)))
+			}
+			batch.Touches = append(batch.Touches, j.touches...)
+			return
+		}
+		err := flush()
+		var n int64
+		if err == nil && j.fn != nil {
+			n, err = j.fn(w.store)
+		}
+		j.sync <- syncResult{n: n, err: err}
+	}
+	shutdown := func() {
+		if err := flush(); err != nil {
+			w.log.Error("cannot write cached answers at shutdown; they are lost", "entries", len(batch.Puts), "err", err)
+		}
+		if err := w.store.Checkpoint(); err != nil {
+			w.log.Warn("cannot checkpoint the WAL at shutdown", "err", err)
+		}
+	}
+	for {
+		select {
+		case j, ok := <-w.jobs:
+			if !ok {
+				shutdown()
+				return
+			}
+			handle(j)
+			// Take everything else already waiting, so that batches grow past the trigger under load.
+		drain:
+			for {
+				select {
+				case j, ok := <-w.jobs:
+					if !ok {
+						shutdown()
+						return
+					}
+					handle(j)
+				default:
+					break drain
+				}
+			}
+			if len(batch.Puts) >= w.cfg.BatchSize && !time.Now().Before(retryAt) {
+				flush()
+			} else if len(batch.Puts) > 0 || len(batch.Touches) > 0 {
+				arm(w.cfg.FlushInterval)
+			}
+		case <-timer.C:
+			armed = false
+			flush()
+		}
+	}
+}
+
+// write commits batch in one transaction; on success the batch is emptied, on failure kept for a retry.
+func (w *Writer) write(batch *db.Batch) error {
+	if err := w.store.WriteBatch(batch); err != nil {
+		w.failures.Add(1)
+		msg := err.Error()
+		w.lastErr.Store(&msg)
+		w.log.Error("cannot write cached answers; keeping them to retry", "entries", len(batch.Puts), "err", err)
+		return err
+	}
+	w.written.Add(int64(len(batch.Puts)))
+	w.batches.Add(1)
+	w.lastBatch.Store(int64(len(batch.Puts)))
+	w.touchesDone.Add(int64(len(batch.Touches)))
+	w.lastErr.Store(nil)
+	clear(batch.Puts) // drop references so written bodies can be collected
+	batch.Puts = batch.Puts[:0]
+	batch.Touches = batch.Touches[:0]
+	w.queued.Store(0)
+	return nil
+}

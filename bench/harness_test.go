@@ -1,0 +1,115 @@
+package bench
+
+import (
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"llmcache/actors"
+	"llmcache/db"
+	"llmcache/httpx"
+	"llmcache/httpx/upstream"
+	"llmcache/pipeline"
+)
+
+// proxy is llmcache assembled as main.go assembles it, on a loopback port, for benchmarks.
+type proxy struct {
+	addr   string
+	store  *db.SQLite
+	writer *actors.Writer
+	pipe   *pipeline.Pipeline
+	server *httpx.Server
+}
+
+func startProxy(tb testing.TB, upstreamURL string, memory bool) *proxy {
+	tb.Helper()
+	store, err := db.Open(filepath.Join(tb.TempDir(), "cache.db"), db.Options{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	writer := actors.NewWriter(store, actors.WriterConfig{}, quiet)
+	pipe, err := pipeline.New(pipeline.Config{
+		MemoryEnabled:         memory,
+		MaxConcurrentRequests: 256,
+		Endpoints:             []pipeline.Endpoint{{Name: "fake", URL: upstreamURL, Weight: 1}},
+	}, store, writer, upstream.New())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	p := &proxy{store: store, writer: writer, pipe: pipe}
+	p.server = httpx.New(httpx.Config{}, pipe, func() error { return nil })
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	p.addr = ln.Addr().String()
+	go p.server.Serve(ln)
+	tb.Cleanup(func() {
+		p.server.Shutdown()
+		p.pipe.Stop()
+		p.writer.Stop()
+		p.store.Close()
+	})
+	return p
+}
+
+// startBare serves body for every request with a plain fasthttp handler: the baseline for hits.
+func startBare(tb testing.TB, body []byte) string {
+	tb.Helper()
+	return serve(tb, func(ctx *fasthttp.RequestCtx) {
+		ctx.SetContentType("application/json")
+		ctx.Response.SetBodyRaw(body)
+	})
+}
+
+// startBareProxy forwards every request to upstream without parsing or caching: the baseline for misses.
+func startBareProxy(tb testing.TB, upstreamAddr string) string {
+	tb.Helper()
+	hc := &fasthttp.HostClient{Addr: upstreamAddr, MaxConns: 1024}
+	return serve(tb, func(ctx *fasthttp.RequestCtx) {
+		req := fasthttp.AcquireRequest()
+		defer fasthttp.ReleaseRequest(req)
+		ctx.Request.CopyTo(req)
+		req.Header.Del("Connection")
+		if err := hc.Do(req, &ctx.Response); err != nil {
+			ctx.Error(err.Error(), fasthttp.StatusBadGateway)
+		}
+	})
+}
+
+func serve(tb testing.TB, h fasthttp.RequestHandler) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	srv := &fasthttp.Server{Handler: h, NoDefaultServerHeader: true}
+	go srv.Serve(ln)
+	tb.Cleanup(func() { srv.Shutdown() })
+	return ln.Addr().String()
+}
+
+// client posts bodies to one address over keep-alive connections.
+func client(addr string) *fasthttp.HostClient {
+	return &fasthttp.HostClient{Addr: addr, MaxConns: 512, ReadTimeout: time.Minute}
+}
+
+// post sends body and fails the benchmark on anything but a 200.
+func post(tb testing.TB, c *fasthttp.HostClient, path string, body []byte, req *fasthttp.Request, resp *fasthttp.Response) {
+	req.Reset()
+	req.SetRequestURI("http://" + c.Addr + path)
+	req.Header.SetMethod("POST")
+	req.Header.SetContentType("application/json")
+	req.SetBodyRaw(body)
+	if err := c.Do(req, resp); err != nil {
+		tb.Fatal(err)
+	}
+	if resp.StatusCode() != 200 {
+		tb.Fatalf("status %d: %s", resp.StatusCode(), resp.Body())
+	}
+}

@@ -1,0 +1,335 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"llmcache/actors"
+	"llmcache/httpx"
+	"llmcache/pipeline"
+)
+
+// fileConfig is the schema of config.toml (DESIGN section 7). Key names follow the Rust project
+// Local_LLM_Cache so its users can move over. Defaults are set in defaultConfig.
+type fileConfig struct {
+	Listen                 string            `toml:"listen"`
+	DatabaseURL            string            `toml:"database_url"`
+	CacheMode              string            `toml:"cache_mode"`
+	CacheVersion           int64             `toml:"cache_version"`
+	CacheOverrideMode      bool              `toml:"cache_override_mode"`
+	UseCurl                bool              `toml:"use_curl"`
+	UseProxy               bool              `toml:"use_proxy"`
+	EnableThinking         *bool             `toml:"enable_thinking"`
+	ThinkingField          string            `toml:"thinking_field"`
+	CacheHitPoolSize       int               `toml:"cache_hit_pool_size"`
+	CacheMissPoolSize      int               `toml:"cache_miss_pool_size"`
+	MaxConcurrentRequests  int               `toml:"max_concurrent_requests"`
+	QueueTimeoutSeconds    float64           `toml:"queue_timeout_seconds"`
+	MaxBodyBytes           int               `toml:"max_body_bytes"`
+	ModelsTTLSeconds       float64           `toml:"models_ttl_seconds"`
+	ShutdownTimeoutSeconds float64           `toml:"shutdown_timeout_seconds"`
+	AdminToken             string            `toml:"admin_token"`
+	Cache                  cacheConfig       `toml:"cache"`
+	IdleFlush              idleFlushConfig   `toml:"idle_flush"`
+	CacheMaintenance       maintenanceConfig `toml:"cache_maintenance"`
+	ContextTrim            contextTrimConfig `toml:"context_trim"`
+	APIHeaders             map[string]string `toml:"api_headers"`
+	APIEndpoints           []endpointConfig  `toml:"api_endpoints"`
+}
+
+type cacheConfig struct {
+	Enabled        bool     `toml:"enabled"`
+	MaxItems       int      `toml:"max_items"`
+	MaxBytes       int64    `toml:"max_bytes"`
+	BatchWriteSize int      `toml:"batch_write_size"`
+	FlushInterval  int      `toml:"flush_interval_ms"`
+	IgnoreFields   []string `toml:"ignore_fields"`
+}
+
+type idleFlushConfig struct {
+	Enabled              bool    `toml:"enabled"`
+	IdleTimeoutSeconds   float64 `toml:"idle_timeout_seconds"`
+	CheckIntervalSeconds float64 `toml:"check_interval_seconds"`
+}
+
+type maintenanceConfig struct {
+	Enabled          bool    `toml:"enabled"`
+	IntervalHours    float64 `toml:"interval_hours"`
+	RetentionDays    float64 `toml:"retention_days"`
+	CleanupOnStartup bool    `toml:"cleanup_on_startup"`
+	MinHitCount      int64   `toml:"min_hit_count"`
+}
+
+type contextTrimConfig struct {
+	Enabled          bool `toml:"enabled"`
+	MaxContextTokens int  `toml:"max_context_tokens"`
+}
+
+type endpointConfig struct {
+	Name                    string            `toml:"name"`
+	URL                     string            `toml:"url"`
+	Weight                  int               `toml:"weight"`
+	Model                   string            `toml:"model"`
+	Version                 int64             `toml:"version"`
+	APIKey                  string            `toml:"api_key"`
+	APIKeyEnv               string            `toml:"api_key_env"`
+	Headers                 map[string]string `toml:"headers"`
+	MaxConcurrent           int               `toml:"max_concurrent"`
+	ConnectTimeoutSeconds   float64           `toml:"connect_timeout_seconds"`
+	FirstByteTimeoutSeconds float64           `toml:"first_byte_timeout_seconds"`
+	TimeoutSeconds          float64           `toml:"timeout_seconds"`
+	MaxContextTokens        int               `toml:"max_context_tokens"`
+	InsecureTLS             bool              `toml:"insecure_tls"`
+}
+
+// defaultConfig holds the defaults in force for every key a file leaves out; config.toml repeats them.
+func defaultConfig() fileConfig {
+	return fileConfig{
+		Listen:                 "127.0.0.1:4321",
+		DatabaseURL:            "cache.db",
+		CacheMode:              "read_write",
+		UseProxy:               true,
+		ThinkingField:          "both",
+		CacheHitPoolSize:       8,
+		CacheMissPoolSize:      8,
+		MaxConcurrentRequests:  100,
+		QueueTimeoutSeconds:    30,
+		MaxBodyBytes:           32 << 20,
+		ModelsTTLSeconds:       60,
+		ShutdownTimeoutSeconds: 30,
+		Cache:                  cacheConfig{Enabled: true, MaxItems: 10000, MaxBytes: 256 << 20, BatchWriteSize: 20, FlushInterval: 200},
+		IdleFlush:              idleFlushConfig{Enabled: true, IdleTimeoutSeconds: 300, CheckIntervalSeconds: 10},
+		CacheMaintenance:       maintenanceConfig{Enabled: true, IntervalHours: 12, RetentionDays: 30, CleanupOnStartup: true, MinHitCount: 1},
+		ContextTrim:            contextTrimConfig{MaxContextTokens: 4096},
+		APIHeaders:             map[string]string{"User-Agent": "llmcache/1.0"},
+	}
+}
+
+// loadConfig reads path over the defaults. A missing file is an error unless allowMissing. Unknown keys
+// and wrong types stop the start with a message naming the key.
+func loadConfig(path string, allowMissing bool) (fileConfig, error) {
+	cfg := defaultConfig()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		if allowMissing && errors.Is(err, os.ErrNotExist) {
+			return cfg, nil
+		}
+		return cfg, fmt.Errorf("cannot read config %q: %w (pass -config to name another file)", path, err)
+	}
+	// Endpoints in the file replace the defaults' (none), and api_headers likewise.
+	cfg.APIHeaders = nil
+	md, err := toml.Decode(string(data), &cfg)
+	if err != nil {
+		return cfg, fmt.Errorf("cannot parse config %q: %w", path, err)
+	}
+	if undecoded := md.Undecoded(); len(undecoded) > 0 {
+		keys := make([]string, len(undecoded))
+		for i, k := range undecoded {
+			keys[i] = k.String()
+		}
+		return cfg, fmt.Errorf("config %q: unknown key %s", path, strings.Join(keys, ", "))
+	}
+	if !md.IsDefined("api_headers") {
+		cfg.APIHeaders = defaultConfig().APIHeaders
+	}
+	return cfg, nil
+}
+
+// applyEnv applies the environment overrides of DESIGN section 7.
+func applyEnv(cfg *fileConfig, getenv func(string) string) error {
+	str := func(name string, dst *string) {
+		if v := getenv(name); v != "" {
+			*dst = v
+		}
+	}
+	integer := func(name string, dst *int) error {
+		if v := getenv(name); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return fmt.Errorf("environment %s=%q: not a whole number", name, v)
+			}
+			*dst = n
+		}
+		return nil
+	}
+	boolean := func(name string, dst *bool) error {
+		if v := getenv(name); v != "" {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return fmt.Errorf("environment %s=%q: not true or false", name, v)
+			}
+			*dst = b
+		}
+		return nil
+	}
+	str("DATABASE_URL", &cfg.DatabaseURL)
+	str("LISTEN", &cfg.Listen)
+	if v := getenv("CACHE_VERSION"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return fmt.Errorf("environment CACHE_VERSION=%q: not a whole number", v)
+		}
+		cfg.CacheVersion = n
+	}
+	if v := getenv("ENABLE_THINKING"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("environment ENABLE_THINKING=%q: not true or false", v)
+		}
+		cfg.EnableThinking = &b
+	}
+	for _, err := range []error{
+		boolean("USE_CURL", &cfg.UseCurl),
+		boolean("USE_PROXY", &cfg.UseProxy),
+		boolean("CACHE_OVERRIDE_MODE", &cfg.CacheOverrideMode),
+		integer("CACHE_MISS_POOL_SIZE", &cfg.CacheMissPoolSize),
+		integer("CACHE_HIT_POOL_SIZE", &cfg.CacheHitPoolSize),
+		integer("MAX_CONCURRENT_REQUESTS", &cfg.MaxConcurrentRequests),
+	} {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// validate refuses impossible values, naming the key.
+func (c *fileConfig) validate() error {
+	positive := []struct {
+		key string
+		v   float64
+	}{
+		{"cache_hit_pool_size", float64(c.CacheHitPoolSize)},
+		{"cache_miss_pool_size", float64(c.CacheMissPoolSize)},
+		{"max_concurrent_requests", float64(c.MaxConcurrentRequests)},
+		{"queue_timeout_seconds", c.QueueTimeoutSeconds},
+		{"max_body_bytes", float64(c.MaxBodyBytes)},
+		{"shutdown_timeout_seconds", c.ShutdownTimeoutSeconds},
+		{"cache.max_items", float64(c.Cache.MaxItems)},
+		{"cache.max_bytes", float64(c.Cache.MaxBytes)},
+		{"cache.batch_write_size", float64(c.Cache.BatchWriteSize)},
+		{"cache.flush_interval_ms", float64(c.Cache.FlushInterval)},
+		{"idle_flush.idle_timeout_seconds", c.IdleFlush.IdleTimeoutSeconds},
+		{"idle_flush.check_interval_seconds", c.IdleFlush.CheckIntervalSeconds},
+		{"cache_maintenance.interval_hours", c.CacheMaintenance.IntervalHours},
+		{"context_trim.max_context_tokens", float64(c.ContextTrim.MaxContextTokens)},
+	}
+	for _, p := range positive {
+		if p.v <= 0 {
+			return fmt.Errorf("config: %s must be greater than 0 (got %v)", p.key, p.v)
+		}
+	}
+	if c.ModelsTTLSeconds < 0 {
+		return fmt.Errorf("config: models_ttl_seconds must be 0 or more (got %v)", c.ModelsTTLSeconds)
+	}
+	if c.CacheMaintenance.RetentionDays < 0 {
+		return fmt.Errorf("config: cache_maintenance.retention_days must be 0 or more (got %v)", c.CacheMaintenance.RetentionDays)
+	}
+	if _, err := pipeline.ParseMode(c.CacheMode); err != nil {
+		return fmt.Errorf("config: cache_mode: %w", err)
+	}
+	switch c.ThinkingField {
+	case "both", "top_level", "chat_template_kwargs":
+	default:
+		return fmt.Errorf("config: thinking_field must be \"both\", \"top_level\" or \"chat_template_kwargs\" (got %q)", c.ThinkingField)
+	}
+	if c.DatabaseURL == "" {
+		return errors.New("config: database_url must name a file")
+	}
+	if len(c.APIEndpoints) == 0 {
+		return errors.New("config: api_endpoints: at least one [[api_endpoints]] with a url is required (or run with -demo)")
+	}
+	names := map[string]bool{}
+	for i, e := range c.APIEndpoints {
+		key := fmt.Sprintf("api_endpoints[%d]", i)
+		if e.URL == "" {
+			return fmt.Errorf("config: %s.url is required", key)
+		}
+		if !strings.HasPrefix(e.URL, "http://") && !strings.HasPrefix(e.URL, "https://") {
+			return fmt.Errorf("config: %s.url must start with http:// or https:// (got %q)", key, e.URL)
+		}
+		if e.Weight < 0 {
+			return fmt.Errorf("config: %s.weight must be 0 (standby) or more (got %d)", key, e.Weight)
+		}
+		if e.MaxConcurrent < 0 {
+			return fmt.Errorf("config: %s.max_concurrent must be 0 (no own limit) or more (got %d)", key, e.MaxConcurrent)
+		}
+		for _, t := range []struct {
+			k string
+			v float64
+		}{{"connect_timeout_seconds", e.ConnectTimeoutSeconds}, {"first_byte_timeout_seconds", e.FirstByteTimeoutSeconds}, {"timeout_seconds", e.TimeoutSeconds}} {
+			if t.v < 0 {
+				return fmt.Errorf("config: %s.%s must be more than 0 (got %v)", key, t.k, t.v)
+			}
+		}
+		name := e.Name
+		if name == "" {
+			name = e.URL
+		}
+		if names[name] {
+			return fmt.Errorf("config: %s.name %q is used by two endpoints; give each a distinct name", key, name)
+		}
+		names[name] = true
+	}
+	return nil
+}
+
+func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
+
+// pipelineConfig composes the pipeline's knobs from the file.
+func (c *fileConfig) pipelineConfig(getenv func(string) string) (pipeline.Config, error) {
+	mode, _ := pipeline.ParseMode(c.CacheMode)
+	pc := pipeline.Config{
+		HitPoolSize:           c.CacheHitPoolSize,
+		MissPoolSize:          c.CacheMissPoolSize,
+		MaxConcurrentRequests: c.MaxConcurrentRequests,
+		QueueTimeout:          seconds(c.QueueTimeoutSeconds),
+		MemoryEnabled:         c.Cache.Enabled,
+		MemoryMaxItems:        c.Cache.MaxItems,
+		MemoryMaxBytes:        c.Cache.MaxBytes,
+		Mode:                  mode,
+		CacheVersion:          c.CacheVersion,
+		OverrideMode:          c.CacheOverrideMode,
+		ThinkingField:         c.ThinkingField,
+		IgnoreFields:          c.Cache.IgnoreFields,
+		Headers:               c.APIHeaders,
+	}
+	if c.EnableThinking != nil {
+		pc.EnableThinking = pipeline.ThinkingFalse
+		if *c.EnableThinking {
+			pc.EnableThinking = pipeline.ThinkingTrue
+		}
+	}
+	for i, e := range c.APIEndpoints {
+		key := e.APIKey
+		if e.APIKeyEnv != "" {
+			key = getenv(e.APIKeyEnv)
+			if key == "" {
+				return pc, fmt.Errorf("config: api_endpoints[%d].api_key_env names %s, which is not set", i, e.APIKeyEnv)
+			}
+		}
+		pc.Endpoints = append(pc.Endpoints, pipeline.Endpoint{
+			Name: e.Name, URL: e.URL, Weight: e.Weight, Model: e.Model, Version: e.Version, APIKey: key,
+			Headers: e.Headers, MaxConcurrent: e.MaxConcurrent, InsecureTLS: e.InsecureTLS,
+			ConnectTimeout:   seconds(e.ConnectTimeoutSeconds),
+			FirstByteTimeout: seconds(e.FirstByteTimeoutSeconds),
+			Timeout:          seconds(e.TimeoutSeconds),
+		})
+	}
+	return pc, nil
+}
+
+func (c *fileConfig) writerConfig() actors.WriterConfig {
+	return actors.WriterConfig{BatchSize: c.Cache.BatchWriteSize, FlushInterval: time.Duration(c.Cache.FlushInterval) * time.Millisecond}
+}
+
+func (c *fileConfig) httpConfig() httpx.Config {
+	mode, _ := pipeline.ParseMode(c.CacheMode)
+	return httpx.Config{MaxBodyBytes: c.MaxBodyBytes, DefaultMode: mode, ShutdownTimeout: seconds(c.ShutdownTimeoutSeconds)}
+}

@@ -1,0 +1,117 @@
+package db
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/ncruces/go-sqlite3"
+)
+
+// openRead opens a read-only connection. The writer connection created the
+// database in WAL mode (and keeps -wal/-shm around while open), so readers
+// run concurrently with it.
+func openRead(path string, busyTimeout time.Duration) (*sqlite3.Conn, error) {
+	c, err := sqlite3.OpenFlags(path, sqlite3.OPEN_READONLY)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.BusyTimeout(busyTimeout); err != nil {
+		_ = c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// sqliteReader is one read connection with its prepared lookup.
+type sqliteReader struct {
+	path string
+	c    *sqlite3.Conn
+	get  *sqlite3.Stmt
+}
+
+// OpenReader opens a read connection for one miss-pool worker. Safe to call
+// from any goroutine; the Reader itself is not safe for concurrent use.
+func (s *SQLite) OpenReader() (Reader, error) {
+	if s.closed.Load() {
+		return nil, fmt.Errorf("cannot open reader on cache db %q: %w", s.path, ErrClosed)
+	}
+	c, err := openRead(s.path, s.busyTimeout)
+	if err != nil {
+		return nil, fmt.Errorf("cannot open reader on cache db %q: %w", s.path, err)
+	}
+	st, _, err := c.Prepare(sqlGet)
+	if err != nil {
+		_ = c.Close()
+		return nil, fmt.Errorf("cannot open reader on cache db %q: %w", s.path, err)
+	}
+	return &sqliteReader{path: s.path, c: c, get: st}, nil
+}
+
+// Get implements Reader. In steady state it allocates only to grow e.Body
+// and to replace text fields whose value changed.
+func (r *sqliteReader) Get(key *Key, e *Entry) (bool, error) {
+	st := r.get
+	if st == nil {
+		return false, fmt.Errorf("cannot read cache db %q: %w", r.path, ErrClosed)
+	}
+	if err := st.BindBlob(1, key[:]); err != nil {
+		return false, fmt.Errorf("cannot read cache db %q: %w", r.path, err)
+	}
+	if !st.Step() {
+		// Reset ends the read transaction and reports Step's error, if any.
+		if err := st.Reset(); err != nil {
+			return false, fmt.Errorf("cannot read cache db %q: %w", r.path, err)
+		}
+		return false, nil
+	}
+	e.Key = *key
+	e.Body = append(e.Body[:0], st.ColumnRawBlob(0)...)
+	setString(&e.ContentType, st.ColumnRawText(1))
+	setString(&e.Kind, st.ColumnRawText(2))
+	setString(&e.Namespace, st.ColumnRawText(3))
+	setString(&e.Model, st.ColumnRawText(4))
+	setString(&e.Endpoint, st.ColumnRawText(5))
+	setString(&e.UpstreamModel, st.ColumnRawText(6))
+	e.Version = st.ColumnInt64(7)
+	e.CreatedAt = st.ColumnInt64(8)
+	e.LastHitAt = st.ColumnInt64(9)
+	e.HitCount = st.ColumnInt64(10)
+	e.ExpiresAt = st.ColumnInt64(11)
+	encoding := st.ColumnInt64(12)
+	err := st.Err() // e.g. out of memory while reading a column
+	// Always reset: a statement left stepping holds a read snapshot, which
+	// would keep checkpoints from finishing.
+	if rerr := st.Reset(); err == nil {
+		err = rerr
+	}
+	if err != nil {
+		return false, fmt.Errorf("cannot read cache db %q: %w", r.path, err)
+	}
+	if encoding != encodingIdentity {
+		return false, fmt.Errorf("cannot read cache db %q: entry %x has body encoding %d, unknown to this llmcache; upgrade llmcache", r.path, key[:], encoding)
+	}
+	return true, nil
+}
+
+// setString sets *dst to b, without allocating when the value is unchanged.
+func setString(dst *string, b []byte) {
+	if *dst != string(b) {
+		*dst = string(b)
+	}
+}
+
+// Close implements Reader.
+func (r *sqliteReader) Close() error {
+	if r.c == nil {
+		return nil
+	}
+	err := r.get.Close()
+	if cerr := r.c.Close(); err == nil {
+		err = cerr
+	}
+	r.c, r.get = nil, nil
+	if err != nil {
+		return fmt.Errorf("cannot close reader on cache db %q: %w", r.path, err)
+	}
+	return nil
+}

@@ -1,0 +1,177 @@
+package db
+
+import (
+	"fmt"
+
+	"github.com/ncruces/go-sqlite3"
+)
+
+// Schema.
+//
+// All times are unix MILLISECONDS (created_at, last_hit_at, expires_at);
+// 0 means "never" for last_hit_at and expires_at.
+//
+// entries is a rowid table (not WITHOUT ROWID: bodies are large, and a rowid
+// table keeps them out of the key index). The small columns come first and
+// body last, so metadata reads and hit-count updates stay on the table's leaf
+// page and do not walk or rewrite the body's overflow pages.
+//
+//	id             rowid alias (stable across VACUUM)
+//	key            32-byte SHA-256 of the canonical request, unique
+//	kind           "chat", "completion", "embedding", ...
+//	namespace      cache namespace ("" is the default namespace)
+//	model          the model the client asked for
+//	endpoint       name of the endpoint that answered
+//	upstream_model the model name sent upstream
+//	content_type   Content-Type of the body
+//	version        entry format version
+//	created_at     unix ms when the answer was stored
+//	last_hit_at    unix ms of the latest hit, 0 = never hit
+//	hit_count      number of hits
+//	expires_at     unix ms after which the entry is stale, 0 = never
+//	encoding       body encoding: 0 = identity (reserved for compression,
+//	               e.g. zstd, without a migration)
+//	body           the response body
+//
+// meta holds key/value pairs; meta.schema_version is the number of
+// migrations applied.
+//
+// Migrations are an ordered list: migrations[i] takes the schema from version
+// i to i+1 and is applied in its own transaction, together with the update of
+// schema_version. Append new steps; never edit released ones.
+var migrations = []string{
+	// 1: initial schema.
+	`
+CREATE TABLE entries (
+	id             INTEGER PRIMARY KEY,
+	key            BLOB    NOT NULL UNIQUE CHECK (length(key) = 32),
+	kind           TEXT    NOT NULL,
+	namespace      TEXT    NOT NULL,
+	model          TEXT    NOT NULL,
+	endpoint       TEXT    NOT NULL,
+	upstream_model TEXT    NOT NULL,
+	content_type   TEXT    NOT NULL,
+	version        INTEGER NOT NULL DEFAULT 0,
+	created_at     INTEGER NOT NULL,
+	last_hit_at    INTEGER NOT NULL DEFAULT 0,
+	hit_count      INTEGER NOT NULL DEFAULT 0,
+	expires_at     INTEGER NOT NULL DEFAULT 0,
+	encoding       INTEGER NOT NULL DEFAULT 0,
+	body           BLOB    NOT NULL
+) STRICT;
+CREATE INDEX entries_expires_at  ON entries (expires_at) WHERE expires_at > 0;
+CREATE INDEX entries_last_hit_at ON entries (last_hit_at);
+CREATE INDEX entries_namespace   ON entries (namespace);
+CREATE INDEX entries_model       ON entries (model);
+CREATE INDEX entries_created_at  ON entries (created_at);
+`,
+}
+
+// latestSchema is the newest schema version this package knows.
+var latestSchema = int64(len(migrations))
+
+// LatestSchemaVersion is the newest schema version this package knows: a
+// database at a newer version is refused by Open.
+func LatestSchemaVersion() int64 { return latestSchema }
+
+const (
+	sqlCreateMeta    = `CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value ANY) STRICT, WITHOUT ROWID`
+	sqlHasMeta       = `SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'meta'`
+	sqlGetVersion    = `SELECT value FROM meta WHERE key = 'schema_version'`
+	sqlSetVersion    = `INSERT INTO meta (key, value) VALUES ('schema_version', ?1) ON CONFLICT (key) DO UPDATE SET value = excluded.value`
+	encodingIdentity = 0
+)
+
+// schemaVersion reads meta.schema_version; 0 when there is no meta table.
+func schemaVersion(c *sqlite3.Conn) (int64, error) {
+	st, _, err := c.Prepare(sqlHasMeta)
+	if err != nil {
+		return 0, err
+	}
+	has := st.Step()
+	if err := st.Close(); err != nil {
+		return 0, err
+	}
+	if !has {
+		return 0, nil
+	}
+	st, _, err = c.Prepare(sqlGetVersion)
+	if err != nil {
+		return 0, err
+	}
+	var v int64
+	if st.Step() {
+		v = st.ColumnInt64(0)
+	}
+	if err := st.Close(); err != nil {
+		return 0, err
+	}
+	return v, nil
+}
+
+// migrate brings the schema up to latestSchema, one transaction per step,
+// and refuses a database made by a newer schema.
+func migrate(c *sqlite3.Conn, path string) error {
+	v, err := schemaVersion(c)
+	if err != nil {
+		return fmt.Errorf("cannot open cache db %q: cannot read schema version: %w", path, err)
+	}
+	if v > latestSchema {
+		return &SchemaTooNewError{Path: path, Version: v, Supported: latestSchema}
+	}
+	for v < latestSchema {
+		if err := migrateStep(c, path); err != nil {
+			return err
+		}
+		v++
+	}
+	return nil
+}
+
+// migrateStep applies the next migration in one IMMEDIATE transaction,
+// re-reading the version under the write lock in case another process
+// migrated meanwhile.
+func migrateStep(c *sqlite3.Conn, path string) (err error) {
+	if err := c.Exec(`BEGIN IMMEDIATE`); err != nil {
+		return fmt.Errorf("cannot migrate cache db %q: %w", path, err)
+	}
+	defer func() {
+		if err != nil && !c.GetAutocommit() {
+			_ = c.Exec(`ROLLBACK`)
+		}
+	}()
+	v, err := schemaVersion(c)
+	if err != nil {
+		return fmt.Errorf("cannot migrate cache db %q: cannot read schema version: %w", path, err)
+	}
+	if v > latestSchema {
+		return &SchemaTooNewError{Path: path, Version: v, Supported: latestSchema}
+	}
+	if v == latestSchema { // someone else got there first
+		return c.Exec(`COMMIT`)
+	}
+	if err := c.Exec(sqlCreateMeta); err != nil {
+		return fmt.Errorf("cannot migrate cache db %q to schema version %d: %w", path, v+1, err)
+	}
+	if err := c.Exec(migrations[v]); err != nil {
+		return fmt.Errorf("cannot migrate cache db %q to schema version %d: %w", path, v+1, err)
+	}
+	st, _, err := c.Prepare(sqlSetVersion)
+	if err != nil {
+		return fmt.Errorf("cannot migrate cache db %q to schema version %d: %w", path, v+1, err)
+	}
+	err = st.BindInt64(1, v+1)
+	if err == nil {
+		err = st.Exec()
+	}
+	if cerr := st.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("cannot migrate cache db %q to schema version %d: %w", path, v+1, err)
+	}
+	if err := c.Exec(`COMMIT`); err != nil {
+		return fmt.Errorf("cannot migrate cache db %q to schema version %d: %w", path, v+1, err)
+	}
+	return nil
+}

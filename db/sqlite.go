@@ -1,0 +1,644 @@
+package db
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ncruces/go-sqlite3"
+)
+
+// SQLite is the SQLite implementation of Store.
+//
+// It owns one writer connection. WriteBatch, Delete, Checkpoint, Optimize and
+// IncrementalVacuum use it and are not safe for concurrent use: they are
+// called only by the writer actor. Reads go through Readers (OpenReader), one
+// per miss-pool worker; they run concurrently with writes (WAL). Stats uses a
+// connection of its own, guarded by a mutex.
+type SQLite struct {
+	path        string
+	busyTimeout time.Duration
+	closed      atomic.Bool
+
+	// Writer connection and its prepared statements: writer actor only.
+	w        *sqlite3.Conn
+	begin    *sqlite3.Stmt
+	commit   *sqlite3.Stmt
+	rollback *sqlite3.Stmt
+	put      *sqlite3.Stmt
+	touch    *sqlite3.Stmt
+	deletes  map[string]*sqlite3.Stmt // DELETE statements by SQL text
+
+	statsMu sync.Mutex
+	stats   *statsConn // opened on first Stats call
+}
+
+var _ Store = (*SQLite)(nil)
+
+const (
+	// deleteChunk is the most rows (or keys) one Delete transaction touches.
+	deleteChunk = 1000
+	// walSizeLimit caps the -wal file left behind after a checkpoint.
+	walSizeLimit = 64 << 20
+	// writerCacheKiB is the writer's page cache (readers keep the default).
+	writerCacheKiB = 8 << 10
+)
+
+const (
+	sqlPut = `INSERT INTO entries (key, kind, namespace, model, endpoint, upstream_model, content_type,
+	version, created_at, last_hit_at, hit_count, expires_at, encoding, body)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+ON CONFLICT (key) DO UPDATE SET
+	kind = excluded.kind,
+	namespace = excluded.namespace,
+	model = excluded.model,
+	endpoint = excluded.endpoint,
+	upstream_model = excluded.upstream_model,
+	content_type = excluded.content_type,
+	version = excluded.version,
+	created_at = excluded.created_at,
+	last_hit_at = 0,
+	hit_count = 0,
+	expires_at = excluded.expires_at,
+	encoding = excluded.encoding,
+	body = excluded.body`
+	sqlTouch = `UPDATE entries SET hit_count = hit_count + ?1, last_hit_at = max(last_hit_at, ?2) WHERE key = ?3`
+	sqlGet   = `SELECT body, content_type, kind, namespace, model, endpoint, upstream_model,
+	version, created_at, last_hit_at, hit_count, expires_at, encoding
+FROM entries WHERE key = ?1`
+)
+
+// Open opens (creating it if needed) the cache database at path, which may
+// also be a database_url (see PathFromURL), creates the parent directory if
+// missing, applies the pragmas and migrates the schema. It does no full scans.
+func Open(path string, opts Options) (*SQLite, error) {
+	path = PathFromURL(path)
+	if path == "" {
+		return nil, errors.New(`cannot open cache db "": empty path`)
+	}
+	if path == ":memory:" {
+		return nil, fmt.Errorf("cannot open cache db %q: in-memory databases are not supported (readers need a shared file)", path)
+	}
+	if opts.BusyTimeout <= 0 {
+		opts.BusyTimeout = DefaultBusyTimeout
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("cannot open cache db %q: %w", path, err)
+	}
+
+	c, err := sqlite3.OpenFlags(path, sqlite3.OPEN_READWRITE|sqlite3.OPEN_CREATE)
+	if err != nil {
+		return nil, fmt.Errorf("cannot open cache db %q: %w", path, err)
+	}
+	s := &SQLite{path: path, busyTimeout: opts.BusyTimeout, w: c, deletes: map[string]*sqlite3.Stmt{}}
+	if err := s.init(); err != nil {
+		s.closeWriter()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *SQLite) init() error {
+	c := s.w
+	if err := c.BusyTimeout(s.busyTimeout); err != nil {
+		return fmt.Errorf("cannot open cache db %q: %w", s.path, err)
+	}
+	// auto_vacuum only takes effect before the first table is created (it is
+	// a no-op on an existing database), so it goes before anything writes.
+	if err := c.Exec(`PRAGMA auto_vacuum = INCREMENTAL`); err != nil {
+		return fmt.Errorf("cannot open cache db %q: %w", s.path, err)
+	}
+	mode, err := pragmaText(c, `PRAGMA journal_mode = WAL`)
+	if err != nil {
+		return fmt.Errorf("cannot open cache db %q: %w", s.path, err)
+	}
+	if !strings.EqualFold(mode, "wal") {
+		return fmt.Errorf("cannot open cache db %q: cannot enable WAL mode (journal_mode is %q)", s.path, mode)
+	}
+	if err := c.Exec(fmt.Sprintf(`PRAGMA synchronous = NORMAL; PRAGMA journal_size_limit = %d; PRAGMA cache_size = -%d`,
+		walSizeLimit, writerCacheKiB)); err != nil {
+		return fmt.Errorf("cannot open cache db %q: %w", s.path, err)
+	}
+	if err := migrate(c, s.path); err != nil {
+		return err
+	}
+	for _, p := range []struct {
+		st  **sqlite3.Stmt
+		sql string
+	}{
+		{&s.begin, `BEGIN IMMEDIATE`},
+		{&s.commit, `COMMIT`},
+		{&s.rollback, `ROLLBACK`},
+		{&s.put, sqlPut},
+		{&s.touch, sqlTouch},
+	} {
+		st, _, err := c.Prepare(p.sql)
+		if err != nil {
+			return fmt.Errorf("cannot open cache db %q: cannot prepare %q: %w", s.path, p.sql, err)
+		}
+		*p.st = st
+	}
+	return nil
+}
+
+// pragmaText runs a statement returning one text value.
+func pragmaText(c *sqlite3.Conn, sql string) (string, error) {
+	st, _, err := c.Prepare(sql)
+	if err != nil {
+		return "", err
+	}
+	var v string
+	if st.Step() {
+		v = st.ColumnText(0)
+	}
+	err = st.Err()
+	if cerr := st.Close(); err == nil {
+		err = cerr
+	}
+	return v, err
+}
+
+// Path is the database file path.
+func (s *SQLite) Path() string { return s.path }
+
+// execWriter runs sql on the writer connection (tests and maintenance).
+// Writer actor only.
+func (s *SQLite) execWriter(sql string) error {
+	if s.w == nil {
+		return ErrClosed
+	}
+	return s.w.Exec(sql)
+}
+
+// beginTx starts an IMMEDIATE transaction on the writer, first rolling back
+// any transaction a previous failure left open.
+func (s *SQLite) beginTx() error {
+	if !s.w.GetAutocommit() {
+		_ = s.rollback.Exec()
+	}
+	return s.begin.Exec()
+}
+
+// endTx commits when *errp is nil, and rolls back otherwise (or when the
+// commit fails). SQLite may already have rolled back after errors such as
+// SQLITE_FULL, hence the autocommit check.
+func (s *SQLite) endTx(errp *error) {
+	if *errp == nil {
+		*errp = s.commit.Exec()
+	}
+	if *errp != nil && !s.w.GetAutocommit() {
+		_ = s.rollback.Exec()
+	}
+}
+
+// WriteBatch writes b in one IMMEDIATE transaction: puts first (upserts: a
+// fresh answer replaces the whole row and resets hit_count and last_hit_at
+// to 0; a new row takes the entry's HitCount and LastHitAt), then touches
+// (hit_count += Hits, last_hit_at = max(last_hit_at, At); a touch for a key
+// not on disk is a no-op). Nil puts are skipped. On error the transaction is
+// rolled back, nothing is written, and the error is returned: the caller
+// keeps the batch and retries later.
+//
+// Not safe for concurrent use; called only by the writer actor.
+func (s *SQLite) WriteBatch(b *Batch) (err error) {
+	if s.w == nil {
+		return fmt.Errorf("cannot write batch to cache db %q: %w", s.path, ErrClosed)
+	}
+	if b == nil || b.Len() == 0 {
+		return nil
+	}
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("cannot write batch to cache db %q: %w", s.path, err)
+		}
+	}()
+	if err := s.beginTx(); err != nil {
+		return err
+	}
+	defer s.endTx(&err)
+
+	for _, e := range b.Puts {
+		if e == nil {
+			continue
+		}
+		if err := s.bindPut(e); err != nil {
+			return err
+		}
+		if err := s.put.Exec(); err != nil {
+			return err
+		}
+	}
+	// Do not keep the last body alive in SQLite's memory.
+	if len(b.Puts) > 0 {
+		if err := s.put.ClearBindings(); err != nil {
+			return err
+		}
+	}
+	st := s.touch
+	for i := range b.Touches {
+		t := &b.Touches[i]
+		if err := st.BindInt64(1, t.Hits); err != nil {
+			return err
+		}
+		if err := st.BindInt64(2, t.At); err != nil {
+			return err
+		}
+		if err := st.BindBlob(3, t.Key[:]); err != nil {
+			return err
+		}
+		if err := st.Exec(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *SQLite) bindPut(e *Entry) error {
+	b := binder{st: s.put}
+	b.blob(1, e.Key[:])
+	b.text(2, e.Kind)
+	b.text(3, e.Namespace)
+	b.text(4, e.Model)
+	b.text(5, e.Endpoint)
+	b.text(6, e.UpstreamModel)
+	b.text(7, e.ContentType)
+	b.int64(8, e.Version)
+	b.int64(9, e.CreatedAt)
+	b.int64(10, e.LastHitAt)
+	b.int64(11, e.HitCount)
+	b.int64(12, e.ExpiresAt)
+	b.int64(13, encodingIdentity)
+	if e.Body == nil {
+		// NOT NULL: an absent body is an empty blob.
+		if b.err == nil {
+			b.err = b.st.BindZeroBlob(14, 0)
+		}
+	} else {
+		b.blob(14, e.Body)
+	}
+	return b.err
+}
+
+// binder binds parameters, keeping the first error.
+type binder struct {
+	st  *sqlite3.Stmt
+	err error
+}
+
+func (b *binder) blob(i int, v []byte) {
+	if b.err == nil {
+		b.err = b.st.BindBlob(i, v)
+	}
+}
+
+func (b *binder) text(i int, v string) {
+	if b.err == nil {
+		b.err = b.st.BindText(i, v)
+	}
+}
+
+func (b *binder) int64(i int, v int64) {
+	if b.err == nil {
+		b.err = b.st.BindInt64(i, v)
+	}
+}
+
+// Delete deletes the entries selected by f and returns the number of rows
+// deleted. Key lists are deleted with a prepared single-key DELETE, up to
+// 1000 keys per transaction; other filters delete at most 1000 rows per
+// transaction, looping until no row matches, so a delete never holds the
+// write lock for long. On error, the count covers the committed chunks.
+//
+// Not safe for concurrent use; called only by the writer actor.
+func (s *SQLite) Delete(f Filter) (n int64, err error) {
+	if s.w == nil {
+		return 0, fmt.Errorf("cannot delete from cache db %q: %w", s.path, ErrClosed)
+	}
+	if f.empty() && !f.All {
+		return 0, fmt.Errorf("cannot delete from cache db %q: empty filter (set a field, or All)", s.path)
+	}
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("cannot delete from cache db %q: %w", s.path, err)
+		}
+	}()
+	if len(f.Keys) > 0 {
+		st, err := s.deleteStmt(`DELETE FROM entries WHERE ` + whereSQL(&f, true))
+		if err != nil {
+			return 0, err
+		}
+		for keys := f.Keys; len(keys) > 0; {
+			chunk := keys[:min(len(keys), deleteChunk)]
+			keys = keys[len(chunk):]
+			c, err := s.deleteKeys(st, &f, chunk)
+			if err != nil {
+				return n, err
+			}
+			n += c
+		}
+		return n, nil
+	}
+
+	sql := `DELETE FROM entries WHERE rowid IN (SELECT rowid FROM entries`
+	if w := whereSQL(&f, false); w != "" {
+		sql += ` WHERE ` + w
+	}
+	sql += fmt.Sprintf(` LIMIT %d)`, deleteChunk)
+	st, err := s.deleteStmt(sql)
+	if err != nil {
+		return 0, err
+	}
+	for {
+		c, err := s.deleteChunk(st, &f)
+		if err != nil {
+			return n, err
+		}
+		n += c
+		if c < deleteChunk {
+			return n, nil
+		}
+	}
+}
+
+func (s *SQLite) deleteKeys(st *sqlite3.Stmt, f *Filter, keys []Key) (n int64, err error) {
+	if err := s.beginTx(); err != nil {
+		return 0, err
+	}
+	defer s.endTx(&err)
+	if err := bindFilter(st, f); err != nil {
+		return 0, err
+	}
+	for i := range keys {
+		if err := st.BindBlob(1, keys[i][:]); err != nil {
+			return 0, err
+		}
+		if err := st.Exec(); err != nil {
+			return 0, err
+		}
+		n += s.w.Changes()
+	}
+	return n, nil
+}
+
+func (s *SQLite) deleteChunk(st *sqlite3.Stmt, f *Filter) (n int64, err error) {
+	if err := s.beginTx(); err != nil {
+		return 0, err
+	}
+	defer s.endTx(&err)
+	if err := bindFilter(st, f); err != nil {
+		return 0, err
+	}
+	if err := st.Exec(); err != nil {
+		return 0, err
+	}
+	return s.w.Changes(), nil
+}
+
+// deleteStmt returns the cached prepared statement for sql. There are few
+// distinct filter shapes, so the cache stays small.
+func (s *SQLite) deleteStmt(sql string) (*sqlite3.Stmt, error) {
+	if st := s.deletes[sql]; st != nil {
+		return st, nil
+	}
+	st, _, err := s.w.Prepare(sql)
+	if err != nil {
+		return nil, err
+	}
+	s.deletes[sql] = st
+	return st, nil
+}
+
+// Filter parameters have fixed numbers so that one binder serves every shape.
+const (
+	paramKey       = 1
+	paramNamespace = 2
+	paramModel     = 3
+	paramOlderThan = 4
+	paramExpiredBy = 5
+)
+
+// whereSQL is the condition for f (without Keys unless withKey), or "".
+func whereSQL(f *Filter, withKey bool) string {
+	var conds []string
+	if withKey {
+		conds = append(conds, `key = ?1`)
+	}
+	if f.Namespace != nil {
+		conds = append(conds, `namespace = ?2`)
+	}
+	if f.Model != "" {
+		conds = append(conds, `model = ?3`)
+	}
+	if f.OlderThan != 0 {
+		conds = append(conds, `created_at < ?4`)
+	}
+	if f.ExpiredBy != 0 {
+		// expires_at > 0 lets the partial index serve the query.
+		conds = append(conds, `expires_at > 0 AND expires_at <= ?5`)
+	}
+	return strings.Join(conds, ` AND `)
+}
+
+// bindFilter binds the non-key parameters whereSQL used.
+func bindFilter(st *sqlite3.Stmt, f *Filter) error {
+	b := binder{st: st}
+	if f.Namespace != nil {
+		b.text(paramNamespace, *f.Namespace)
+	}
+	if f.Model != "" {
+		b.text(paramModel, f.Model)
+	}
+	if f.OlderThan != 0 {
+		b.int64(paramOlderThan, f.OlderThan)
+	}
+	if f.ExpiredBy != 0 {
+		b.int64(paramExpiredBy, f.ExpiredBy)
+	}
+	return b.err
+}
+
+// Checkpoint copies the whole WAL into the database file and truncates the
+// WAL to 0 bytes (PRAGMA wal_checkpoint(TRUNCATE)). It waits up to the busy
+// timeout for readers; if it still cannot finish it returns an error
+// matching sqlite3.BUSY.
+//
+// Not safe for concurrent use; called only by the writer actor.
+func (s *SQLite) Checkpoint() error {
+	if s.w == nil {
+		return fmt.Errorf("cannot checkpoint cache db %q: %w", s.path, ErrClosed)
+	}
+	if _, _, err := s.w.WALCheckpoint("main", sqlite3.CHECKPOINT_TRUNCATE); err != nil {
+		return fmt.Errorf("cannot checkpoint cache db %q: %w", s.path, err)
+	}
+	return nil
+}
+
+// Optimize runs PRAGMA optimize (refreshes query planner statistics when
+// they are stale; usually cheap).
+//
+// Not safe for concurrent use; called only by the writer actor.
+func (s *SQLite) Optimize() error {
+	if s.w == nil {
+		return fmt.Errorf("cannot optimize cache db %q: %w", s.path, ErrClosed)
+	}
+	if err := s.w.Exec(`PRAGMA optimize`); err != nil {
+		return fmt.Errorf("cannot optimize cache db %q: %w", s.path, err)
+	}
+	return nil
+}
+
+// IncrementalVacuum returns up to pages free pages to the file system
+// (all of them if pages <= 0). The database is in auto_vacuum=INCREMENTAL
+// mode, so space freed by deletes stays in the file until this runs.
+//
+// Not safe for concurrent use; called only by the writer actor.
+func (s *SQLite) IncrementalVacuum(pages int64) error {
+	if s.w == nil {
+		return fmt.Errorf("cannot vacuum cache db %q: %w", s.path, ErrClosed)
+	}
+	if pages < 0 {
+		pages = 0
+	}
+	if err := s.w.Exec(fmt.Sprintf(`PRAGMA incremental_vacuum(%d)`, pages)); err != nil {
+		return fmt.Errorf("cannot vacuum cache db %q: %w", s.path, err)
+	}
+	return nil
+}
+
+// statsConn is a read connection of its own for Stats.
+type statsConn struct {
+	c         *sqlite3.Conn
+	count     *sqlite3.Stmt
+	pageSize  *sqlite3.Stmt
+	freePages *sqlite3.Stmt
+}
+
+func (sc *statsConn) close() error {
+	if sc == nil {
+		return nil
+	}
+	return errors.Join(sc.count.Close(), sc.pageSize.Close(), sc.freePages.Close(), sc.c.Close())
+}
+
+func (s *SQLite) openStats() (*statsConn, error) {
+	c, err := openRead(s.path, s.busyTimeout)
+	if err != nil {
+		return nil, err
+	}
+	sc := &statsConn{c: c}
+	for _, p := range []struct {
+		st  **sqlite3.Stmt
+		sql string
+	}{
+		{&sc.count, `SELECT count(*) FROM entries`},
+		{&sc.pageSize, `PRAGMA page_size`},
+		{&sc.freePages, `PRAGMA freelist_count`},
+	} {
+		if *p.st, _, err = c.Prepare(p.sql); err != nil {
+			_ = sc.close()
+			return nil, err
+		}
+	}
+	return sc, nil
+}
+
+func queryInt64(st *sqlite3.Stmt) (int64, error) {
+	var v int64
+	if st.Step() {
+		v = st.ColumnInt64(0)
+	}
+	err := st.Err()
+	if rerr := st.Reset(); err == nil {
+		err = rerr
+	}
+	return v, err
+}
+
+// Stats counts the entries (a COUNT(*): call it on demand only) and reports
+// file sizes. Safe to call from any goroutine: it uses a read connection of
+// its own, opened on the first call and guarded by a mutex.
+func (s *SQLite) Stats() (st Stats, err error) {
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("cannot read stats of cache db %q: %w", s.path, err)
+		}
+	}()
+	s.statsMu.Lock()
+	defer s.statsMu.Unlock()
+	if s.closed.Load() {
+		return st, ErrClosed
+	}
+	if s.stats == nil {
+		sc, err := s.openStats()
+		if err != nil {
+			return st, err
+		}
+		s.stats = sc
+	}
+	sc := s.stats
+	if st.Entries, err = queryInt64(sc.count); err != nil {
+		return st, err
+	}
+	if st.PageSize, err = queryInt64(sc.pageSize); err != nil {
+		return st, err
+	}
+	if st.FreePages, err = queryInt64(sc.freePages); err != nil {
+		return st, err
+	}
+	fi, err := os.Stat(s.path)
+	if err != nil {
+		return st, err
+	}
+	st.FileBytes = fi.Size()
+	switch fi, err := os.Stat(s.path + "-wal"); {
+	case err == nil:
+		st.WALBytes = fi.Size()
+	case !errors.Is(err, fs.ErrNotExist):
+		return st, err
+	}
+	return st, nil
+}
+
+// Close closes the store's connections. Close the Readers first; do not call
+// Close while the writer actor may still call writer methods. Closing the
+// last connection checkpoints the WAL and removes the -wal and -shm files.
+func (s *SQLite) Close() error {
+	if !s.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	s.statsMu.Lock()
+	serr := s.stats.close()
+	s.stats = nil
+	s.statsMu.Unlock()
+	werr := s.closeWriter()
+	if err := errors.Join(serr, werr); err != nil {
+		return fmt.Errorf("cannot close cache db %q: %w", s.path, err)
+	}
+	return nil
+}
+
+func (s *SQLite) closeWriter() error {
+	if s.w == nil {
+		return nil
+	}
+	var errs []error
+	if !s.w.GetAutocommit() && s.rollback != nil {
+		_ = s.rollback.Exec()
+	}
+	for _, st := range []*sqlite3.Stmt{s.begin, s.commit, s.rollback, s.put, s.touch} {
+		errs = append(errs, st.Close())
+	}
+	for sql, st := range s.deletes {
+		errs = append(errs, st.Close())
+		delete(s.deletes, sql)
+	}
+	errs = append(errs, s.w.Close())
+	s.w, s.begin, s.commit, s.rollback, s.put, s.touch = nil, nil, nil, nil, nil, nil
+	return errors.Join(errs...)
+}

@@ -1,0 +1,150 @@
+// Package db is llmcache's persistent cache tier: an SQLite store (WAL mode,
+// one writer connection, one read connection per miss-pool worker) reached
+// through the small Store and Reader interfaces, so that a shared store
+// (Redis, ...) can be added later without touching the pipeline or the writer.
+//
+// All times are unix milliseconds.
+package db
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Key is the cache key: the SHA-256 of the canonical request.
+type Key = [32]byte
+
+// Entry is one cached answer.
+type Entry struct {
+	Key           Key
+	Body          []byte
+	ContentType   string
+	Kind          string // "chat", "completion", "embedding", ...
+	Namespace     string
+	Model         string // the model the client asked for
+	Endpoint      string // name of the endpoint that answered
+	UpstreamModel string // the model name sent upstream
+	Version       int64
+	CreatedAt     int64 // unix ms
+	LastHitAt     int64 // unix ms, 0 = never hit
+	HitCount      int64
+	ExpiresAt     int64 // unix ms, 0 = never
+}
+
+// Touch records hits on an entry that is (or is about to be) on disk.
+type Touch struct {
+	Key  Key
+	Hits int64 // hits to add to hit_count
+	At   int64 // unix ms of the latest hit
+}
+
+// Batch is everything the writer actor flushes at once; it is written in ONE
+// transaction. Puts are applied before Touches, so a touch may refer to an
+// entry put in the same batch.
+type Batch struct {
+	Puts    []*Entry
+	Touches []Touch
+}
+
+// Len is the number of operations in the batch.
+func (b *Batch) Len() int { return len(b.Puts) + len(b.Touches) }
+
+// Filter selects entries to delete. Set fields are combined with AND;
+// zero-valued fields do not filter. At least one field must be set unless All
+// is true (All alone deletes everything; All with other fields set is the same
+// as those fields alone).
+type Filter struct {
+	Keys      []Key
+	Namespace *string // nil: any namespace ("" is a valid namespace)
+	Model     string  // the model the client asked for
+	OlderThan int64   // created_at < OlderThan (unix ms)
+	ExpiredBy int64   // 0 < expires_at <= ExpiredBy (unix ms): entries expired at that time
+	All       bool
+}
+
+func (f *Filter) empty() bool {
+	return len(f.Keys) == 0 && f.Namespace == nil && f.Model == "" &&
+		f.OlderThan == 0 && f.ExpiredBy == 0
+}
+
+// Stats describes the store. Computing it may count the rows: call it on
+// demand only.
+type Stats struct {
+	Entries   int64 // rows in the entries table
+	FileBytes int64 // size of the main database file on disk
+	WALBytes  int64 // size of the -wal file on disk (0 if absent)
+	PageSize  int64
+	FreePages int64 // pages on the freelist (reclaimable by incremental vacuum)
+}
+
+// Store is the persistent cache tier seen by the pipeline's miss pool
+// (through Readers) and the writer actor (the rest).
+type Store interface {
+	// OpenReader opens a read connection; safe to call from any goroutine.
+	OpenReader() (Reader, error)
+	// WriteBatch writes b in one transaction; on error nothing is written
+	// and the caller may retry the same batch later.
+	// Not safe for concurrent use; called only by the writer actor.
+	WriteBatch(b *Batch) error
+	// Delete deletes the entries selected by f and returns how many rows
+	// were deleted. Large deletes run in chunks of a bounded number of rows,
+	// one transaction each; on error the count covers the committed chunks.
+	// Not safe for concurrent use; called only by the writer actor.
+	Delete(f Filter) (int64, error)
+	// Checkpoint copies the WAL into the database and truncates it.
+	// Not safe for concurrent use; called only by the writer actor.
+	Checkpoint() error
+	// Optimize runs PRAGMA optimize.
+	// Not safe for concurrent use; called only by the writer actor.
+	Optimize() error
+	// Stats may count rows: call it on demand, never at start-up.
+	// Safe to call from any goroutine.
+	Stats() (Stats, error)
+	// Close closes the store. Readers should be closed first.
+	Close() error
+}
+
+// Reader is one read connection; not safe for concurrent use: each miss-pool
+// worker owns one.
+type Reader interface {
+	// Get fills e for key. e.Body is overwritten by appending into e.Body[:0]
+	// (so callers can reuse its buffer); the other fields are set too.
+	// Returns false, nil when absent. It does not filter expired entries:
+	// it returns ExpiresAt and the caller decides.
+	Get(key *Key, e *Entry) (bool, error)
+	Close() error
+}
+
+// Options tunes Open. The zero value is ready to use.
+type Options struct {
+	// BusyTimeout is how long a connection waits for a lock held by another
+	// connection before failing with SQLITE_BUSY. Default 5s.
+	BusyTimeout time.Duration
+}
+
+// DefaultBusyTimeout is the busy timeout used when Options.BusyTimeout is 0.
+const DefaultBusyTimeout = 5 * time.Second
+
+// ErrClosed is returned by methods called on a closed store or reader.
+var ErrClosed = errors.New("cache db is closed")
+
+// ErrSchemaTooNew matches (with errors.Is) the error returned by Open for a
+// database written by a newer llmcache.
+var ErrSchemaTooNew = errors.New("schema version is newer than supported")
+
+// SchemaTooNewError is returned by Open when the database's schema version is
+// newer than this binary knows.
+type SchemaTooNewError struct {
+	Path      string
+	Version   int64 // found in the database
+	Supported int64 // the newest this binary knows
+}
+
+func (e *SchemaTooNewError) Error() string {
+	return fmt.Sprintf("cannot open cache db %q: schema version %d is newer than this llmcache supports (%d); upgrade llmcache",
+		e.Path, e.Version, e.Supported)
+}
+
+// Is reports whether target is ErrSchemaTooNew.
+func (e *SchemaTooNewError) Is(target error) bool { return target == ErrSchemaTooNew }

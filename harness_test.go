@@ -1,0 +1,131 @@
+package main
+
+import (
+	"bytes"
+	"io"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"llmcache/bench/fakeupstream"
+)
+
+// testProxy is the real proxy (every stage, a real SQLite file in a temp dir) on a loopback port, in front
+// of a fake upstream over real HTTP.
+type testProxy struct {
+	t      *testing.T
+	cfg    fileConfig
+	app    *app
+	URL    string // "http://127.0.0.1:PORT"
+	Fake   *fakeupstream.Server
+	DBPath string
+}
+
+// newTestProxy starts a fake upstream and the proxy in front of it; mutate may change the config (its
+// endpoints already point at the fake). Both stop when the test ends.
+func newTestProxy(t *testing.T, mutate func(*fileConfig)) *testProxy {
+	t.Helper()
+	fake, err := fakeupstream.Start(fakeupstream.Options{})
+	if err != nil {
+		t.Fatalf("cannot start fake upstream: %v", err)
+	}
+	t.Cleanup(func() { fake.Close() })
+	cfg := defaultConfig()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.DatabaseURL = filepath.Join(t.TempDir(), "cache.db")
+	cfg.APIEndpoints = []endpointConfig{{Name: "fake", URL: fake.URL(), Weight: 1}}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	p := &testProxy{t: t, cfg: cfg, Fake: fake, DBPath: cfg.DatabaseURL}
+	p.start()
+	t.Cleanup(func() { p.Stop() })
+	return p
+}
+
+func (p *testProxy) start() {
+	p.t.Helper()
+	if err := p.cfg.validate(); err != nil {
+		p.t.Fatalf("invalid test config: %v", err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	a, err := start(&p.cfg, func(string) string { return "" }, log)
+	if err != nil {
+		p.t.Fatalf("cannot start proxy: %v", err)
+	}
+	p.app = a
+	p.URL = "http://" + a.addr.String()
+}
+
+// Stop stops the proxy the way SIGTERM does; calling it twice is harmless.
+func (p *testProxy) Stop() {
+	if p.app == nil {
+		return
+	}
+	if err := p.app.stop(); err != nil {
+		p.t.Errorf("proxy stop: %v", err)
+	}
+	p.app = nil
+}
+
+// Restart stops the proxy and starts a new one on the same database file (and a new port).
+func (p *testProxy) Restart() {
+	p.Stop()
+	p.start()
+}
+
+var testClient = &http.Client{Timeout: 60 * time.Second}
+
+// Post sends body to path with the given header pairs ("Name", "value", ...) and returns the response
+// with its body read.
+func (p *testProxy) Post(path, body string, header ...string) (*http.Response, []byte) {
+	p.t.Helper()
+	req, err := http.NewRequest("POST", p.URL+path, bytes.NewBufferString(body))
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	return p.do(req)
+}
+
+// Get fetches path.
+func (p *testProxy) Get(path string) (*http.Response, []byte) {
+	p.t.Helper()
+	req, err := http.NewRequest("GET", p.URL+path, nil)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return p.do(req)
+}
+
+func (p *testProxy) do(req *http.Request) (*http.Response, []byte) {
+	p.t.Helper()
+	resp, err := testClient.Do(req)
+	if err != nil {
+		p.t.Fatalf("%s %s: %v", req.Method, req.URL.Path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		p.t.Fatalf("%s %s: reading body: %v", req.Method, req.URL.Path, err)
+	}
+	return resp, b
+}
+
+// waitFor polls cond until it holds, failing the test after a generous bound (it catches hangs, it does not
+// measure speed).
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

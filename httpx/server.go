@@ -1,0 +1,168 @@
+// Package httpx is the fasthttp front end: routes, OpenAI error bodies and response headers. It turns each
+// request into a pipeline message and writes back what the pipeline answers.
+package httpx
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/fasthttp/router"
+	"github.com/valyala/fasthttp"
+
+	"llmcache/pipeline"
+)
+
+// Config holds the front end's knobs.
+type Config struct {
+	MaxBodyBytes    int           // max_body_bytes: larger bodies get 413; default 32 MiB
+	DefaultMode     pipeline.Mode // cache_mode: the mode of requests that do not set one
+	ShutdownTimeout time.Duration // shutdown_timeout_seconds: how long Shutdown waits for requests in flight; default 30 s
+}
+
+// Health reports whether the proxy can do its job; a nil error means healthy.
+type Health func() error
+
+// Server is the HTTP front end. New builds it; Serve runs it on a listener; Shutdown stops it.
+type Server struct {
+	cfg    Config
+	pipe   *pipeline.Pipeline
+	health Health
+	srv    *fasthttp.Server
+}
+
+// New builds the front end over pipe.
+func New(cfg Config, pipe *pipeline.Pipeline, health Health) *Server {
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 32 << 20
+	}
+	if cfg.ShutdownTimeout <= 0 {
+		cfg.ShutdownTimeout = 30 * time.Second
+	}
+	s := &Server{cfg: cfg, pipe: pipe, health: health}
+	r := router.New()
+	r.RedirectTrailingSlash = false
+	r.RedirectFixedPath = false
+	r.HandleMethodNotAllowed = true
+	r.HandleOPTIONS = false
+	r.NotFound = notFound
+	r.MethodNotAllowed = methodNotAllowed
+	for _, prefix := range []string{"/v1", ""} {
+		r.POST(prefix+"/chat/completions", s.cached(pipeline.KindChat))
+		r.POST(prefix+"/completions", s.cached(pipeline.KindCompletion))
+	}
+	r.GET("/healthz", s.healthz)
+	s.srv = &fasthttp.Server{
+		Handler:               r.Handler,
+		ErrorHandler:          s.transportError,
+		Name:                  "llmcache",
+		MaxRequestBodySize:    cfg.MaxBodyBytes,
+		NoDefaultServerHeader: true,
+		NoDefaultContentType:  true,
+		CloseOnShutdown:       true,
+		ReadTimeout:           5 * time.Minute,
+		IdleTimeout:           2 * time.Minute,
+		// Evaluation jobs open hundreds of keep-alive connections; the default concurrency is ample.
+	}
+	return s
+}
+
+// Serve answers requests on ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error { return s.srv.Serve(ln) }
+
+// Shutdown stops accepting connections and waits up to ShutdownTimeout for requests in flight to be answered.
+func (s *Server) Shutdown() error {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	return s.srv.ShutdownWithContext(ctx)
+}
+
+// transportError maps fasthttp's errors while reading a request to OpenAI-style answers; its own answer to
+// an oversized body would be a plain 400.
+func (s *Server) transportError(ctx *fasthttp.RequestCtx, err error) {
+	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
+		writeError(ctx, &pipeline.Error{Status: 413, Type: "invalid_request_error", Code: "request_too_large",
+			Message: "request body is larger than max_body_bytes (" + strconv.Itoa(s.cfg.MaxBodyBytes) + " bytes)"})
+		return
+	}
+	writeError(ctx, &pipeline.Error{Status: 400, Type: "invalid_request_error", Message: "cannot read the HTTP request: " + err.Error()})
+}
+
+func (s *Server) healthz(ctx *fasthttp.RequestCtx) {
+	ctx.SetContentType("application/json")
+	if err := s.health(); err != nil {
+		ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
+		ctx.SetBodyString(`{"status":"degraded","error":` + strconv.Quote(err.Error()) + `}`)
+		return
+	}
+	ctx.SetBodyString(`{"status":"ok"}`)
+}
+
+// cached is the handler of the cached routes: one message per request through the pipeline.
+func (s *Server) cached(kind pipeline.Kind) fasthttp.RequestHandler {
+	return func(ctx *fasthttp.RequestCtx) {
+		r := pipeline.Acquire()
+		r.Kind = kind
+		r.Arrived = time.Now()
+		// fasthttp's buffers live only until this handler returns: the body and headers are copied.
+		r.Body = append(r.Body[:0], ctx.PostBody()...)
+		r.Controls = pipeline.DefaultControls(s.cfg.DefaultMode)
+		var bad *pipeline.Error
+		for k, v := range ctx.Request.Header.All() {
+			switch headerClass(k) {
+			case headerControl:
+				if e := r.Controls.ApplyHeader(k, v); e != nil && bad == nil {
+					bad = e
+				}
+			case headerForward:
+				r.AddHeader(k, v)
+			}
+		}
+		if bad != nil {
+			writeError(ctx, bad)
+			pipeline.Release(r)
+			return
+		}
+		s.pipe.Submit(r)
+		<-r.Done()
+		writeResponse(ctx, r)
+		pipeline.Release(r)
+	}
+}
+
+func writeResponse(ctx *fasthttp.RequestCtx, r *pipeline.Request) {
+	resp := &r.Resp
+	h := &ctx.Response.Header
+	if resp.HasKey {
+		var buf [64]byte
+		hex.Encode(buf[:], r.Key[:])
+		h.SetBytesV("X-Cache-Key", buf[:])
+	}
+	if resp.Cache != "" {
+		h.Set("X-Cache", resp.Cache)
+	}
+	if resp.Source != "" {
+		h.Set("X-Cache-Source", resp.Source)
+	}
+	if resp.CacheStatus != "" {
+		h.Set("Cache-Status", resp.CacheStatus)
+	}
+	if resp.RetryAfter != "" {
+		h.Set("Retry-After", resp.RetryAfter)
+	}
+	if resp.Err != nil {
+		writeError(ctx, resp.Err)
+		return
+	}
+	ctx.SetStatusCode(resp.Status)
+	if resp.ContentType != "" {
+		h.SetContentType(resp.ContentType)
+	} else {
+		h.SetContentType("application/json")
+	}
+	// The body is immutable (a cached entry or a fresh upstream answer), so it is sent without a copy.
+	ctx.Response.SetBodyRaw(resp.Body)
+}

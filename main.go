@@ -1,0 +1,175 @@
+// Command llmcache is a caching proxy for OpenAI-compatible LLM APIs. See README.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"llmcache/actors"
+	"llmcache/bench/fakeupstream"
+	"llmcache/db"
+	"llmcache/httpx"
+	"llmcache/httpx/upstream"
+	"llmcache/pipeline"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Getenv, os.Stderr))
+}
+
+// run is the whole program: it parses args, starts the proxy and serves until ctx ends, then stops it in
+// order. It returns the exit code.
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("llmcache", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "config.toml", "path of the configuration file")
+	listen := fs.String("listen", "", "address to listen on (overrides listen and LISTEN)")
+	dbPath := fs.String("db", "", "SQLite file (overrides database_url and DATABASE_URL)")
+	demo := fs.Bool("demo", false, "start an in-process fake upstream and send every miss to it (no LLM server needed)")
+	verbose := fs.Bool("v", false, "debug logging")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	explicitConfig := false
+	fs.Visit(func(f *flag.Flag) { explicitConfig = explicitConfig || f.Name == "config" })
+	cfg, err := loadConfig(*configPath, *demo && !explicitConfig)
+	if err == nil {
+		err = applyEnv(&cfg, getenv)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "llmcache:", err)
+		return 2
+	}
+	if *listen != "" {
+		cfg.Listen = *listen
+	}
+	if *dbPath != "" {
+		cfg.DatabaseURL = *dbPath
+	}
+	if *demo {
+		fake, err := fakeupstream.Start(fakeupstream.Options{})
+		if err != nil {
+			fmt.Fprintln(stderr, "llmcache: cannot start the demo upstream:", err)
+			return 1
+		}
+		defer fake.Close()
+		cfg.APIEndpoints = []endpointConfig{{Name: "demo", URL: fake.URL(), Weight: 1}}
+		log.Info("demo mode: misses go to an in-process fake upstream", "url", fake.URL())
+	}
+	if err := cfg.validate(); err != nil {
+		fmt.Fprintln(stderr, "llmcache:", err)
+		return 2
+	}
+	a, err := start(&cfg, getenv, log)
+	if err != nil {
+		fmt.Fprintln(stderr, "llmcache:", err)
+		return 1
+	}
+	select {
+	case <-ctx.Done():
+		log.Info("stopping: finishing requests in flight")
+	case err := <-a.served:
+		log.Error("the HTTP server stopped", "err", err)
+	}
+	if err := a.stop(); err != nil {
+		log.Error("stopped with an error", "err", err)
+		return 1
+	}
+	log.Info("stopped")
+	return 0
+}
+
+// app is a running proxy: every actor and stage, and the order to stop them in.
+type app struct {
+	log    *slog.Logger
+	store  *db.SQLite
+	writer *actors.Writer
+	pipe   *pipeline.Pipeline
+	server *httpx.Server
+	addr   net.Addr
+	served chan error
+}
+
+func start(cfg *fileConfig, getenv func(string) string, log *slog.Logger) (*app, error) {
+	pc, err := cfg.pipelineConfig(getenv)
+	if err != nil {
+		return nil, err
+	}
+	warnUnimplemented(cfg, log)
+	path := db.PathFromURL(cfg.DatabaseURL)
+	store, err := db.Open(path, db.Options{})
+	if err != nil {
+		return nil, err
+	}
+	writer := actors.NewWriter(store, cfg.writerConfig(), log)
+	pipe, err := pipeline.New(pc, store, writer, upstream.New())
+	if err != nil {
+		writer.Stop()
+		store.Close()
+		return nil, err
+	}
+	a := &app{log: log, store: store, writer: writer, pipe: pipe, served: make(chan error, 1)}
+	a.server = httpx.New(cfg.httpConfig(), pipe, a.health)
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		pipe.Stop()
+		writer.Stop()
+		store.Close()
+		return nil, fmt.Errorf("cannot listen on %q (set listen, LISTEN or -listen): %w", cfg.Listen, err)
+	}
+	a.addr = ln.Addr()
+	go func() { a.served <- a.server.Serve(ln) }()
+	log.Info("llmcache listening", "addr", a.addr.String(), "db", path, "endpoints", len(pc.Endpoints),
+		"cache_mode", cfg.CacheMode, "memory_cache", cfg.Cache.Enabled)
+	return a, nil
+}
+
+// stop shuts down in the order that loses nothing: the front end (answering requests in flight), the
+// pipeline (flights and dispatcher), the writer (drains and checkpoints), then the store.
+func (a *app) stop() error {
+	var errs []error
+	if err := a.server.Shutdown(); err != nil {
+		errs = append(errs, fmt.Errorf("cannot finish requests in flight: %w", err))
+	}
+	a.pipe.Stop()
+	a.writer.Stop()
+	if err := a.store.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("cannot close the cache db: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// health is /healthz: degraded when the last write to the store failed.
+func (a *app) health() error {
+	if s := a.writer.Stats(); s.LastError != "" {
+		return fmt.Errorf("cannot write to the cache db: %s", s.LastError)
+	}
+	return nil
+}
+
+// warnUnimplemented says which configured knobs this version accepts but does not act on yet, so that a
+// user moving over from Local_LLM_Cache is not misled.
+func warnUnimplemented(cfg *fileConfig, log *slog.Logger) {
+	if cfg.UseCurl {
+		log.Warn("use_curl = true is not implemented yet; upstream calls use the built-in client")
+	}
+	if cfg.ContextTrim.Enabled {
+		log.Warn("context_trim is not implemented yet; requests are sent untrimmed")
+	}
+}

@@ -1,0 +1,64 @@
+package pipeline
+
+import (
+	"bytes"
+
+	json "github.com/goccy/go-json"
+)
+
+// answerShape is the part of an upstream answer that decides whether it is worth storing.
+type answerShape struct {
+	Choices []struct {
+		Message *struct {
+			Content      json.RawMessage `json:"content"`
+			ToolCalls    json.RawMessage `json:"tool_calls"`
+			FunctionCall json.RawMessage `json:"function_call"`
+			Refusal      json.RawMessage `json:"refusal"`
+			Audio        json.RawMessage `json:"audio"`
+		} `json:"message"`
+		Text     json.RawMessage `json:"text"`
+		Logprobs json.RawMessage `json:"logprobs"`
+	} `json:"choices"`
+	Data json.RawMessage `json:"data"`
+}
+
+// checkAnswer reports whether a 200 body is JSON at all (valid) and whether it carries an answer (useful).
+// An "empty" answer (DESIGN section 3) is never stored: no choices, or choices with no content, no tool calls,
+// no refusal and no logprobs. An echo + max_tokens:0 loglikelihood answer has logprobs, so it is kept.
+func checkAnswer(kind Kind, body []byte) (valid, useful bool) {
+	var a answerShape
+	if err := json.Unmarshal(body, &a); err != nil {
+		return false, false
+	}
+	if kind == KindEmbedding {
+		return true, present(a.Data) && !bytes.Equal(bytes.TrimSpace(a.Data), []byte("[]"))
+	}
+	for _, c := range a.Choices {
+		if present(c.Logprobs) || nonEmptyString(c.Text) {
+			return true, true
+		}
+		if m := c.Message; m != nil {
+			if nonEmptyString(m.Content) || nonEmptyString(m.Refusal) || present(m.FunctionCall) || present(m.Audio) {
+				return true, true
+			}
+			if present(m.ToolCalls) && !bytes.Equal(bytes.TrimSpace(m.ToolCalls), []byte("[]")) {
+				return true, true
+			}
+			// Content given as an array of parts counts when it has any part.
+			if t := bytes.TrimSpace(m.Content); len(t) > 2 && t[0] == '[' {
+				return true, true
+			}
+		}
+	}
+	return true, false
+}
+
+func present(raw json.RawMessage) bool {
+	t := bytes.TrimSpace(raw)
+	return len(t) > 0 && !bytes.Equal(t, []byte("null"))
+}
+
+func nonEmptyString(raw json.RawMessage) bool {
+	t := bytes.TrimSpace(raw)
+	return len(t) > 2 && t[0] == '"'
+}

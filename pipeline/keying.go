@@ -1,0 +1,170 @@
+package pipeline
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+
+	"llmcache/db"
+	"llmcache/pipeline/canon"
+)
+
+// KeyScheme is written first into every key record, so that a later change of scheme is detectable.
+const KeyScheme = "k1"
+
+// keyFields tells which top-level fields are left out of the key: stream, stream_options, user and cache
+// always (DESIGN section 4), plus cache.ignore_fields.
+type keyFields struct{ ignore map[string]struct{} }
+
+func newKeyFields(extra []string) keyFields {
+	f := keyFields{ignore: map[string]struct{}{"stream": {}, "stream_options": {}, "user": {}, "cache": {}}}
+	for _, k := range extra {
+		f.ignore[k] = struct{}{}
+	}
+	return f
+}
+
+// skip reports whether key is left out; the map lookup with a []byte conversion does not allocate.
+func (f keyFields) skip(key []byte) bool { _, ok := f.ignore[string(key)]; return ok }
+
+// keyer computes cache keys. It owns scratch buffers: one per keying worker, not safe for concurrent use.
+type keyer struct {
+	parser   canon.Parser // holds the top-level members of the request being keyed
+	sub      canon.Parser // for nested objects (the "cache" controls)
+	record   []byte
+	skip     func([]byte) bool
+	thinking Thinking // enable_thinking from config; ThinkingAbsent = the client's value counts
+}
+
+func newKeyer(cfg *Config) *keyer {
+	fields := newKeyFields(cfg.IgnoreFields)
+	return &keyer{record: make([]byte, 0, 4096), skip: fields.skip, thinking: cfg.EnableThinking}
+}
+
+// Keyer computes cache keys the way the keying stage does, outside a running pipeline (benchmarks, tools).
+// It is not safe for concurrent use.
+type Keyer struct{ k *keyer }
+
+// NewKeyer returns a Keyer for cfg's key settings (ignore_fields, enable_thinking).
+func NewKeyer(cfg Config) *Keyer { return &Keyer{k: newKeyer(&cfg)} }
+
+// Key validates r's body and sets r.Key (and the body's cache controls) as the keying stage would.
+func (k *Keyer) Key(r *Request) error {
+	if e := k.k.key(r); e != nil {
+		return e
+	}
+	return nil
+}
+
+// sum frames the key record: scheme, route kind, namespace, sample index, effective enable_thinking and the
+// canonical body without the excluded fields. Lengths are framed so no two records can run together.
+func (k *keyer) sum(kind Kind, c *Controls, thinking Thinking, body []byte, members []canon.Member) db.Key {
+	rec := append(k.record[:0], KeyScheme...)
+	rec = append(rec, 0, byte(kind))
+	rec = binary.AppendUvarint(rec, uint64(len(c.Namespace)))
+	rec = append(rec, c.Namespace...)
+	rec = binary.AppendUvarint(rec, uint64(c.Sample))
+	rec = append(rec, byte(thinking))
+	rec = k.parser.AppendCanonicalObject(rec, body, members, k.skip)
+	k.record = rec
+	return sha256.Sum256(rec)
+}
+
+// key validates r's body as far as the proxy needs, reads its body controls and sets r.Key. It returns an
+// error for a 400 when the request cannot be served.
+func (k *keyer) key(r *Request) *Error {
+	members, err := k.parser.ParseObject(r.Body)
+	if err != nil {
+		if se, ok := err.(*canon.SyntaxError); ok {
+			return invalidRequest("", se.Msg)
+		}
+		return invalidRequest("", "invalid JSON body: "+err.Error())
+	}
+	var haveModel, haveInput bool
+	thinking := ThinkingAbsent
+	for i := range members {
+		m := &members[i]
+		switch string(m.Key) {
+		case "model":
+			if m.Type != canon.String || m.ValueEnd-m.ValueStart <= 2 {
+				return invalidRequest("model", "model must be a non-empty string")
+			}
+			haveModel = true
+			r.modelStart, r.modelEnd = m.ValueStart, m.ValueEnd
+		case "messages":
+			if r.Kind == KindChat {
+				if m.Type != canon.Array || isEmptyArray(r.Body[m.ValueStart:m.ValueEnd]) {
+					return invalidRequest("messages", "messages must be a non-empty array")
+				}
+				haveInput = true
+			}
+		case "prompt":
+			if r.Kind == KindCompletion {
+				if m.Type != canon.String && m.Type != canon.Array {
+					return invalidRequest("prompt", "prompt must be a string or an array")
+				}
+				haveInput = true
+			}
+		case "input":
+			if r.Kind == KindEmbedding {
+				haveInput = true
+			}
+		case "stream":
+			if m.Type != canon.True && m.Type != canon.False {
+				return invalidRequest("stream", "stream must be a boolean")
+			}
+			r.Stream = m.Type == canon.True
+		case "stream_options":
+			if m.Type != canon.Object && m.Type != canon.Null {
+				return invalidRequest("stream_options", "stream_options must be an object")
+			}
+		case "cache":
+			if m.Type != canon.Object {
+				return invalidRequest("cache", "cache must be a JSON object")
+			}
+			if e := r.Controls.applyBody(&k.sub, r.Body[m.ValueStart:m.ValueEnd]); e != nil {
+				return e
+			}
+			r.hasCacheObject = true
+		case "enable_thinking":
+			switch m.Type {
+			case canon.True:
+				thinking = ThinkingTrue
+			case canon.False:
+				thinking = ThinkingFalse
+			}
+		}
+	}
+	if !haveModel {
+		return invalidRequest("model", "you must provide a model parameter")
+	}
+	if !haveInput {
+		switch r.Kind {
+		case KindChat:
+			return invalidRequest("messages", "missing required parameter: messages")
+		case KindCompletion:
+			return invalidRequest("prompt", "missing required parameter: prompt")
+		default:
+			return invalidRequest("input", "missing required parameter: input")
+		}
+	}
+	if k.thinking != ThinkingAbsent {
+		thinking = k.thinking
+	}
+	r.Thinking = thinking
+	r.Key = k.sum(r.Kind, &r.Controls, thinking, r.Body, members)
+	return nil
+}
+
+// isEmptyArray reports whether raw, a validated JSON array, has no elements.
+func isEmptyArray(raw []byte) bool {
+	for _, c := range raw[1:] {
+		switch c {
+		case ' ', '\t', '\n', '\r':
+			continue
+		case ']':
+			return true
+		}
+		return false
+	}
+	return false
+}

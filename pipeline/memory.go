@@ -1,0 +1,174 @@
+package pipeline
+
+import (
+	"llmcache/db"
+)
+
+// memEntry is one answer held in memory. Its fields never change after it is inserted: a hit pool worker
+// may read it (and the front end send its body) after the shard has evicted it.
+type memEntry struct {
+	key         db.Key
+	body        []byte
+	contentType string
+	endpoint    string
+	createdAt   int64 // unix ms
+	expiresAt   int64 // unix ms, 0 = never
+	version     int64
+	size        int64 // what it counts against the byte budget
+}
+
+// lruNode links a memEntry into its shard's recency list; only the shard goroutine touches it.
+type lruNode struct {
+	e          *memEntry
+	prev, next *lruNode
+}
+
+// memShard is one actor of the memory stage: it alone owns its map and recency list, so lookups need no lock.
+type memShard struct {
+	lookups  chan *Request
+	inserts  chan *memEntry
+	deletes  chan memDelete
+	items    map[db.Key]*lruNode
+	head     lruNode // head.next is the most recently used, head.prev the least
+	bytes    int64
+	maxItems int
+	maxBytes int64
+}
+
+// memDelete removes keys (or everything when all) and signals done.
+type memDelete struct {
+	keys []db.Key
+	all  bool
+	done chan struct{}
+}
+
+// entryOverhead approximates what an entry costs beyond its body: map slot, node, entry, strings.
+const entryOverhead = 256
+
+func newMemShard(maxItems int, maxBytes int64, queue int) *memShard {
+	s := &memShard{
+		lookups:  make(chan *Request, queue),
+		inserts:  make(chan *memEntry, queue),
+		deletes:  make(chan memDelete),
+		items:    make(map[db.Key]*lruNode, min(maxItems, 1<<16)),
+		maxItems: max(maxItems, 1),
+		maxBytes: max(maxBytes, 1),
+	}
+	s.head.next, s.head.prev = &s.head, &s.head
+	return s
+}
+
+// run serves the shard until quit closes. When the lookups channel closes, lookupsDone is called once and
+// the shard goes on serving inserts and deletes, which may still come from upstream calls finishing.
+func (p *Pipeline) runMemShard(s *memShard, lookupsDone func()) {
+	lookups := s.lookups
+	for {
+		select {
+		case r, ok := <-lookups:
+			if !ok {
+				lookups = nil
+				lookupsDone()
+				continue
+			}
+			p.memLookup(s, r)
+		case e := <-s.inserts:
+			s.insert(e)
+		case d := <-s.deletes:
+			s.remove(d)
+			close(d.done)
+		case <-p.memQuit:
+			return
+		}
+	}
+}
+
+func (p *Pipeline) memLookup(s *memShard, r *Request) {
+	n := s.items[r.Key]
+	if n == nil {
+		p.toMissPool(r)
+		return
+	}
+	e := n.e
+	now := nowMillis()
+	if e.expiresAt != 0 && now >= e.expiresAt {
+		s.unlink(n)
+		p.toMissPool(r)
+		return
+	}
+	if !p.usable(&r.Controls, e.createdAt, e.version, e.endpoint, now) {
+		p.toMissPool(r) // stale for this request; a fresh answer will replace it
+		return
+	}
+	s.moveToFront(n)
+	r.entry = e
+	p.toHitPool(r)
+}
+
+func (s *memShard) insert(e *memEntry) {
+	if n := s.items[e.key]; n != nil {
+		s.bytes += e.size - n.e.size
+		n.e = e
+		s.moveToFront(n)
+	} else {
+		n = &lruNode{e: e}
+		s.items[e.key] = n
+		s.bytes += e.size
+		n.prev, n.next = &s.head, s.head.next
+		s.head.next.prev = n
+		s.head.next = n
+	}
+	for (len(s.items) > s.maxItems || s.bytes > s.maxBytes) && s.head.prev != &s.head {
+		s.unlink(s.head.prev)
+	}
+}
+
+func (s *memShard) remove(d memDelete) {
+	if d.all {
+		clear(s.items)
+		s.head.next, s.head.prev = &s.head, &s.head
+		s.bytes = 0
+		return
+	}
+	for _, k := range d.keys {
+		if n := s.items[k]; n != nil {
+			s.unlink(n)
+		}
+	}
+}
+
+func (s *memShard) unlink(n *lruNode) {
+	n.prev.next = n.next
+	n.next.prev = n.prev
+	n.prev, n.next = nil, nil
+	delete(s.items, n.e.key)
+	s.bytes -= n.e.size
+}
+
+func (s *memShard) moveToFront(n *lruNode) {
+	if s.head.next == n {
+		return
+	}
+	n.prev.next = n.next
+	n.next.prev = n.prev
+	n.prev, n.next = &s.head, s.head.next
+	s.head.next.prev = n
+	s.head.next = n
+}
+
+// shardFor spreads keys over shards by their first bytes (they are SHA-256 output, so uniform).
+func (p *Pipeline) shardFor(k *db.Key) *memShard {
+	return p.shards[int(uint32(k[0])|uint32(k[1])<<8)%len(p.shards)]
+}
+
+// memInsert offers e to its shard without waiting: a full queue drops the insert, which only costs a later
+// SQLite read. Waiting could deadlock a shard blocked on the miss pool against a miss worker blocked here.
+func (p *Pipeline) memInsert(e *memEntry) {
+	if !p.cfg.MemoryEnabled {
+		return
+	}
+	select {
+	case p.shardFor(&e.key).inserts <- e:
+	default:
+		p.stats.memInsertDrops.Add(1)
+	}
+}

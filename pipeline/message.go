@@ -1,0 +1,131 @@
+package pipeline
+
+import (
+	"sync"
+	"time"
+
+	"llmcache/db"
+)
+
+// Kind is the route a request came in on; it is part of the cache key.
+type Kind uint8
+
+const (
+	KindChat Kind = iota + 1
+	KindCompletion
+	KindEmbedding
+)
+
+// String is the name recorded with entries ("chat", "completion", "embedding").
+func (k Kind) String() string {
+	switch k {
+	case KindChat:
+		return "chat"
+	case KindCompletion:
+		return "completion"
+	case KindEmbedding:
+		return "embedding"
+	}
+	return "unknown"
+}
+
+// path is what is appended to an endpoint's /v1 base URL.
+func (k Kind) path() string {
+	switch k {
+	case KindCompletion:
+		return "/completions"
+	case KindEmbedding:
+		return "/embeddings"
+	}
+	return "/chat/completions"
+}
+
+type headerSpan struct{ nameEnd, valueEnd int }
+
+// Controls are the per-request cache controls (DESIGN section 3), from headers and the body's "cache" object.
+type Controls struct {
+	Mode      Mode
+	NoCache   bool  // skip the lookup, fetch fresh, store (REFRESH)
+	NoStore   bool  // do not store this answer
+	MaxAge    int64 // seconds; accept only entries younger than this; <0 = no limit
+	TTL       int64 // seconds; 0 = never expires
+	Namespace string
+	Sample    int64
+}
+
+// Request is the message that carries one client request through the stages.
+//
+// The front end takes it with Acquire, fills Kind, Body, Controls and the headers to forward (AddHeader) (copies: fasthttp's buffers are
+// valid only until its handler returns), hands it to Pipeline.Submit and waits on Done. The stage that
+// answers fills Resp and sends the request on Done; after that no stage touches it, and the front end
+// gives it back with Release once the response is written.
+type Request struct {
+	Kind     Kind
+	Body     []byte // the client's body, owned by the request (reused across requests)
+	Controls Controls
+	Stream   bool      // the client asked for "stream": true
+	Arrived  time.Time // when the front end received it; stage and upstream queue waits are bounded from here
+
+	Resp Response
+
+	// Set by the keying stage.
+	Key      db.Key
+	Thinking Thinking
+
+	modelStart, modelEnd int  // the raw "model" value in Body
+	hasCacheObject       bool // the body has a "cache" object, removed before forwarding
+
+	done   chan *Request
+	hdrBuf []byte       // names and values of the headers to forward, back to back
+	header []headerSpan // where each header ends in hdrBuf
+	entry  *memEntry    // the entry found by the memory stage, for the hit pool
+}
+
+// Response is what the front end writes back. Body is never modified after it is set (it may be a cached
+// entry shared by many requests), so the front end may send it without copying.
+type Response struct {
+	Status      int
+	Body        []byte
+	ContentType string
+	Cache       string // X-Cache: HIT, MISS, REFRESH, BYPASS; empty when the answer is not cacheable
+	Source      string // X-Cache-Source: memory, db, upstream, coalesced
+	CacheStatus string // Cache-Status (RFC 9211)
+	HasKey      bool   // write X-Cache-Key
+	RetryAfter  string
+	Err         *Error // when set, the front end renders it instead of Body
+}
+
+var requestPool = sync.Pool{New: func() any { return &Request{done: make(chan *Request, 1)} }}
+
+// Acquire returns an empty Request from a pool; give it back with Release.
+func Acquire() *Request { return requestPool.Get().(*Request) }
+
+// Release resets r and returns it to the pool. r must not be used afterwards.
+func Release(r *Request) {
+	body, hdr, hbuf, done := r.Body[:0], r.header[:0], r.hdrBuf[:0], r.done
+	*r = Request{Body: body, header: hdr, hdrBuf: hbuf, done: done}
+	requestPool.Put(r)
+}
+
+// AddHeader copies one header to forward upstream into the request's own buffer.
+func (r *Request) AddHeader(name, value []byte) {
+	r.hdrBuf = append(r.hdrBuf, name...)
+	nameEnd := len(r.hdrBuf)
+	r.hdrBuf = append(r.hdrBuf, value...)
+	r.header = append(r.header, headerSpan{nameEnd: nameEnd, valueEnd: len(r.hdrBuf)})
+}
+
+// visitHeaders calls f for each header added with AddHeader, in order.
+func (r *Request) visitHeaders(f func(name, value []byte)) {
+	start := 0
+	for _, h := range r.header {
+		f(r.hdrBuf[start:h.nameEnd], r.hdrBuf[h.nameEnd:h.valueEnd])
+		start = h.valueEnd
+	}
+}
+
+// Done is where the answered request arrives.
+func (r *Request) Done() <-chan *Request { return r.done }
+
+// finish hands the request back to the front end. Nothing may touch r after it.
+func (r *Request) finish() { r.done <- r }

@@ -1,0 +1,75 @@
+package pipeline
+
+import (
+	"slices"
+	"time"
+
+	"llmcache/db"
+	"llmcache/pipeline/canon"
+)
+
+// runMissWorker owns one read connection. It serves SQLite hits and turns the rest into calls for the
+// dispatcher; it never waits on an upstream.
+func (p *Pipeline) runMissWorker(rd db.Reader) {
+	var (
+		entry       db.Entry // reused: Get appends into entry.Body[:0]
+		parser, sub canon.Parser
+		touches     = newTouchBatcher()
+		tick        = time.NewTicker(touchFlushInterval)
+	)
+	defer tick.Stop()
+	for {
+		select {
+		case r, ok := <-p.missCh:
+			if !ok {
+				p.flushTouches(&touches)
+				return
+			}
+			p.serveMiss(rd, &entry, &parser, &sub, &touches, r)
+		case <-tick.C:
+			p.flushTouches(&touches)
+		}
+	}
+}
+
+func (p *Pipeline) serveMiss(rd db.Reader, e *db.Entry, parser, sub *canon.Parser, touches *touchBatcher, r *Request) {
+	c := &r.Controls
+	if !c.NoCache && c.Mode != ModeWriteOnly && c.Mode != ModeOff {
+		found, err := rd.Get(&r.Key, e)
+		if err != nil {
+			p.stats.dbReadErrors.Add(1) // a broken read is a miss: the upstream can still answer
+		}
+		now := nowMillis()
+		if found && err == nil && (e.ExpiresAt == 0 || now < e.ExpiresAt) && p.usable(c, e.CreatedAt, e.Version, e.Endpoint, now) {
+			body := slices.Clone(e.Body) // e.Body is this worker's buffer; the answer must outlive it
+			p.memInsert(&memEntry{key: r.Key, body: body, contentType: e.ContentType, endpoint: e.Endpoint,
+				createdAt: e.CreatedAt, expiresAt: e.ExpiresAt, version: e.Version, size: int64(len(body)) + entryOverhead})
+			touches.add(r.Key, now)
+			p.stats.dbHits.Add(1)
+			r.Resp = Response{Status: 200, Body: body, ContentType: e.ContentType, Cache: "HIT", Source: "db", CacheStatus: "llmcache; hit", HasKey: true}
+			r.finish()
+			return
+		}
+	}
+	if c.Mode == ModeReadOnly {
+		p.stats.errors.Add(1)
+		r.Resp.HasKey, r.Resp.Cache, r.Resp.CacheStatus = true, "MISS", "llmcache; fwd=miss; detail=read-only"
+		r.fail(errCacheMiss)
+		return
+	}
+	body, ms, me, err := p.upstreamBody(parser, sub, r)
+	if err != nil {
+		p.stats.errors.Add(1)
+		r.fail(invalidRequest("", "cannot prepare the upstream request: "+err.Error()))
+		return
+	}
+	cl := &call{
+		key: r.Key, kind: r.Kind, body: body, modelStart: ms, modelEnd: me,
+		coalesce: !c.NoCache && c.Mode == ModeReadWrite,
+		enqueued: time.Now(), waiters: []*Request{r},
+	}
+	if !p.dispatch.submit(cl) {
+		p.stats.errors.Add(1)
+		r.fail(errOverloaded)
+	}
+}

@@ -1,0 +1,243 @@
+// Package pipeline carries requests through channel-linked stages: keying → memory (sharded LRU actors) →
+// hit pool or miss pool (SQLite reads) → dispatcher (flights, limits, endpoint choice, upstream calls) →
+// writer actor. Each stage owns its state; see DESIGN.md section 1.
+package pipeline
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"llmcache/actors"
+	"llmcache/db"
+)
+
+// Pipeline owns every stage goroutine: New starts them, Stop stops them in order.
+type Pipeline struct {
+	cfg       Config
+	store     db.Store
+	writer    *actors.Writer
+	transport Transport
+
+	keyCh    chan *Request
+	shards   []*memShard
+	hitCh    chan *Request
+	missCh   chan *Request
+	dispatch *dispatcher
+
+	endpointVersion map[string]int64 // immutable after New
+
+	keyWG, lookupWG, poolWG, shardWG sync.WaitGroup
+	memQuit                          chan struct{}
+	stopOnce                         sync.Once
+
+	stats counters
+}
+
+// counters are the pipeline's figures; the stats issue turns them into /stats and /metrics.
+type counters struct {
+	memoryHits, dbHits, misses, coalesced, refreshes, bypasses, errors      atomic.Int64
+	upstreamCalls, upstreamErrors, memInsertDrops, touchDrops, dbReadErrors atomic.Int64
+}
+
+// Counts is a snapshot of the pipeline's counters.
+type Counts struct {
+	MemoryHits, DBHits, Misses, Coalesced, Refreshes, Bypasses, Errors int64
+	UpstreamCalls, UpstreamErrors, UpstreamInFlight, MemInsertDrops    int64
+}
+
+// New checks cfg, opens a read connection per miss-pool worker and starts every stage.
+func New(cfg Config, store db.Store, writer *actors.Writer, transport Transport) (*Pipeline, error) {
+	cfg.setDefaults()
+	if cfg.KeyingWorkers <= 0 {
+		cfg.KeyingWorkers = runtime.GOMAXPROCS(0)
+	}
+	if len(cfg.Endpoints) == 0 {
+		return nil, errors.New("no api_endpoints configured")
+	}
+	p := &Pipeline{
+		cfg:             cfg,
+		store:           store,
+		writer:          writer,
+		transport:       transport,
+		keyCh:           make(chan *Request, cfg.StageQueueSize),
+		hitCh:           make(chan *Request, cfg.StageQueueSize),
+		missCh:          make(chan *Request, cfg.StageQueueSize),
+		memQuit:         make(chan struct{}),
+		endpointVersion: make(map[string]int64, len(cfg.Endpoints)),
+	}
+	for _, e := range cfg.Endpoints {
+		p.endpointVersion[e.Name] = e.Version
+	}
+	readers := make([]db.Reader, cfg.MissPoolSize)
+	for i := range readers {
+		r, err := store.OpenReader()
+		if err != nil {
+			for _, o := range readers[:i] {
+				o.Close()
+			}
+			return nil, fmt.Errorf("cannot open read connection %d for the miss pool: %w", i, err)
+		}
+		readers[i] = r
+	}
+
+	p.dispatch = newDispatcher(p)
+	perShardItems := (cfg.MemoryMaxItems + cfg.MemoryShards - 1) / cfg.MemoryShards
+	perShardBytes := cfg.MemoryMaxBytes / int64(cfg.MemoryShards)
+	p.shards = make([]*memShard, cfg.MemoryShards)
+	for i := range p.shards {
+		p.shards[i] = newMemShard(perShardItems, perShardBytes, cfg.StageQueueSize/cfg.MemoryShards+64)
+		s := p.shards[i]
+		p.lookupWG.Add(1)
+		p.shardWG.Add(1)
+		go func() {
+			defer p.shardWG.Done()
+			p.runMemShard(s, p.lookupWG.Done)
+		}()
+	}
+	for range cfg.KeyingWorkers {
+		p.keyWG.Add(1)
+		go func() {
+			defer p.keyWG.Done()
+			p.runKeying(newKeyer(&p.cfg))
+		}()
+	}
+	for range cfg.HitPoolSize {
+		p.poolWG.Add(1)
+		go func() {
+			defer p.poolWG.Done()
+			p.runHitWorker()
+		}()
+	}
+	for _, rd := range readers {
+		p.poolWG.Add(1)
+		go func() {
+			defer p.poolWG.Done()
+			defer rd.Close()
+			p.runMissWorker(rd)
+		}()
+	}
+	return p, nil
+}
+
+// Submit hands r to the keying stage; its answer arrives on r.Done(). Submit must not be called after Stop.
+func (p *Pipeline) Submit(r *Request) {
+	if !enqueue(p.keyCh, r, r.Arrived.Add(p.cfg.QueueTimeout)) {
+		r.fail(errOverloaded)
+	}
+}
+
+// Stop waits for every submitted request to be answered and every upstream call to end, then stops the
+// stages. The writer is not stopped: its owner stops it after this returns, so that it drains last.
+func (p *Pipeline) Stop() {
+	p.stopOnce.Do(func() {
+		close(p.keyCh)
+		p.keyWG.Wait()
+		for _, s := range p.shards {
+			close(s.lookups)
+		}
+		p.lookupWG.Wait()
+		close(p.hitCh)
+		close(p.missCh)
+		p.poolWG.Wait()
+		p.dispatch.stop()
+		close(p.memQuit)
+		p.shardWG.Wait()
+	})
+}
+
+// Counts returns a snapshot of the counters.
+func (p *Pipeline) Counts() Counts {
+	s := &p.stats
+	return Counts{
+		MemoryHits: s.memoryHits.Load(), DBHits: s.dbHits.Load(), Misses: s.misses.Load(),
+		Coalesced: s.coalesced.Load(), Refreshes: s.refreshes.Load(), Bypasses: s.bypasses.Load(),
+		Errors: s.errors.Load(), UpstreamCalls: s.upstreamCalls.Load(), UpstreamErrors: s.upstreamErrors.Load(),
+		UpstreamInFlight: p.dispatch.inFlightGauge.Load(), MemInsertDrops: s.memInsertDrops.Load(),
+	}
+}
+
+// DeleteMemory removes keys from the memory stage (or everything when all) and returns once it is done.
+func (p *Pipeline) DeleteMemory(keys []db.Key, all bool) {
+	for _, s := range p.shards {
+		d := memDelete{keys: keys, all: all, done: make(chan struct{})}
+		s.deletes <- d
+		<-d.done
+	}
+}
+
+func (p *Pipeline) runKeying(k *keyer) {
+	for r := range p.keyCh {
+		if e := k.key(r); e != nil {
+			p.stats.errors.Add(1)
+			r.fail(e)
+			continue
+		}
+		if r.Stream {
+			// Streaming is the next issue's work; until then say so rather than answer as JSON.
+			p.stats.errors.Add(1)
+			r.fail(invalidRequest("stream", "streaming is not supported by this llmcache version yet"))
+			continue
+		}
+		c := &r.Controls
+		if !p.cfg.MemoryEnabled || c.NoCache || c.Mode == ModeWriteOnly || c.Mode == ModeOff {
+			p.toMissPool(r)
+			continue
+		}
+		s := p.shardFor(&r.Key)
+		if !enqueue(s.lookups, r, r.Arrived.Add(p.cfg.QueueTimeout)) {
+			r.fail(errOverloaded)
+		}
+	}
+}
+
+func (p *Pipeline) toHitPool(r *Request) {
+	if !enqueue(p.hitCh, r, r.Arrived.Add(p.cfg.QueueTimeout)) {
+		r.fail(errOverloaded)
+	}
+}
+
+func (p *Pipeline) toMissPool(r *Request) {
+	if !enqueue(p.missCh, r, r.Arrived.Add(p.cfg.QueueTimeout)) {
+		r.fail(errOverloaded)
+	}
+}
+
+// usable reports whether a stored answer may serve a request with controls c: young enough for its max-age
+// and, under cache_override_mode, not below the current cache_version or its endpoint's version.
+func (p *Pipeline) usable(c *Controls, createdAt, version int64, endpoint string, now int64) bool {
+	if c.MaxAge >= 0 && now-createdAt > c.MaxAge*1000 {
+		return false
+	}
+	if p.cfg.OverrideMode {
+		if version < p.cfg.CacheVersion {
+			return false
+		}
+		if v, ok := p.endpointVersion[endpoint]; ok && version < v {
+			return false
+		}
+	}
+	return true
+}
+
+// enqueue sends r on ch, waiting until deadline when ch is full. The timer is made only on that slow path.
+func enqueue[T any](ch chan<- T, v T, deadline time.Time) bool {
+	select {
+	case ch <- v:
+		return true
+	default:
+	}
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case ch <- v:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+func nowMillis() int64 { return time.Now().UnixMilli() }

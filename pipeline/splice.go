@@ -1,0 +1,146 @@
+package pipeline
+
+import (
+	"slices"
+
+	"llmcache/pipeline/canon"
+)
+
+// edit replaces body[start:end] with text.
+type edit struct {
+	start, end int
+	text       []byte
+}
+
+// applyEdits writes body with non-overlapping edits applied; every other byte is kept as the client sent it.
+func applyEdits(body []byte, edits []edit) []byte {
+	slices.SortFunc(edits, func(a, b edit) int { return a.start - b.start })
+	out := make([]byte, 0, len(body)+64)
+	at := 0
+	for _, e := range edits {
+		out = append(out, body[at:e.start]...)
+		out = append(out, e.text...)
+		at = e.end
+	}
+	return append(out, body[at:]...)
+}
+
+// removeMember is the edit that deletes members[i] together with one adjacent comma.
+func removeMember(members []canon.Member, i int) edit {
+	switch {
+	case i+1 < len(members):
+		return edit{start: members[i].KeyStart, end: members[i+1].KeyStart}
+	case i > 0:
+		return edit{start: members[i-1].ValueEnd, end: members[i].ValueEnd}
+	}
+	return edit{start: members[i].KeyStart, end: members[i].ValueEnd}
+}
+
+// closingBrace is the offset of the top-level object's final '}'.
+func closingBrace(body []byte) int {
+	for i := len(body) - 1; i >= 0; i-- {
+		if body[i] == '}' {
+			return i
+		}
+	}
+	return len(body)
+}
+
+// upstreamBody returns what is sent upstream for r: the client's bytes with the "cache" object removed and
+// enable_thinking placed as configured (DESIGN section 6). The model override is spliced later, per endpoint,
+// at the returned model offsets.
+func (p *Pipeline) upstreamBody(parser, sub *canon.Parser, r *Request) (body []byte, modelStart, modelEnd int, err error) {
+	members, err := parser.ParseObject(r.Body)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	var edits []edit
+	kept := len(members)
+	thinking := p.cfg.EnableThinking
+	topLevel := thinking != ThinkingAbsent && (p.cfg.ThinkingField == "both" || p.cfg.ThinkingField == "top_level")
+	inKwargs := thinking != ThinkingAbsent && (p.cfg.ThinkingField == "both" || p.cfg.ThinkingField == "chat_template_kwargs")
+	value := []byte("false")
+	if thinking == ThinkingTrue {
+		value = []byte("true")
+	}
+	for i := range members {
+		m := &members[i]
+		switch string(m.Key) {
+		case "cache":
+			edits = append(edits, removeMember(members, i))
+			kept--
+		case "enable_thinking":
+			if topLevel {
+				edits = append(edits, edit{start: m.ValueStart, end: m.ValueEnd, text: value})
+				topLevel = false
+			}
+		case "chat_template_kwargs":
+			if inKwargs {
+				edits = append(edits, edit{start: m.ValueStart, end: m.ValueEnd, text: setThinkingIn(sub, r.Body[m.ValueStart:m.ValueEnd], m.Type, value)})
+				inKwargs = false
+			}
+		}
+	}
+	var tail []byte
+	if topLevel {
+		tail = appendMember(tail, kept, `"enable_thinking":`, value)
+		kept++
+	}
+	if inKwargs {
+		tail = appendMember(tail, kept, `"chat_template_kwargs":{"enable_thinking":`, append(value, '}'))
+	}
+	if len(tail) > 0 {
+		at := closingBrace(r.Body)
+		edits = append(edits, edit{start: at, end: at, text: tail})
+	}
+	if len(edits) == 0 {
+		body = slices.Clone(r.Body)
+	} else {
+		body = applyEdits(r.Body, edits)
+	}
+	out, err := parser.ParseObject(body)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	for _, m := range out {
+		if string(m.Key) == "model" {
+			return body, m.ValueStart, m.ValueEnd, nil
+		}
+	}
+	return body, 0, 0, nil
+}
+
+func appendMember(dst []byte, kept int, keyAndColon string, value []byte) []byte {
+	if kept > 0 {
+		dst = append(dst, ',')
+	}
+	dst = append(dst, keyAndColon...)
+	return append(dst, value...)
+}
+
+// setThinkingIn returns the chat_template_kwargs object with enable_thinking set; a non-object value is
+// replaced by an object holding only enable_thinking.
+func setThinkingIn(sub *canon.Parser, raw []byte, typ canon.Type, value []byte) []byte {
+	if typ != canon.Object {
+		return append(append([]byte(`{"enable_thinking":`), value...), '}')
+	}
+	members, err := sub.ParseObject(raw)
+	if err != nil {
+		return append(append([]byte(`{"enable_thinking":`), value...), '}')
+	}
+	for _, m := range members {
+		if string(m.Key) == "enable_thinking" {
+			return applyEdits(raw, []edit{{start: m.ValueStart, end: m.ValueEnd, text: value}})
+		}
+	}
+	at := closingBrace(raw)
+	return applyEdits(raw, []edit{{start: at, end: at, text: appendMember(nil, len(members), `"enable_thinking":`, value)}})
+}
+
+// withModel returns body with its model value replaced by modelJSON (a JSON string literal).
+func withModel(body []byte, start, end int, modelJSON []byte) []byte {
+	if end <= start {
+		return body
+	}
+	return applyEdits(body, []edit{{start: start, end: end, text: modelJSON}})
+}
