@@ -8,6 +8,7 @@ import (
 	"errors"
 	"net"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/fasthttp/router"
@@ -110,17 +111,12 @@ func (s *Server) cached(kind pipeline.Kind) fasthttp.RequestHandler {
 		// fasthttp's buffers live only until this handler returns: the body and headers are copied.
 		r.Body = append(r.Body[:0], ctx.PostBody()...)
 		r.Controls = pipeline.DefaultControls(s.cfg.DefaultMode)
-		var bad *pipeline.Error
-		for k, v := range ctx.Request.Header.All() {
-			switch headerClass(k) {
-			case headerControl:
-				if e := r.Controls.ApplyHeader(k, v); e != nil && bad == nil {
-					bad = e
-				}
-			case headerForward:
-				r.AddHeader(k, v)
-			}
-		}
+		in := inboundPool.Get().(*inbound)
+		in.r, in.bad = r, nil
+		ctx.Request.Header.VisitAll(in.visit)
+		bad := in.bad
+		in.r, in.bad = nil, nil
+		inboundPool.Put(in)
 		if bad != nil {
 			writeError(ctx, bad)
 			pipeline.Release(r)
@@ -130,6 +126,31 @@ func (s *Server) cached(kind pipeline.Kind) fasthttp.RequestHandler {
 		<-r.Done()
 		writeResponse(ctx, r)
 		pipeline.Release(r)
+	}
+}
+
+// inbound sorts one request's headers into cache controls and headers to forward. Its visit func is made
+// once per pooled object: a closure made per request would allocate on the hit path.
+type inbound struct {
+	r     *pipeline.Request
+	bad   *pipeline.Error // the first invalid control
+	visit func(k, v []byte)
+}
+
+var inboundPool = sync.Pool{New: func() any {
+	in := &inbound{}
+	in.visit = in.header
+	return in
+}}
+
+func (in *inbound) header(k, v []byte) {
+	switch headerClass(k) {
+	case headerControl:
+		if e := in.r.Controls.ApplyHeader(k, v); e != nil && in.bad == nil {
+			in.bad = e
+		}
+	case headerForward:
+		in.r.AddHeader(k, v)
 	}
 }
 

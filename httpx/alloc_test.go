@@ -1,0 +1,70 @@
+//go:build !race
+
+package httpx
+
+import (
+	"io"
+	"log/slog"
+	"path/filepath"
+	"testing"
+
+	"github.com/valyala/fasthttp"
+
+	"llmcache/actors"
+	"llmcache/bench/fakeupstream"
+	"llmcache/db"
+	"llmcache/httpx/upstream"
+	"llmcache/pipeline"
+)
+
+// TestMemoryHitAllocs proves that a memory hit, from the front end's handler through every stage and
+// back, allocates nothing per request (STYLE habit 6). It runs without -race, which allocates itself.
+func TestMemoryHitAllocs(t *testing.T) {
+	fake, err := fakeupstream.Start(fakeupstream.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fake.Close()
+	store, err := db.Open(filepath.Join(t.TempDir(), "cache.db"), db.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	writer := actors.NewWriter(store, actors.WriterConfig{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	defer writer.Stop()
+	pipe, err := pipeline.New(pipeline.Config{MemoryEnabled: true, Endpoints: []pipeline.Endpoint{{Name: "fake", URL: fake.URL(), Weight: 1}}},
+		store, writer, upstream.New())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pipe.Stop()
+	s := New(Config{}, pipe, func() error { return nil })
+
+	var ctx fasthttp.RequestCtx
+	body := fakeupstream.ChatRequest(7)
+	serve := func() {
+		ctx.Request.Reset()
+		ctx.Response.Reset()
+		ctx.Request.Header.SetMethod("POST")
+		ctx.Request.SetRequestURI("/v1/chat/completions")
+		ctx.Request.Header.SetContentType("application/json")
+		ctx.Request.Header.Set("Authorization", "Bearer sk-test")
+		ctx.Request.SetBodyRaw(body)
+		s.srv.Handler(&ctx)
+	}
+	serve() // the miss that fills the cache
+	if got := string(ctx.Response.Header.Peek("X-Cache")); got != "MISS" {
+		t.Fatalf("first request: X-Cache %q, want MISS (status %d: %s)", got, ctx.Response.StatusCode(), ctx.Response.Body())
+	}
+	want := string(ctx.Response.Body())
+	for range 100 { // warm pools and scratch buffers
+		serve()
+	}
+	allocs := testing.AllocsPerRun(1000, serve)
+	if got := string(ctx.Response.Header.Peek("X-Cache")); got != "HIT" || string(ctx.Response.Body()) != want {
+		t.Fatalf("repeated request: X-Cache %q, body equal %v; want a HIT with the first answer's bytes", got, string(ctx.Response.Body()) == want)
+	}
+	if allocs > 0 {
+		t.Errorf("a memory hit allocates %.1f times per request; want 0", allocs)
+	}
+}
