@@ -31,7 +31,7 @@ type Pipeline struct {
 	endpointVersion map[string]int64 // immutable after New
 
 	keyWG, lookupWG, poolWG, shardWG sync.WaitGroup
-	memQuit                          chan struct{}
+	keyQuit, memQuit                 chan struct{}
 	stopOnce                         sync.Once
 
 	stats counters
@@ -66,6 +66,7 @@ func New(cfg Config, store db.Store, writer *actors.Writer, transport Transport)
 		keyCh:           make(chan *Request, cfg.StageQueueSize),
 		hitCh:           make(chan *Request, cfg.StageQueueSize),
 		missCh:          make(chan *Request, cfg.StageQueueSize),
+		keyQuit:         make(chan struct{}),
 		memQuit:         make(chan struct{}),
 		endpointVersion: make(map[string]int64, len(cfg.Endpoints)),
 	}
@@ -123,7 +124,8 @@ func New(cfg Config, store db.Store, writer *actors.Writer, transport Transport)
 	return p, nil
 }
 
-// Submit hands r to the keying stage; its answer arrives on r.Done(). Submit must not be called after Stop.
+// Submit hands r to the keying stage; its answer arrives on r.Done(). Requests submitted after Stop began are
+// never answered (the front end stops first, so this happens only past its shutdown timeout).
 func (p *Pipeline) Submit(r *Request) {
 	if !enqueue(p.keyCh, r, r.Arrived.Add(p.cfg.QueueTimeout)) {
 		r.fail(errOverloaded)
@@ -134,7 +136,9 @@ func (p *Pipeline) Submit(r *Request) {
 // stages. The writer is not stopped: its owner stops it after this returns, so that it drains last.
 func (p *Pipeline) Stop() {
 	p.stopOnce.Do(func() {
-		close(p.keyCh)
+		// keyCh is never closed: a handler still running past the front end's shutdown timeout must not
+		// panic on a closed channel while the writer has answers to drain.
+		close(p.keyQuit)
 		p.keyWG.Wait()
 		for _, s := range p.shards {
 			close(s.lookups)
@@ -170,7 +174,18 @@ func (p *Pipeline) DeleteMemory(keys []db.Key, all bool) {
 }
 
 func (p *Pipeline) runKeying(k *keyer) {
-	for r := range p.keyCh {
+	for {
+		var r *Request
+		select {
+		case r = <-p.keyCh:
+		case <-p.keyQuit:
+			// Drain what was submitted before the stop, then end.
+			select {
+			case r = <-p.keyCh:
+			default:
+				return
+			}
+		}
 		if e := k.key(r); e != nil {
 			p.stats.errors.Add(1)
 			r.fail(e)
