@@ -156,10 +156,13 @@ func (d *dispatcher) pump() {
 		ep.inFlight++
 		d.inFlight++
 		d.inFlightGauge.Store(int64(d.inFlight))
+		// The leader is read here, on the dispatcher goroutine: admit may append followers to c.waiters
+		// while the call runs, so the call goroutine must not read that slice.
+		leader := c.waiters[0]
 		d.wg.Add(1)
 		go func() {
 			defer d.wg.Done()
-			d.p.run(c)
+			d.p.run(c, leader)
 			d.done <- c
 		}()
 	}
@@ -225,8 +228,9 @@ func (d *dispatcher) forget(c *call) {
 
 // run makes the upstream call for c and, when the answer is worth keeping, hands it to the writer and the
 // memory stage before anyone is answered: nothing acknowledged to a client is lost.
-func (p *Pipeline) run(c *call) {
-	leader := c.waiters[0]
+//
+// leader is c.waiters[0]; run never touches c.waiters, which the dispatcher goroutine appends to meanwhile.
+func (p *Pipeline) run(c *call, leader *Request) {
 	ep := c.ep
 	body := c.body
 	if ep.modelJSON != nil {

@@ -70,6 +70,10 @@ func (p *Pipeline) runMemShard(s *memShard, lookupsDone func()) {
 				lookupsDone()
 				continue
 			}
+			// Inserts already queued go first: an answer is inserted before its client is answered, so
+			// an identical request sent after that answer must find it. Left to select's random choice,
+			// a busy shard could take the lookup first and send it upstream again.
+			s.drainInserts()
 			p.memLookup(s, r)
 		case e := <-s.inserts:
 			s.insert(e)
@@ -102,6 +106,18 @@ func (p *Pipeline) memLookup(s *memShard, r *Request) {
 	s.moveToFront(n)
 	r.entry = e
 	p.toHitPool(r)
+}
+
+// drainInserts applies every insert waiting in the queue, without blocking.
+func (s *memShard) drainInserts() {
+	for {
+		select {
+		case e := <-s.inserts:
+			s.insert(e)
+		default:
+			return
+		}
+	}
 }
 
 func (s *memShard) insert(e *memEntry) {
