@@ -3,6 +3,7 @@
 package httpx
 
 import (
+	"bufio"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -64,6 +65,7 @@ func New(cfg Config, pipe *pipeline.Pipeline, health Health) *Server {
 		NoDefaultServerHeader: true,
 		NoDefaultContentType:  true,
 		CloseOnShutdown:       true,
+		Logger:                quietLogger{}, // errors reach clients as OpenAI error bodies; no log line per request
 		ReadTimeout:           5 * time.Minute,
 		IdleTimeout:           2 * time.Minute,
 		// Evaluation jobs open hundreds of keep-alive connections; the default concurrency is ample.
@@ -125,6 +127,15 @@ func (s *Server) cached(kind pipeline.Kind) fasthttp.RequestHandler {
 		s.pipe.Submit(r)
 		<-r.Done()
 		writeResponse(ctx, r)
+		if live := r.Resp.Live; live != nil {
+			// fasthttp calls the stream writer after this handler returns: r lives until the stream ends.
+			// A client that goes away only ends its copy; the upstream call goes on and is stored.
+			ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
+				live.CopyTo(w)
+				pipeline.Release(r)
+			})
+			return
+		}
 		pipeline.Release(r)
 	}
 }
@@ -184,6 +195,15 @@ func writeResponse(ctx *fasthttp.RequestCtx, r *pipeline.Request) {
 	} else {
 		h.SetContentType("application/json")
 	}
+	if resp.Live != nil {
+		h.Set("Cache-Control", "no-cache")
+		return
+	}
 	// The body is immutable (a cached entry or a fresh upstream answer), so it is sent without a copy.
 	ctx.Response.SetBodyRaw(resp.Body)
 }
+
+// quietLogger drops fasthttp's per-connection log lines (an oversized body, a client that hung up).
+type quietLogger struct{}
+
+func (quietLogger) Printf(string, ...any) {}

@@ -20,11 +20,22 @@ type call struct {
 	body                 []byte // the upstream body before the endpoint's model override
 	modelStart, modelEnd int    // the model value in body
 	coalesce             bool   // identical requests may join it
+	stream               bool   // the leader streams, so the upstream call streams
 	enqueued             time.Time
-	waiters              []*Request
 	ep                   *endpointState
 
-	resp Response // the leader's answer, set by the call goroutine
+	// The leader's settings, copied when the call is made: a streaming leader is answered (and its
+	// Request released) long before the call ends.
+	controls Controls
+	asked    string      // the model the client asked for
+	header   [][2]string // the client's headers to forward
+
+	// waiters are the requests not answered yet; only the dispatcher goroutine touches the slice.
+	waiters []*Request
+	isLive  bool // the dispatcher has answered the streaming waiters with live; later ones join it at once
+
+	live *LiveStream // set by the call goroutine before it reports the stream started
+	resp Response    // the answer, set by the call goroutine before it reports completion
 }
 
 // endpointState is the dispatcher's view of one endpoint; only the dispatcher goroutine touches the
@@ -42,6 +53,7 @@ type endpointState struct {
 type dispatcher struct {
 	p         *Pipeline
 	in        chan *call
+	started   chan *call // a streamed call went live
 	done      chan *call
 	endpoints []*endpointState
 	flights   map[db.Key]*call
@@ -56,6 +68,7 @@ func newDispatcher(p *Pipeline) *dispatcher {
 	d := &dispatcher{
 		p:       p,
 		in:      make(chan *call, p.cfg.StageQueueSize),
+		started: make(chan *call, p.cfg.MaxConcurrentRequests),
 		done:    make(chan *call, p.cfg.MaxConcurrentRequests),
 		flights: make(map[db.Key]*call),
 	}
@@ -98,6 +111,8 @@ func (d *dispatcher) loop() {
 				break
 			}
 			d.admit(c)
+		case c := <-d.started:
+			d.goLive(c)
 		case c := <-d.done:
 			d.complete(c)
 		case <-expiry.C:
@@ -119,7 +134,14 @@ func (d *dispatcher) loop() {
 func (d *dispatcher) admit(c *call) {
 	if c.coalesce {
 		if f := d.flights[c.key]; f != nil {
-			f.waiters = append(f.waiters, c.waiters[0])
+			r := c.waiters[0]
+			r.follower = true
+			d.p.stats.coalesced.Add(1)
+			if f.isLive && r.Stream {
+				d.answerLive(f, r, true)
+				return
+			}
+			f.waiters = append(f.waiters, r)
 			return
 		}
 		d.flights[c.key] = c
@@ -156,13 +178,10 @@ func (d *dispatcher) pump() {
 		ep.inFlight++
 		d.inFlight++
 		d.inFlightGauge.Store(int64(d.inFlight))
-		// The leader is read here, on the dispatcher goroutine: admit may append followers to c.waiters
-		// while the call runs, so the call goroutine must not read that slice.
-		leader := c.waiters[0]
 		d.wg.Add(1)
 		go func() {
 			defer d.wg.Done()
-			d.p.run(c, leader)
+			d.p.run(c)
 			d.done <- c
 		}()
 	}
@@ -202,22 +221,58 @@ func (d *dispatcher) pick() *endpointState {
 	return best
 }
 
-// complete frees c's slot and answers everyone waiting on it.
+// goLive answers every streaming waiter of c with its live stream; the others wait for the whole answer.
+func (d *dispatcher) goLive(c *call) {
+	c.isLive = true
+	kept := c.waiters[:0]
+	for _, r := range c.waiters {
+		if r.Stream {
+			d.answerLive(c, r, r.follower)
+		} else {
+			kept = append(kept, r)
+		}
+	}
+	clear(c.waiters[len(kept):])
+	c.waiters = kept
+}
+
+func (d *dispatcher) answerLive(c *call, r *Request, follower bool) {
+	cache, status := missHeaders(&c.controls)
+	r.Resp = Response{Status: 200, Live: c.live, ContentType: "text/event-stream", HasKey: true, Cache: cache, Source: "upstream", CacheStatus: status}
+	if follower {
+		r.Resp.Source = "coalesced"
+	}
+	r.finish()
+}
+
+// complete frees c's slot and answers everyone still waiting on it. A streaming waiter of an answer that
+// did not go live (a non-streamed leader, or an upstream that answered JSON) gets it replayed as SSE.
 func (d *dispatcher) complete(c *call) {
 	c.ep.inFlight--
 	d.inFlight--
 	d.inFlightGauge.Store(int64(d.inFlight))
 	d.forget(c)
-	for i, r := range c.waiters {
+	// waiters[0] is the leader unless the call went live: goLive answered the streaming leader then and
+	// left only followers here.
+	leader := !c.isLive
+	for _, r := range c.waiters {
 		r.Resp = c.resp
-		if i > 0 {
-			d.p.stats.coalesced.Add(1)
-			if r.Resp.Source == "upstream" {
-				r.Resp.Source = "coalesced"
+		if !leader && r.Resp.Source == "upstream" {
+			r.Resp.Source = "coalesced"
+		}
+		leader = false
+		if r.Stream && r.Resp.Err == nil && r.Resp.Status == 200 {
+			body, err := replay(r, c.resp.Body)
+			if err != nil {
+				r.Resp = Response{Status: 502, HasKey: true, Err: &Error{Status: 502, Type: "server_error", Code: "upstream_invalid_response",
+					Message: "cannot replay the upstream answer as a stream: " + err.Error()}}
+			} else {
+				r.Resp.Body, r.Resp.ContentType = body, "text/event-stream"
 			}
 		}
 		r.finish()
 	}
+	c.waiters = nil
 }
 
 func (d *dispatcher) forget(c *call) {
@@ -227,19 +282,72 @@ func (d *dispatcher) forget(c *call) {
 }
 
 // run makes the upstream call for c and, when the answer is worth keeping, hands it to the writer and the
-// memory stage before anyone is answered: nothing acknowledged to a client is lost.
-//
-// leader is c.waiters[0]; run never touches c.waiters, which the dispatcher goroutine appends to meanwhile.
-func (p *Pipeline) run(c *call, leader *Request) {
+// memory stage before anyone waiting for the whole answer is told: nothing acknowledged to a client is lost.
+// It never touches c.waiters, which the dispatcher goroutine owns.
+func (p *Pipeline) run(c *call) {
 	ep := c.ep
 	body := c.body
 	if ep.modelJSON != nil {
 		body = withModel(body, c.modelStart, c.modelEnd, ep.modelJSON)
 	}
-	req := UpstreamRequest{Endpoint: ep.cfg, Method: "POST", URL: ep.base + c.kind.path(), Body: body, Header: p.upstreamHeaders(leader, ep.cfg)}
-	var resp UpstreamResponse
+	req := UpstreamRequest{Endpoint: ep.cfg, Method: "POST", URL: ep.base + c.kind.path(), Body: body, Header: p.upstreamHeaders(c.header, ep.cfg)}
 	p.stats.upstreamCalls.Add(1)
-	err := p.transport.Do(&req, &resp)
+	if !c.stream {
+		var resp UpstreamResponse
+		err := p.transport.Do(&req, &resp)
+		p.settle(c, &resp, err)
+		return
+	}
+	rec := &streamRecorder{c: c, started: p.dispatch.started}
+	err := p.transport.Stream(&req, rec)
+	if c.live == nil {
+		// Not an SSE answer (an error status, or an upstream that ignored "stream"): handled whole.
+		resp := UpstreamResponse{Status: rec.status, ContentType: rec.contentType, RetryAfter: rec.retryAfter, Body: rec.body}
+		if resp.Body == nil {
+			resp.Body = []byte{}
+		}
+		p.settle(c, &resp, err)
+		return
+	}
+	assembled, ok, reason := rec.asm.Result()
+	if err == nil && rec.asmErr != nil {
+		err, ok = rec.asmErr, false
+	}
+	if err == nil && ok && rec.split.Pending() {
+		ok, reason = false, "the stream ended inside an event"
+	}
+	if err != nil || !ok {
+		if err != nil {
+			reason = err.Error()
+		}
+		p.stats.upstreamErrors.Add(1)
+		p.stats.errors.Add(1)
+		c.live.end(cutEvent)
+		c.resp = Response{Status: 502, HasKey: true, Cache: "MISS", Source: "upstream", CacheStatus: "llmcache; fwd=miss; detail=upstream-stream-cut",
+			Err: &Error{Status: 502, Type: "server_error", Code: "upstream_stream_cut", Message: "the upstream stream from " + ep.cfg.Name + " did not finish: " + reason}}
+		return
+	}
+	// Stored before the stream ends for its readers, so that an identical request sent after [DONE]
+	// reached a client finds it.
+	p.settle(c, &UpstreamResponse{Status: 200, ContentType: "application/json", Body: assembled}, nil)
+	c.live.end(nil)
+}
+
+// missHeaders gives X-Cache and Cache-Status for an answer fetched upstream under controls ctl.
+func missHeaders(ctl *Controls) (cache, status string) {
+	switch {
+	case ctl.Mode == ModeOff:
+		return "BYPASS", "llmcache; fwd=bypass"
+	case ctl.NoCache || ctl.Mode == ModeWriteOnly:
+		return "REFRESH", "llmcache; fwd=request"
+	}
+	return "MISS", "llmcache; fwd=miss"
+}
+
+// settle turns an upstream answer (or the failure to get one) into c.resp, and stores it when it is worth
+// keeping.
+func (p *Pipeline) settle(c *call, resp *UpstreamResponse, err error) {
+	ep := c.ep
 	if err != nil {
 		p.stats.upstreamErrors.Add(1)
 		p.stats.errors.Add(1)
@@ -264,19 +372,17 @@ func (p *Pipeline) run(c *call, leader *Request) {
 		c.resp = Response{Status: 502, Err: e, HasKey: true, Cache: "MISS", Source: "upstream", CacheStatus: "llmcache; fwd=miss; detail=upstream-invalid"}
 		return
 	}
-	ctl := &leader.Controls
+	ctl := &c.controls
 	store := useful && !ctl.NoStore && ctl.Mode != ModeOff && ctl.Mode != ModeReadOnly
 	c.resp = Response{Status: 200, Body: resp.Body, ContentType: resp.ContentType, HasKey: true, Source: "upstream"}
-	switch {
-	case ctl.Mode == ModeOff:
+	c.resp.Cache, c.resp.CacheStatus = missHeaders(ctl)
+	switch c.resp.Cache {
+	case "BYPASS":
 		p.stats.bypasses.Add(1)
-		c.resp.Cache, c.resp.CacheStatus = "BYPASS", "llmcache; fwd=bypass"
-	case ctl.NoCache || ctl.Mode == ModeWriteOnly:
+	case "REFRESH":
 		p.stats.refreshes.Add(1)
-		c.resp.Cache, c.resp.CacheStatus = "REFRESH", "llmcache; fwd=request"
 	default:
 		p.stats.misses.Add(1)
-		c.resp.Cache, c.resp.CacheStatus = "MISS", "llmcache; fwd=miss"
 	}
 	if !store {
 		if !useful {
@@ -292,7 +398,7 @@ func (p *Pipeline) run(c *call, leader *Request) {
 		ContentType:   resp.ContentType,
 		Kind:          c.kind.String(),
 		Namespace:     ctl.Namespace,
-		Model:         askedModel(leader),
+		Model:         c.asked,
 		Endpoint:      ep.cfg.Name,
 		UpstreamModel: ep.cfg.Model,
 		Version:       max(p.cfg.CacheVersion, ep.cfg.Version),
@@ -322,12 +428,19 @@ func askedModel(r *Request) string {
 	return string(s)
 }
 
+// clientHeaders copies the headers r forwards upstream.
+func clientHeaders(r *Request) [][2]string {
+	h := make([][2]string, 0, len(r.header))
+	r.visitHeaders(func(name, value []byte) { h = append(h, [2]string{string(name), string(value)}) })
+	return h
+}
+
 // upstreamHeaders lists what goes upstream: the client's forwarded headers, then api_headers and the
 // endpoint's headers (each replacing a client header of the same name), then the endpoint's key, which
 // replaces the client's Authorization.
-func (p *Pipeline) upstreamHeaders(r *Request, ep *Endpoint) [][2]string {
-	h := make([][2]string, 0, len(r.header)+len(p.cfg.Headers)+len(ep.Headers)+1)
-	r.visitHeaders(func(name, value []byte) { h = append(h, [2]string{string(name), string(value)}) })
+func (p *Pipeline) upstreamHeaders(client [][2]string, ep *Endpoint) [][2]string {
+	h := make([][2]string, 0, len(client)+len(p.cfg.Headers)+len(ep.Headers)+1)
+	h = append(h, client...)
 	set := func(name, value string) {
 		for i := range h {
 			if equalFold([]byte(h[i][0]), name) {

@@ -57,10 +57,28 @@ func (p *Pipeline) runHitWorker() {
 			e := r.entry
 			touches.add(e.key, nowMillis())
 			p.stats.memoryHits.Add(1)
-			r.Resp = Response{Status: 200, Body: e.body, ContentType: e.contentType, Cache: "HIT", Source: "memory", CacheStatus: "llmcache; hit", HasKey: true}
-			r.finish()
+			if !answerHit(r, e.body, e.contentType, "memory") {
+				r.refetch = true
+				p.toMissPool(r)
+			}
 		case <-tick.C:
 			p.flushTouches(&touches)
 		}
 	}
+}
+
+// answerHit answers r from a stored answer, replayed as SSE when r streams. It returns false, leaving r
+// unanswered, when a stored answer cannot be replayed as a stream: the caller treats that as a miss, whose
+// fresh answer replaces the entry.
+func answerHit(r *Request, body []byte, contentType, source string) bool {
+	if r.Stream {
+		sseBody, err := replay(r, body)
+		if err != nil {
+			return false
+		}
+		body, contentType = sseBody, "text/event-stream"
+	}
+	r.Resp = Response{Status: 200, Body: body, ContentType: contentType, Cache: "HIT", Source: source, CacheStatus: "llmcache; hit", HasKey: true}
+	r.finish()
+	return true
 }

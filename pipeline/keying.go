@@ -117,6 +117,9 @@ func (k *keyer) key(r *Request) *Error {
 			if m.Type != canon.Object && m.Type != canon.Null {
 				return invalidRequest("stream_options", "stream_options must be an object")
 			}
+			if m.Type == canon.Object {
+				r.includeUsage = includeUsage(&k.sub, r.Body[m.ValueStart:m.ValueEnd])
+			}
 		case "cache":
 			if m.Type != canon.Object {
 				return invalidRequest("cache", "cache must be a JSON object")
@@ -165,6 +168,20 @@ func isEmptyArray(raw []byte) bool {
 			return true
 		}
 		return false
+	}
+	return false
+}
+
+// includeUsage reads stream_options.include_usage from its (validated) object.
+func includeUsage(sub *canon.Parser, raw []byte) bool {
+	members, err := sub.ParseObject(raw)
+	if err != nil {
+		return false
+	}
+	for _, m := range members {
+		if string(m.Key) == "include_usage" {
+			return m.Type == canon.True
+		}
 	}
 	return false
 }

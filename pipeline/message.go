@@ -74,6 +74,9 @@ type Request struct {
 
 	modelStart, modelEnd int  // the raw "model" value in Body
 	hasCacheObject       bool // the body has a "cache" object, removed before forwarding
+	includeUsage         bool // stream_options.include_usage: a replayed stream ends with a usage chunk
+	follower             bool // joined another request's flight (X-Cache-Source: coalesced)
+	refetch              bool // its stored answer could not be replayed: skip the lookup, fetch afresh
 
 	done   chan *Request
 	hdrBuf []byte       // names and values of the headers to forward, back to back
@@ -92,7 +95,8 @@ type Response struct {
 	CacheStatus string // Cache-Status (RFC 9211)
 	HasKey      bool   // write X-Cache-Key
 	RetryAfter  string
-	Err         *Error // when set, the front end renders it instead of Body
+	Err         *Error      // when set, the front end renders it instead of Body
+	Live        *LiveStream // when set, the front end streams it instead of Body
 }
 
 var requestPool = sync.Pool{New: func() any { return &Request{done: make(chan *Request, 1)} }}

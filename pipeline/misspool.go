@@ -34,7 +34,7 @@ func (p *Pipeline) runMissWorker(rd db.Reader) {
 
 func (p *Pipeline) serveMiss(rd db.Reader, e *db.Entry, parser, sub *canon.Parser, touches *touchBatcher, r *Request) {
 	c := &r.Controls
-	if !c.NoCache && c.Mode != ModeWriteOnly && c.Mode != ModeOff {
+	if !c.NoCache && c.Mode != ModeWriteOnly && c.Mode != ModeOff && !r.refetch {
 		found, err := rd.Get(&r.Key, e)
 		if err != nil {
 			p.stats.dbReadErrors.Add(1) // a broken read is a miss: the upstream can still answer
@@ -45,10 +45,10 @@ func (p *Pipeline) serveMiss(rd db.Reader, e *db.Entry, parser, sub *canon.Parse
 			p.memInsert(&memEntry{key: r.Key, body: body, contentType: e.ContentType, endpoint: e.Endpoint,
 				createdAt: e.CreatedAt, expiresAt: e.ExpiresAt, version: e.Version, size: int64(len(body)) + entryOverhead})
 			touches.add(r.Key, now)
-			p.stats.dbHits.Add(1)
-			r.Resp = Response{Status: 200, Body: body, ContentType: e.ContentType, Cache: "HIT", Source: "db", CacheStatus: "llmcache; hit", HasKey: true}
-			r.finish()
-			return
+			if answerHit(r, body, e.ContentType, "db") {
+				p.stats.dbHits.Add(1)
+				return
+			}
 		}
 	}
 	if c.Mode == ModeReadOnly {
@@ -66,7 +66,9 @@ func (p *Pipeline) serveMiss(rd db.Reader, e *db.Entry, parser, sub *canon.Parse
 	cl := &call{
 		key: r.Key, kind: r.Kind, body: body, modelStart: ms, modelEnd: me,
 		coalesce: !c.NoCache && c.Mode == ModeReadWrite,
+		stream:   r.Stream,
 		enqueued: time.Now(), waiters: []*Request{r},
+		controls: r.Controls, asked: askedModel(r), header: clientHeaders(r),
 	}
 	if !p.dispatch.submit(cl) {
 		p.stats.errors.Add(1)

@@ -191,12 +191,6 @@ func (p *Pipeline) runKeying(k *keyer) {
 			r.fail(e)
 			continue
 		}
-		if r.Stream {
-			// Streaming is the next issue's work; until then say so rather than answer as JSON.
-			p.stats.errors.Add(1)
-			r.fail(invalidRequest("stream", "streaming is not supported by this llmcache version yet"))
-			continue
-		}
 		c := &r.Controls
 		if !p.cfg.MemoryEnabled || c.NoCache || c.Mode == ModeWriteOnly || c.Mode == ModeOff {
 			p.toMissPool(r)

@@ -8,6 +8,17 @@ type Transport interface {
 	// Do fills resp with the upstream's answer, whatever its status. It returns an error only when no
 	// complete answer arrived: wrapping ErrUpstreamTimeout for a timeout, ErrUpstreamUnreachable otherwise.
 	Do(req *UpstreamRequest, resp *UpstreamResponse) error
+	// Stream sends req and hands the answer to sink as it arrives: Header once, then Data for each piece of
+	// the body as read. It returns nil when the body ended, or an error (wrapping ErrUpstreamTimeout or
+	// ErrUpstreamUnreachable) when no answer came or the body broke off.
+	Stream(req *UpstreamRequest, sink StreamSink) error
+}
+
+// StreamSink receives a streamed upstream answer. Its methods are called from the goroutine that called
+// Stream, in order.
+type StreamSink interface {
+	Header(status int, contentType, retryAfter string)
+	Data(p []byte) // p is valid only during the call
 }
 
 // UpstreamRequest is one call to an endpoint.

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"slices"
@@ -62,30 +63,14 @@ func (c *Client) host(ep *pipeline.Endpoint, u *url.URL) *fasthttp.HostClient {
 
 // Do implements pipeline.Transport.
 func (c *Client) Do(req *pipeline.UpstreamRequest, resp *pipeline.UpstreamResponse) error {
-	u, err := url.Parse(req.URL)
+	freq, fresp, hc, err := c.prepare(req)
 	if err != nil {
-		return fmt.Errorf("%w: bad endpoint URL %q: %v", pipeline.ErrUpstreamUnreachable, req.URL, err)
+		return err
 	}
-	hc := c.host(req.Endpoint, u)
-	freq := fasthttp.AcquireRequest()
-	fresp := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(freq)
 	defer fasthttp.ReleaseResponse(fresp)
-
-	freq.SetRequestURI(req.URL)
-	freq.Header.SetMethod(req.Method)
-	for _, h := range req.Header {
-		freq.Header.Add(h[0], h[1])
-	}
-	freq.Header.SetContentType("application/json")
-	freq.Header.Set("Accept-Encoding", "identity")
-	freq.SetBody(req.Body)
-
 	if err := hc.DoDeadline(freq, fresp, time.Now().Add(req.Endpoint.Timeout)); err != nil {
-		if errors.Is(err, fasthttp.ErrTimeout) {
-			return fmt.Errorf("%w after %s", pipeline.ErrUpstreamTimeout, req.Endpoint.Timeout)
-		}
-		return fmt.Errorf("%w: %v", pipeline.ErrUpstreamUnreachable, err)
+		return callError(req, err)
 	}
 	resp.Status = fresp.StatusCode()
 	resp.ContentType = string(fresp.Header.ContentType())
@@ -95,4 +80,66 @@ func (c *Client) Do(req *pipeline.UpstreamRequest, resp *pipeline.UpstreamRespon
 		resp.Body = []byte{}
 	}
 	return nil
+}
+
+// Stream implements pipeline.Transport. The whole-call deadline covers the body too: fasthttp keeps the
+// connection's read deadline while the body streams.
+func (c *Client) Stream(req *pipeline.UpstreamRequest, sink pipeline.StreamSink) error {
+	freq, fresp, hc, err := c.prepare(req)
+	if err != nil {
+		return err
+	}
+	defer fasthttp.ReleaseRequest(freq)
+	defer fasthttp.ReleaseResponse(fresp)
+	fresp.StreamBody = true
+	if err := hc.DoDeadline(freq, fresp, time.Now().Add(req.Endpoint.Timeout)); err != nil {
+		return callError(req, err)
+	}
+	defer fresp.CloseBodyStream()
+	sink.Header(fresp.StatusCode(), string(fresp.Header.ContentType()), string(fresp.Header.Peek("Retry-After")))
+	body := fresp.BodyStream()
+	if body == nil {
+		sink.Data(fresp.Body())
+		return nil
+	}
+	buf := make([]byte, 16<<10)
+	for {
+		n, err := body.Read(buf)
+		if n > 0 {
+			sink.Data(buf[:n])
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return callError(req, err)
+		}
+	}
+}
+
+func (c *Client) prepare(req *pipeline.UpstreamRequest) (*fasthttp.Request, *fasthttp.Response, *fasthttp.HostClient, error) {
+	u, err := url.Parse(req.URL)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("%w: bad endpoint URL %q: %v", pipeline.ErrUpstreamUnreachable, req.URL, err)
+	}
+	hc := c.host(req.Endpoint, u)
+	freq := fasthttp.AcquireRequest()
+	freq.SetRequestURI(req.URL)
+	freq.Header.SetMethod(req.Method)
+	for _, h := range req.Header {
+		freq.Header.Add(h[0], h[1])
+	}
+	freq.Header.SetContentType("application/json")
+	freq.Header.Set("Accept-Encoding", "identity")
+	freq.SetBody(req.Body)
+	return freq, fasthttp.AcquireResponse(), hc, nil
+}
+
+// callError maps a fasthttp error to the pipeline's kinds: a timeout (504) or no answer (502).
+func callError(req *pipeline.UpstreamRequest, err error) error {
+	var ne net.Error
+	if errors.Is(err, fasthttp.ErrTimeout) || (errors.As(err, &ne) && ne.Timeout()) {
+		return fmt.Errorf("%w after %s", pipeline.ErrUpstreamTimeout, req.Endpoint.Timeout)
+	}
+	return fmt.Errorf("%w: %v", pipeline.ErrUpstreamUnreachable, err)
 }
