@@ -52,12 +52,7 @@ func BenchmarkKeying(b *testing.B) {
 
 // BenchmarkPipelineMemoryHit drives the stages directly (no HTTP): keying → memory shard → hit pool → reply.
 func BenchmarkPipelineMemoryHit(b *testing.B) {
-	fake, err := fakeupstream.Start(fakeupstream.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer fake.Close()
-	p := startProxy(b, fake.URL(), true)
+	p := startProxy(b, startFake(b, fakeupstream.Options{}).URL(), true)
 	body := fakeupstream.ChatRequest(1)
 	submit := func() *pipeline.Request {
 		r := pipeline.Acquire()
@@ -85,11 +80,7 @@ func BenchmarkPipelineMemoryHit(b *testing.B) {
 // BenchmarkHit compares hits over HTTP with a bare fasthttp server returning the same bytes, in one run.
 // Sub-benchmarks report req/s; the DESIGN targets are memory ≥ 0.8x bare and db ≥ 0.5x memory.
 func BenchmarkHit(b *testing.B) {
-	fake, err := fakeupstream.Start(fakeupstream.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer fake.Close()
+	fake := startFake(b, fakeupstream.Options{})
 	body := fakeupstream.ChatRequest(1)
 	// One answer from the upstream gives the bytes the bare server returns.
 	answer := func() []byte {
@@ -99,21 +90,9 @@ func BenchmarkHit(b *testing.B) {
 		return append([]byte(nil), resp.Body()...)
 	}()
 	run := func(b *testing.B, addr string, bodies [][]byte) {
-		c := client(addr)
 		var next atomic.Int64
 		b.SetBytes(int64(len(answer)))
-		b.ReportAllocs()
-		b.SetParallelism(16)
-		start := time.Now()
-		b.RunParallel(func(pb *testing.PB) {
-			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
-			defer fasthttp.ReleaseRequest(req)
-			defer fasthttp.ReleaseResponse(resp)
-			for pb.Next() {
-				post(b, c, chatPath, bodies[int(next.Add(1))%len(bodies)], req, resp)
-			}
-		})
-		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "req/s")
+		measure(b, addr, func() []byte { return bodies[int(next.Add(1))%len(bodies)] }, nil)
 	}
 	b.Run("server=bare-fasthttp", func(b *testing.B) {
 		run(b, startBare(b, answer), [][]byte{body})
@@ -150,26 +129,10 @@ func warm(b *testing.B, p *proxy, bodies [][]byte) {
 // to the fake upstream and through a bare fasthttp reverse proxy, in one run. The DESIGN target is
 // llmcache ≥ 0.7x the bare proxy.
 func BenchmarkMiss(b *testing.B) {
-	fake, err := fakeupstream.Start(fakeupstream.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer fake.Close()
+	fake := startFake(b, fakeupstream.Options{})
 	var seq atomic.Int64
 	run := func(b *testing.B, addr string) {
-		c := client(addr)
-		b.ReportAllocs()
-		b.SetParallelism(16)
-		start := time.Now()
-		b.RunParallel(func(pb *testing.PB) {
-			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
-			defer fasthttp.ReleaseRequest(req)
-			defer fasthttp.ReleaseResponse(resp)
-			for pb.Next() {
-				post(b, c, chatPath, fakeupstream.ChatRequest(int(seq.Add(1))), req, resp)
-			}
-		})
-		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "req/s")
+		measure(b, addr, func() []byte { return fakeupstream.ChatRequest(int(seq.Add(1))) }, nil)
 	}
 	b.Run("path=direct-upstream", func(b *testing.B) { run(b, fake.Addr()) })
 	b.Run("path=bare-reverse-proxy", func(b *testing.B) { run(b, startBareProxy(b, fake.Addr())) })

@@ -11,6 +11,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"llmcache/actors"
+	"llmcache/bench/fakeupstream"
 	"llmcache/db"
 	"llmcache/httpx"
 	"llmcache/httpx/upstream"
@@ -57,6 +58,38 @@ func startProxy(tb testing.TB, upstreamURL string, memory bool) *proxy {
 		p.store.Close()
 	})
 	return p
+}
+
+// startFake starts the fake upstream for one benchmark.
+func startFake(tb testing.TB, opts fakeupstream.Options) *fakeupstream.Server {
+	tb.Helper()
+	fake, err := fakeupstream.Start(opts)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { fake.Close() })
+	return fake
+}
+
+// measure posts next() to addr from 32 goroutines for b.N requests, checks each answer with check (may be
+// nil), and reports req/s.
+func measure(b *testing.B, addr string, next func() []byte, check func(*fasthttp.Response)) {
+	c := client(addr)
+	b.ReportAllocs()
+	b.SetParallelism(16)
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+		defer fasthttp.ReleaseRequest(req)
+		defer fasthttp.ReleaseResponse(resp)
+		for pb.Next() {
+			post(b, c, chatPath, next(), req, resp)
+			if check != nil {
+				check(resp)
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "req/s")
 }
 
 // startBare serves body for every request with a plain fasthttp handler: the baseline for hits.

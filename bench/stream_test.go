@@ -20,12 +20,7 @@ func streamed(body []byte) []byte {
 // BenchmarkStreamHit compares a streamed hit (SSE synthesised from the stored answer) with a plain memory
 // hit of the same entry, in one run.
 func BenchmarkStreamHit(b *testing.B) {
-	fake, err := fakeupstream.Start(fakeupstream.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer fake.Close()
-	p := startProxy(b, fake.URL(), true)
+	p := startProxy(b, startFake(b, fakeupstream.Options{}).URL(), true)
 	body := fakeupstream.ChatRequest(1)
 	warm(b, p, [][]byte{body})
 	for _, tc := range []struct {
@@ -33,22 +28,11 @@ func BenchmarkStreamHit(b *testing.B) {
 		body []byte
 	}{{"stream=false", body}, {"stream=true", streamed(body)}} {
 		b.Run(tc.name, func(b *testing.B) {
-			c := client(p.addr)
-			b.ReportAllocs()
-			b.SetParallelism(16)
-			start := time.Now()
-			b.RunParallel(func(pb *testing.PB) {
-				req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
-				defer fasthttp.ReleaseRequest(req)
-				defer fasthttp.ReleaseResponse(resp)
-				for pb.Next() {
-					post(b, c, chatPath, tc.body, req, resp)
-					if string(resp.Header.Peek("X-Cache")) != "HIT" {
-						b.Errorf("X-Cache %q, want HIT", resp.Header.Peek("X-Cache"))
-					}
+			measure(b, p.addr, func() []byte { return tc.body }, func(resp *fasthttp.Response) {
+				if string(resp.Header.Peek("X-Cache")) != "HIT" {
+					b.Errorf("X-Cache %q, want HIT", resp.Header.Peek("X-Cache"))
 				}
 			})
-			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "req/s")
 		})
 	}
 }
@@ -56,11 +40,7 @@ func BenchmarkStreamHit(b *testing.B) {
 // BenchmarkCoalesce sends 1,000 identical misses at once (half streamed) against a slow upstream, a new
 // prompt each iteration, and reports the upstream calls per burst: the target is exactly 1.
 func BenchmarkCoalesce(b *testing.B) {
-	fake, err := fakeupstream.Start(fakeupstream.Options{Latency: 100 * time.Millisecond})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer fake.Close()
+	fake := startFake(b, fakeupstream.Options{Latency: 100 * time.Millisecond})
 	p := startProxy(b, fake.URL(), true)
 	c := &fasthttp.HostClient{Addr: p.addr, MaxConns: 1100, ReadTimeout: time.Minute}
 	const burst = 1000
