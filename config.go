@@ -290,6 +290,7 @@ func (c *fileConfig) pipelineConfig(getenv func(string) string) (pipeline.Config
 		MissPoolSize:          c.CacheMissPoolSize,
 		MaxConcurrentRequests: c.MaxConcurrentRequests,
 		QueueTimeout:          seconds(c.QueueTimeoutSeconds),
+		ModelsTTL:             seconds(c.ModelsTTLSeconds),
 		MemoryEnabled:         c.Cache.Enabled,
 		MemoryMaxItems:        c.Cache.MaxItems,
 		MemoryMaxBytes:        c.Cache.MaxBytes,

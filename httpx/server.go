@@ -55,6 +55,7 @@ func New(cfg Config, pipe *pipeline.Pipeline, health Health) *Server {
 	for _, prefix := range []string{"/v1", ""} {
 		r.POST(prefix+"/chat/completions", s.cached(pipeline.KindChat))
 		r.POST(prefix+"/completions", s.cached(pipeline.KindCompletion))
+		r.GET(prefix+"/models", s.cached(pipeline.KindModels))
 	}
 	r.GET("/healthz", s.healthz)
 	s.srv = &fasthttp.Server{

@@ -76,6 +76,7 @@ type Config struct {
 	MaxConcurrentRequests int           // upstream calls in flight over all endpoints, default 100
 	QueueTimeout          time.Duration // queue_timeout_seconds, default 30 s
 	StageQueueSize        int           // capacity of each stage's input queue, default 4096
+	ModelsTTL             time.Duration // models_ttl_seconds: how long a models list is served before a refetch; default 60 s
 
 	MemoryEnabled  bool  // cache.enabled: the memory layer (SQLite serves either way)
 	MemoryMaxItems int   // cache.max_items, default 10000
@@ -106,6 +107,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.QueueTimeout <= 0 {
 		c.QueueTimeout = 30 * time.Second
+	}
+	if c.ModelsTTL < 0 {
+		c.ModelsTTL = 0
 	}
 	if c.StageQueueSize <= 0 {
 		c.StageQueueSize = 4096

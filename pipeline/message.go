@@ -14,6 +14,7 @@ const (
 	KindChat Kind = iota + 1
 	KindCompletion
 	KindEmbedding
+	KindModels // GET /v1/models: answered by the models actor, not keyed
 )
 
 // String is the name recorded with entries ("chat", "completion", "embedding").

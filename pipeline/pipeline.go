@@ -27,12 +27,13 @@ type Pipeline struct {
 	hitCh    chan *Request
 	missCh   chan *Request
 	dispatch *dispatcher
+	models   *modelsActor
 
 	endpointVersion map[string]int64 // immutable after New
 
-	keyWG, lookupWG, poolWG, shardWG sync.WaitGroup
-	keyQuit, memQuit                 chan struct{}
-	stopOnce                         sync.Once
+	keyWG, lookupWG, poolWG, shardWG, modelsWG sync.WaitGroup
+	keyQuit, memQuit                           chan struct{}
+	stopOnce                                   sync.Once
 
 	stats counters
 }
@@ -86,6 +87,12 @@ func New(cfg Config, store db.Store, writer *actors.Writer, transport Transport)
 	}
 
 	p.dispatch = newDispatcher(p)
+	p.models = newModelsActor(p)
+	p.modelsWG.Add(1)
+	go func() {
+		defer p.modelsWG.Done()
+		p.models.run(p.keyQuit)
+	}()
 	perShardItems := (cfg.MemoryMaxItems + cfg.MemoryShards - 1) / cfg.MemoryShards
 	perShardBytes := cfg.MemoryMaxBytes / int64(cfg.MemoryShards)
 	p.shards = make([]*memShard, cfg.MemoryShards)
@@ -127,6 +134,12 @@ func New(cfg Config, store db.Store, writer *actors.Writer, transport Transport)
 // Submit hands r to the keying stage; its answer arrives on r.Done(). Requests submitted after Stop began are
 // never answered (the front end stops first, so this happens only past its shutdown timeout).
 func (p *Pipeline) Submit(r *Request) {
+	if r.Kind == KindModels {
+		if !enqueue(p.models.in, r, r.Arrived.Add(p.cfg.QueueTimeout)) {
+			r.fail(errOverloaded)
+		}
+		return
+	}
 	if !enqueue(p.keyCh, r, r.Arrived.Add(p.cfg.QueueTimeout)) {
 		r.fail(errOverloaded)
 	}
@@ -148,6 +161,7 @@ func (p *Pipeline) Stop() {
 		close(p.missCh)
 		p.poolWG.Wait()
 		p.dispatch.stop()
+		p.modelsWG.Wait()
 		close(p.memQuit)
 		p.shardWG.Wait()
 	})
