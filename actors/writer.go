@@ -17,6 +17,7 @@ type WriterConfig struct {
 	FlushInterval time.Duration // flush_interval_ms: or this long after the first one waits; default 200 ms
 	QueueSize     int           // jobs that may wait before Put blocks (back-pressure); default 8192
 	RetryInterval time.Duration // after a failed write, wait this long before trying again; default 1 s
+	MaxPending    int           // answers kept for a retry while writes fail (a full disk); past it the oldest go; default 100,000
 }
 
 func (c *WriterConfig) setDefaults() {
@@ -31,6 +32,9 @@ func (c *WriterConfig) setDefaults() {
 	}
 	if c.RetryInterval <= 0 {
 		c.RetryInterval = time.Second
+	}
+	if c.MaxPending <= 0 {
+		c.MaxPending = 100_000
 	}
 }
 
@@ -51,7 +55,8 @@ type syncResult struct {
 //
 // Writes are batched: puts and touches wait in memory until BatchSize puts wait or FlushInterval passed
 // since the first one, then everything waiting goes to the store in one transaction. A failed write keeps
-// its batch and is retried; nothing handed to Put is dropped while the process runs.
+// its batch and is retried. Only while writes keep failing (a full or read-only disk) and more than
+// MaxPending answers wait are the oldest dropped, counted and logged: memory stays bounded.
 type Writer struct {
 	cfg   WriterConfig
 	store db.Store
@@ -66,6 +71,7 @@ type Writer struct {
 	written     atomic.Int64 // entries written
 	batches     atomic.Int64 // transactions committed
 	failures    atomic.Int64 // failed transactions
+	dropped     atomic.Int64 // answers given up while writes failed
 	lastErr     atomic.Pointer[string]
 	lastBatch   atomic.Int64
 	touchesDone atomic.Int64
@@ -73,9 +79,9 @@ type Writer struct {
 
 // WriterStats is a snapshot of the writer's figures.
 type WriterStats struct {
-	Pending, Written, Batches, Failures, LastBatchSize, Touches int64
-	QueueDepth                                                  int
-	LastError                                                   string // empty when the last write succeeded
+	Pending, Written, Batches, Failures, Dropped, LastBatchSize, Touches int64
+	QueueDepth                                                           int
+	LastError                                                            string // empty when the last write succeeded
 }
 
 // NewWriter starts the writer over store. The writer owns the store's write methods from now on.
@@ -134,7 +140,7 @@ func (w *Writer) Stop() {
 func (w *Writer) Stats() WriterStats {
 	s := WriterStats{
 		Pending: w.queued.Load(), Written: w.written.Load(), Batches: w.batches.Load(),
-		Failures: w.failures.Load(), LastBatchSize: w.lastBatch.Load(), Touches: w.touchesDone.Load(),
+		Failures: w.failures.Load(), Dropped: w.dropped.Load(), LastBatchSize: w.lastBatch.Load(), Touches: w.touchesDone.Load(),
 		QueueDepth: len(w.jobs),
 	}
 	if p := w.lastErr.Load(); p != nil {
@@ -169,6 +175,7 @@ func (w *Writer) loop() {
 		if err != nil {
 			retryAt = time.Now().Add(w.cfg.RetryInterval)
 			arm(w.cfg.RetryInterval)
+			w.shed(&batch)
 		}
 		return err
 	}
@@ -250,4 +257,19 @@ func (w *Writer) write(batch *db.Batch) error {
 	batch.Touches = batch.Touches[:0]
 	w.queued.Store(0)
 	return nil
+}
+
+// shed drops the oldest waiting answers beyond MaxPending after a failed write, and hit counts beyond the
+// same bound: a disk that stays full must not grow the process without end.
+func (w *Writer) shed(batch *db.Batch) {
+	if over := len(batch.Puts) - w.cfg.MaxPending; over > 0 {
+		clear(batch.Puts[:over])
+		batch.Puts = append(batch.Puts[:0], batch.Puts[over:]...)
+		w.dropped.Add(int64(over))
+		w.queued.Store(int64(len(batch.Puts)))
+		w.log.Error("writes keep failing: dropped the oldest cached answers waiting for disk", "dropped", over, "still_waiting", len(batch.Puts))
+	}
+	if over := len(batch.Touches) - w.cfg.MaxPending; over > 0 {
+		batch.Touches = append(batch.Touches[:0], batch.Touches[over:]...)
+	}
 }
