@@ -291,15 +291,17 @@ func (c *fileConfig) pipelineConfig(getenv func(string) string) (pipeline.Config
 		MaxConcurrentRequests: c.MaxConcurrentRequests,
 		QueueTimeout:          seconds(c.QueueTimeoutSeconds),
 		ModelsTTL:             seconds(c.ModelsTTLSeconds),
-		MemoryEnabled:         c.Cache.Enabled,
-		MemoryMaxItems:        c.Cache.MaxItems,
-		MemoryMaxBytes:        c.Cache.MaxBytes,
-		Mode:                  mode,
-		CacheVersion:          c.CacheVersion,
-		OverrideMode:          c.CacheOverrideMode,
-		ThinkingField:         c.ThinkingField,
-		IgnoreFields:          c.Cache.IgnoreFields,
-		Headers:               c.APIHeaders,
+		// Cover the writer's delay, with room for a slow flush: until then a stored answer may not be on disk.
+		RecentGrace:    2*time.Duration(c.Cache.FlushInterval)*time.Millisecond + time.Second,
+		MemoryEnabled:  c.Cache.Enabled,
+		MemoryMaxItems: c.Cache.MaxItems,
+		MemoryMaxBytes: c.Cache.MaxBytes,
+		Mode:           mode,
+		CacheVersion:   c.CacheVersion,
+		OverrideMode:   c.CacheOverrideMode,
+		ThinkingField:  c.ThinkingField,
+		IgnoreFields:   c.Cache.IgnoreFields,
+		Headers:        c.APIHeaders,
 	}
 	if c.EnableThinking != nil {
 		pc.EnableThinking = pipeline.ThinkingFalse

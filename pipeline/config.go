@@ -77,6 +77,7 @@ type Config struct {
 	QueueTimeout          time.Duration // queue_timeout_seconds, default 30 s
 	StageQueueSize        int           // capacity of each stage's input queue, default 4096
 	ModelsTTL             time.Duration // models_ttl_seconds: how long a models list is served before a refetch; default 60 s
+	RecentGrace           time.Duration // how long the dispatcher answers from a just-stored answer, covering the writer's delay; default 2 s
 
 	MemoryEnabled  bool  // cache.enabled: the memory layer (SQLite serves either way)
 	MemoryMaxItems int   // cache.max_items, default 10000
@@ -110,6 +111,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.ModelsTTL < 0 {
 		c.ModelsTTL = 0
+	}
+	if c.RecentGrace <= 0 {
+		c.RecentGrace = 2 * time.Second
 	}
 	if c.StageQueueSize <= 0 {
 		c.StageQueueSize = 4096

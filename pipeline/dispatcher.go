@@ -34,8 +34,12 @@ type call struct {
 	waiters []*Request
 	isLive  bool // the dispatcher has answered the streaming waiters with live; later ones join it at once
 
-	live *LiveStream // set by the call goroutine before it reports the stream started
-	resp Response    // the answer, set by the call goroutine before it reports completion
+	live   *LiveStream // set by the call goroutine before it reports the stream started
+	resp   Response    // the answer, set by the call goroutine before it reports completion
+	stored bool        // resp was handed to the writer, set with resp
+	entry  *memEntry   // what was stored (times, version), set with stored
+
+	answeredAt time.Time // when complete ran; for the recent answers
 }
 
 // endpointState is the dispatcher's view of one endpoint; only the dispatcher goroutine touches the
@@ -58,8 +62,15 @@ type dispatcher struct {
 	endpoints []*endpointState
 	flights   map[db.Key]*call
 	queue     []*call
-	inFlight  int
-	wg        sync.WaitGroup // the loop and every call goroutine
+
+	// recent holds answered flights whose answers were stored, for RecentGrace after they were answered:
+	// until the writer has them on disk, a request that missed memory (a dropped or late insert, or the
+	// memory layer off) and SQLite would otherwise make a second upstream call for an answer already
+	// paid for. recentQ is in answer order, for expiry; at most maxRecent are kept.
+	recent   map[db.Key]*call
+	recentQ  []*call
+	inFlight int
+	wg       sync.WaitGroup // the loop and every call goroutine
 
 	inFlightGauge atomic.Int64 // inFlight, readable from other goroutines
 }
@@ -71,6 +82,7 @@ func newDispatcher(p *Pipeline) *dispatcher {
 		started: make(chan *call, p.cfg.MaxConcurrentRequests),
 		done:    make(chan *call, p.cfg.MaxConcurrentRequests),
 		flights: make(map[db.Key]*call),
+		recent:  make(map[db.Key]*call),
 	}
 	for i := range p.cfg.Endpoints {
 		e := &p.cfg.Endpoints[i]
@@ -132,8 +144,21 @@ func (d *dispatcher) loop() {
 
 // admit joins c to an identical flight, or queues it as a new one.
 func (d *dispatcher) admit(c *call) {
+	d.expireRecent(time.Now())
 	if c.coalesce {
-		if f := d.flights[c.key]; f != nil {
+		f := d.recent[c.key]
+		if g := d.flights[c.key]; g != nil && g.isLive && g.live.endedBefore(c.waiters[0].Arrived) && g.stored {
+			// Its stream ended before this request arrived and its answer is stored (the call goroutine set
+			// stored and resp before ending the stream, and the stream's lock orders that before this read).
+			f = g
+		}
+		if f != nil && d.usableNow(f.entry, &c.waiters[0].Controls) {
+			d.answerRecent(f, c.waiters[0])
+			return
+		}
+		// A streamed flight that ended before this request arrived is over for it (a not-stored answer, or
+		// a cut stream, must not reach a later request); its own call replaces it in flights.
+		if f := d.flights[c.key]; f != nil && !(f.isLive && f.live.endedBefore(c.waiters[0].Arrived)) {
 			r := c.waiters[0]
 			r.follower = true
 			d.p.stats.coalesced.Add(1)
@@ -223,6 +248,9 @@ func (d *dispatcher) pick() *endpointState {
 
 // goLive answers every streaming waiter of c with its live stream; the others wait for the whole answer.
 func (d *dispatcher) goLive(c *call) {
+	if c.isLive {
+		return // complete went first (see there)
+	}
 	c.isLive = true
 	kept := c.waiters[:0]
 	for _, r := range c.waiters {
@@ -248,10 +276,19 @@ func (d *dispatcher) answerLive(c *call, r *Request, follower bool) {
 // complete frees c's slot and answers everyone still waiting on it. A streaming waiter of an answer that
 // did not go live (a non-streamed leader, or an upstream that answered JSON) gets it replayed as SSE.
 func (d *dispatcher) complete(c *call) {
+	// The call goroutine sends on started before done, but the loop's select may take done first: the
+	// streaming waiters still get the live stream (with its error event, if it was cut), not c.resp.
+	// c.live was set before done was sent.
+	if c.live != nil {
+		d.goLive(c)
+	}
 	c.ep.inFlight--
 	d.inFlight--
 	d.inFlightGauge.Store(int64(d.inFlight))
 	d.forget(c)
+	if c.stored && c.coalesce {
+		d.remember(c)
+	}
 	// waiters[0] is the leader unless the call went live: goLive answered the streaming leader then and
 	// left only followers here.
 	leader := !c.isLive
@@ -273,6 +310,51 @@ func (d *dispatcher) complete(c *call) {
 		r.finish()
 	}
 	c.waiters = nil
+}
+
+// usableNow applies to a recent answer the checks a memory hit gets: expiry (ttl), max-age, versions.
+func (d *dispatcher) usableNow(e *memEntry, ctl *Controls) bool {
+	now := nowMillis()
+	if e.expiresAt != 0 && now >= e.expiresAt {
+		return false
+	}
+	return d.p.usable(ctl, e.createdAt, e.version, e.endpoint, now)
+}
+
+// answerRecent answers r from f's stored answer, as a memory hit would.
+func (d *dispatcher) answerRecent(f *call, r *Request) {
+	d.p.stats.memoryHits.Add(1)
+	if !answerHit(r, f.resp.Body, f.resp.ContentType, "memory") {
+		r.fail(&Error{Status: 502, Type: "server_error", Code: "upstream_invalid_response", Message: "cannot replay the stored answer as a stream"})
+	}
+}
+
+// maxRecent bounds the recent answers kept by the dispatcher (see dispatcher.recent).
+const maxRecent = 8192
+
+func (d *dispatcher) remember(c *call) {
+	c.answeredAt = time.Now()
+	d.recent[c.key] = c
+	d.recentQ = append(d.recentQ, c)
+	if len(d.recentQ) > maxRecent {
+		d.dropRecent()
+	}
+}
+
+// expireRecent drops the recent answers older than RecentGrace; they are oldest first.
+func (d *dispatcher) expireRecent(now time.Time) {
+	for len(d.recentQ) > 0 && now.Sub(d.recentQ[0].answeredAt) > d.p.cfg.RecentGrace {
+		d.dropRecent()
+	}
+}
+
+func (d *dispatcher) dropRecent() {
+	c := d.recentQ[0]
+	d.recentQ[0] = nil
+	d.recentQ = d.recentQ[1:]
+	if d.recent[c.key] == c {
+		delete(d.recent, c.key)
+	}
 }
 
 func (d *dispatcher) forget(c *call) {
@@ -322,15 +404,19 @@ func (p *Pipeline) run(c *call) {
 		}
 		p.stats.upstreamErrors.Add(1)
 		p.stats.errors.Add(1)
-		c.live.end(cutEvent)
+		if err == nil && rec.done != nil {
+			c.live.end(rec.done) // a whole stream that cannot be stored: its clients still get [DONE]
+		} else {
+			c.live.end(cutEvent)
+		}
 		c.resp = Response{Status: 502, HasKey: true, Cache: "MISS", Source: "upstream", CacheStatus: "llmcache; fwd=miss; detail=upstream-stream-cut",
 			Err: &Error{Status: 502, Type: "server_error", Code: "upstream_stream_cut", Message: "the upstream stream from " + ep.cfg.Name + " did not finish: " + reason}}
 		return
 	}
-	// Stored before the stream ends for its readers, so that an identical request sent after [DONE]
-	// reached a client finds it.
+	// Stored before [DONE] reaches the stream's readers (streamRecorder holds it back), so that an identical
+	// request sent after [DONE] reached a client finds it.
 	p.settle(c, &UpstreamResponse{Status: 200, ContentType: "application/json", Body: assembled}, nil)
-	c.live.end(nil)
+	c.live.end(rec.done)
 }
 
 // missHeaders gives X-Cache and Cache-Status for an answer fetched upstream under controls ctl.
@@ -391,6 +477,7 @@ func (p *Pipeline) settle(c *call, resp *UpstreamResponse, err error) {
 		return
 	}
 	c.resp.CacheStatus += "; stored"
+	c.stored = true
 	now := nowMillis()
 	entry := &db.Entry{
 		Key:           c.key,
@@ -413,8 +500,9 @@ func (p *Pipeline) settle(c *call, resp *UpstreamResponse, err error) {
 	if p.writer != nil {
 		p.writer.Put(entry)
 	}
-	p.memInsert(&memEntry{key: c.key, body: resp.Body, contentType: resp.ContentType, endpoint: ep.cfg.Name,
-		createdAt: now, expiresAt: entry.ExpiresAt, version: entry.Version, size: int64(len(resp.Body)) + entryOverhead})
+	c.entry = &memEntry{key: c.key, body: resp.Body, contentType: resp.ContentType, endpoint: ep.cfg.Name,
+		createdAt: now, expiresAt: entry.ExpiresAt, version: entry.Version, size: int64(len(resp.Body)) + entryOverhead}
+	p.memInsert(c.entry)
 }
 
 func askedModel(r *Request) string {

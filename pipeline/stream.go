@@ -3,6 +3,7 @@ package pipeline
 import (
 	"bytes"
 	"sync"
+	"time"
 
 	"llmcache/pipeline/sse"
 )
@@ -13,10 +14,11 @@ import (
 // It is the one piece of state shared between goroutines without an actor: the call goroutine appends,
 // the front end's stream writers read. A mutex guards it; the wake channel lets readers wait.
 type LiveStream struct {
-	mu     sync.Mutex
-	events [][]byte      // raw events, append-only; guarded by mu
-	ended  bool          // guarded by mu
-	wake   chan struct{} // closed when events grow or the stream ends, then replaced; guarded by mu
+	mu      sync.Mutex
+	events  [][]byte      // raw events, append-only; guarded by mu
+	ended   bool          // guarded by mu
+	endedAt time.Time     // when end was called; guarded by mu
+	wake    chan struct{} // closed when events grow or the stream ends, then replaced; guarded by mu
 }
 
 func newLiveStream() *LiveStream { return &LiveStream{wake: make(chan struct{})} }
@@ -35,9 +37,18 @@ func (l *LiveStream) end(tail []byte) {
 	if len(tail) > 0 {
 		l.events = append(l.events, tail)
 	}
-	l.ended = true
+	l.ended, l.endedAt = true, time.Now()
 	close(l.wake)
 	l.mu.Unlock()
+}
+
+// endedBefore reports whether the stream had ended before t. Its clients have [DONE] (or the error event)
+// a moment before the dispatcher forgets the flight; a request that arrived after that must not join it:
+// had the answer been stored, that request would have found it in memory.
+func (l *LiveStream) endedBefore(t time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.ended && l.endedAt.Before(t)
 }
 
 // StreamWriter is where a client's stream goes (fasthttp hands a *bufio.Writer).
@@ -94,6 +105,9 @@ type streamRecorder struct {
 	asm     *sse.Assembler
 	asmErr  error
 	sawData bool
+	// done holds the [DONE] event (and anything after it) back from the live stream until the answer is
+	// stored: a client that sends the same request the moment it reads [DONE] must find it in memory.
+	done []byte
 }
 
 func (s *streamRecorder) Header(status int, contentType, retryAfter string) {
@@ -113,10 +127,16 @@ func (s *streamRecorder) Data(p []byte) {
 	s.sawData = true
 	s.split.Feed(p, func(ev []byte) {
 		ev = bytes.Clone(ev)
-		s.c.live.append(ev)
 		if s.asmErr == nil {
 			s.asmErr = s.asm.Event(ev)
 		}
+		if s.done == nil {
+			if data, _, ok := sse.Data(ev); !ok || string(bytes.TrimSpace(data)) != "[DONE]" {
+				s.c.live.append(ev)
+				return
+			}
+		}
+		s.done = append(s.done, ev...)
 	})
 }
 
