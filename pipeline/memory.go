@@ -27,19 +27,11 @@ type lruNode struct {
 type memShard struct {
 	lookups  chan *Request
 	inserts  chan *memEntry
-	deletes  chan memDelete
 	items    map[db.Key]*lruNode
 	head     lruNode // head.next is the most recently used, head.prev the least
 	bytes    int64
 	maxItems int
 	maxBytes int64
-}
-
-// memDelete removes keys (or everything when all) and signals done.
-type memDelete struct {
-	keys []db.Key
-	all  bool
-	done chan struct{}
 }
 
 // entryOverhead approximates what an entry costs beyond its body: map slot, node, entry, strings.
@@ -49,7 +41,6 @@ func newMemShard(maxItems int, maxBytes int64, queue int) *memShard {
 	s := &memShard{
 		lookups:  make(chan *Request, queue),
 		inserts:  make(chan *memEntry, queue),
-		deletes:  make(chan memDelete),
 		items:    make(map[db.Key]*lruNode, min(maxItems, 1<<16)),
 		maxItems: max(maxItems, 1),
 		maxBytes: max(maxBytes, 1),
@@ -59,7 +50,7 @@ func newMemShard(maxItems int, maxBytes int64, queue int) *memShard {
 }
 
 // run serves the shard until quit closes. When the lookups channel closes, lookupsDone is called once and
-// the shard goes on serving inserts and deletes, which may still come from upstream calls finishing.
+// the shard goes on serving inserts, which may still come from upstream calls finishing.
 func (p *Pipeline) runMemShard(s *memShard, lookupsDone func()) {
 	lookups := s.lookups
 	for {
@@ -77,9 +68,6 @@ func (p *Pipeline) runMemShard(s *memShard, lookupsDone func()) {
 			p.memLookup(s, r)
 		case e := <-s.inserts:
 			s.insert(e)
-		case d := <-s.deletes:
-			s.remove(d)
-			close(d.done)
 		case <-p.memQuit:
 			return
 		}
@@ -135,20 +123,6 @@ func (s *memShard) insert(e *memEntry) {
 	}
 	for (len(s.items) > s.maxItems || s.bytes > s.maxBytes) && s.head.prev != &s.head {
 		s.unlink(s.head.prev)
-	}
-}
-
-func (s *memShard) remove(d memDelete) {
-	if d.all {
-		clear(s.items)
-		s.head.next, s.head.prev = &s.head, &s.head
-		s.bytes = 0
-		return
-	}
-	for _, k := range d.keys {
-		if n := s.items[k]; n != nil {
-			s.unlink(n)
-		}
 	}
 }
 

@@ -178,15 +178,6 @@ func (p *Pipeline) Counts() Counts {
 	}
 }
 
-// DeleteMemory removes keys from the memory stage (or everything when all) and returns once it is done.
-func (p *Pipeline) DeleteMemory(keys []db.Key, all bool) {
-	for _, s := range p.shards {
-		d := memDelete{keys: keys, all: all, done: make(chan struct{})}
-		s.deletes <- d
-		<-d.done
-	}
-}
-
 func (p *Pipeline) runKeying(k *keyer) {
 	for {
 		var r *Request

@@ -101,10 +101,9 @@ type streamRecorder struct {
 	contentType, retryAfter string
 	body                    []byte // a non-SSE answer, buffered
 
-	split   sse.Splitter
-	asm     *sse.Assembler
-	asmErr  error
-	sawData bool
+	split  sse.Splitter
+	asm    *sse.Assembler
+	asmErr error
 	// done holds the [DONE] event (and anything after it) back from the live stream until the answer is
 	// stored: a client that sends the same request the moment it reads [DONE] must find it in memory.
 	done []byte
@@ -124,7 +123,6 @@ func (s *streamRecorder) Data(p []byte) {
 		s.body = append(s.body, p...)
 		return
 	}
-	s.sawData = true
 	s.split.Feed(p, func(ev []byte) {
 		ev = bytes.Clone(ev)
 		if s.asmErr == nil {
