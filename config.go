@@ -33,6 +33,7 @@ type fileConfig struct {
 	QueueTimeoutSeconds    float64           `toml:"queue_timeout_seconds"`
 	MaxBodyBytes           int               `toml:"max_body_bytes"`
 	ModelsTTLSeconds       float64           `toml:"models_ttl_seconds"`
+	MaxEmbeddingInputs     int               `toml:"max_embedding_inputs"`
 	ShutdownTimeoutSeconds float64           `toml:"shutdown_timeout_seconds"`
 	AdminToken             string            `toml:"admin_token"`
 	Cache                  cacheConfig       `toml:"cache"`
@@ -102,6 +103,7 @@ func defaultConfig() fileConfig {
 		QueueTimeoutSeconds:    30,
 		MaxBodyBytes:           32 << 20,
 		ModelsTTLSeconds:       60,
+		MaxEmbeddingInputs:     2048,
 		ShutdownTimeoutSeconds: 30,
 		Cache:                  cacheConfig{Enabled: true, MaxItems: 10000, MaxBytes: 256 << 20, BatchWriteSize: 20, FlushInterval: 200},
 		IdleFlush:              idleFlushConfig{Enabled: true, IdleTimeoutSeconds: 300, CheckIntervalSeconds: 10},
@@ -210,6 +212,7 @@ func (c *fileConfig) validate() error {
 		{"max_concurrent_requests", float64(c.MaxConcurrentRequests)},
 		{"queue_timeout_seconds", c.QueueTimeoutSeconds},
 		{"max_body_bytes", float64(c.MaxBodyBytes)},
+		{"max_embedding_inputs", float64(c.MaxEmbeddingInputs)},
 		{"shutdown_timeout_seconds", c.ShutdownTimeoutSeconds},
 		{"cache.max_items", float64(c.Cache.MaxItems)},
 		{"cache.max_bytes", float64(c.Cache.MaxBytes)},
@@ -291,6 +294,7 @@ func (c *fileConfig) pipelineConfig(getenv func(string) string) (pipeline.Config
 		MaxConcurrentRequests: c.MaxConcurrentRequests,
 		QueueTimeout:          seconds(c.QueueTimeoutSeconds),
 		ModelsTTL:             seconds(c.ModelsTTLSeconds),
+		MaxEmbeddingInputs:    c.MaxEmbeddingInputs,
 		// Cover the writer's delay, with room for a slow flush: until then a stored answer may not be on disk.
 		RecentGrace:    2*time.Duration(c.Cache.FlushInterval)*time.Millisecond + time.Second,
 		MemoryEnabled:  c.Cache.Enabled,

@@ -56,6 +56,7 @@ func New(cfg Config, pipe *pipeline.Pipeline, health Health) *Server {
 		r.POST(prefix+"/chat/completions", s.cached(pipeline.KindChat))
 		r.POST(prefix+"/completions", s.cached(pipeline.KindCompletion))
 		r.GET(prefix+"/models", s.cached(pipeline.KindModels))
+		r.POST(prefix+"/embeddings", s.cached(pipeline.KindEmbedding))
 	}
 	r.GET("/healthz", s.healthz)
 	s.srv = &fasthttp.Server{
@@ -182,6 +183,9 @@ func writeResponse(ctx *fasthttp.RequestCtx, r *pipeline.Request) {
 	}
 	if resp.CacheStatus != "" {
 		h.Set("Cache-Status", resp.CacheStatus)
+	}
+	if resp.Items != "" {
+		h.Set("X-Cache-Items", resp.Items)
 	}
 	if resp.RetryAfter != "" {
 		h.Set("Retry-After", resp.RetryAfter)

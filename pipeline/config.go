@@ -77,6 +77,7 @@ type Config struct {
 	QueueTimeout          time.Duration // queue_timeout_seconds, default 30 s
 	StageQueueSize        int           // capacity of each stage's input queue, default 4096
 	ModelsTTL             time.Duration // models_ttl_seconds: how long a models list is served before a refetch; default 60 s
+	MaxEmbeddingInputs    int           // max_embedding_inputs: inputs allowed in one embeddings request; default 2048
 	RecentGrace           time.Duration // how long the dispatcher answers from a just-stored answer, covering the writer's delay; default 2 s
 
 	MemoryEnabled  bool  // cache.enabled: the memory layer (SQLite serves either way)
@@ -111,6 +112,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.ModelsTTL < 0 {
 		c.ModelsTTL = 0
+	}
+	if c.MaxEmbeddingInputs <= 0 {
+		c.MaxEmbeddingInputs = MaxEmbeddingInputs
 	}
 	if c.RecentGrace <= 0 {
 		c.RecentGrace = 2 * time.Second

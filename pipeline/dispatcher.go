@@ -37,6 +37,7 @@ type call struct {
 	live   *LiveStream // set by the call goroutine before it reports the stream started
 	resp   Response    // the answer, set by the call goroutine before it reports completion
 	stored bool        // resp was handed to the writer, set with resp
+	emb    *embCall    // embeddings: the items, the cached vectors and what is asked upstream
 	entry  *memEntry   // what was stored (times, version), set with stored
 
 	answeredAt time.Time // when complete ran; for the recent answers
@@ -377,6 +378,10 @@ func (p *Pipeline) run(c *call) {
 	if !c.stream {
 		var resp UpstreamResponse
 		err := p.transport.Do(&req, &resp)
+		if c.emb != nil && err == nil && resp.Status == 200 {
+			p.settleEmbedding(c, &resp)
+			return
+		}
 		p.settle(c, &resp, err)
 		return
 	}

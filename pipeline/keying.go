@@ -28,16 +28,17 @@ func (f keyFields) skip(key []byte) bool { _, ok := f.ignore[string(key)]; retur
 
 // keyer computes cache keys. It owns scratch buffers: one per keying worker, not safe for concurrent use.
 type keyer struct {
-	parser   canon.Parser // holds the top-level members of the request being keyed
-	sub      canon.Parser // for nested objects (the "cache" controls)
-	record   []byte
-	skip     func([]byte) bool
-	thinking Thinking // enable_thinking from config; ThinkingAbsent = the client's value counts
+	parser    canon.Parser // holds the top-level members of the request being keyed
+	sub       canon.Parser // for nested objects (the "cache" controls)
+	record    []byte
+	skip      func([]byte) bool
+	thinking  Thinking // enable_thinking from config; ThinkingAbsent = the client's value counts
+	maxInputs int      // max_embedding_inputs
 }
 
 func newKeyer(cfg *Config) *keyer {
 	fields := newKeyFields(cfg.IgnoreFields)
-	return &keyer{record: make([]byte, 0, 4096), skip: fields.skip, thinking: cfg.EnableThinking}
+	return &keyer{record: make([]byte, 0, 4096), skip: fields.skip, thinking: cfg.EnableThinking, maxInputs: cfg.MaxEmbeddingInputs}
 }
 
 // Keyer computes cache keys the way the keying stage does, outside a running pipeline (benchmarks, tools).
@@ -80,6 +81,7 @@ func (k *keyer) key(r *Request) *Error {
 		return invalidRequest("", "invalid JSON body: "+err.Error())
 	}
 	var haveModel, haveInput bool
+	var input *canon.Member
 	thinking := ThinkingAbsent
 	for i := range members {
 		m := &members[i]
@@ -107,6 +109,15 @@ func (k *keyer) key(r *Request) *Error {
 		case "input":
 			if r.Kind == KindEmbedding {
 				haveInput = true
+				input = m
+			}
+		case "encoding_format":
+			if r.Kind == KindEmbedding {
+				f, err := canon.DecodeString(nil, r.Body[m.ValueStart:m.ValueEnd])
+				if m.Type != canon.String || err != nil || (string(f) != "float" && string(f) != "base64") {
+					return invalidRequest("encoding_format", `encoding_format must be "float" or "base64"`)
+				}
+				r.embBase64 = string(f) == "base64"
 			}
 		case "stream":
 			if m.Type != canon.True && m.Type != canon.False {
@@ -154,6 +165,14 @@ func (k *keyer) key(r *Request) *Error {
 		thinking = k.thinking
 	}
 	r.Thinking = thinking
+	if r.Kind == KindEmbedding {
+		if r.Stream {
+			return invalidRequest("stream", "embeddings cannot be streamed")
+		}
+		if e := k.keyItems(r, members, input, thinking); e != nil {
+			return e
+		}
+	}
 	r.Key = k.sum(r.Kind, &r.Controls, thinking, r.Body, members)
 	return nil
 }

@@ -73,11 +73,13 @@ type Request struct {
 	Key      db.Key
 	Thinking Thinking
 
-	modelStart, modelEnd int  // the raw "model" value in Body
-	hasCacheObject       bool // the body has a "cache" object, removed before forwarding
-	includeUsage         bool // stream_options.include_usage: a replayed stream ends with a usage chunk
-	follower             bool // joined another request's flight (X-Cache-Source: coalesced)
-	refetch              bool // its stored answer could not be replayed: skip the lookup, fetch afresh
+	modelStart, modelEnd int       // the raw "model" value in Body
+	hasCacheObject       bool      // the body has a "cache" object, removed before forwarding
+	includeUsage         bool      // stream_options.include_usage: a replayed stream ends with a usage chunk
+	follower             bool      // joined another request's flight (X-Cache-Source: coalesced)
+	refetch              bool      // its stored answer could not be replayed: skip the lookup, fetch afresh
+	items                []embItem // embeddings: each input item and its key
+	embBase64            bool      // embeddings: encoding_format "base64"
 
 	done   chan *Request
 	hdrBuf []byte       // names and values of the headers to forward, back to back
@@ -96,6 +98,7 @@ type Response struct {
 	CacheStatus string // Cache-Status (RFC 9211)
 	HasKey      bool   // write X-Cache-Key
 	RetryAfter  string
+	Items       string      // X-Cache-Items for embeddings: "hits=N misses=M"
 	Err         *Error      // when set, the front end renders it instead of Body
 	Live        *LiveStream // when set, the front end streams it instead of Body
 }

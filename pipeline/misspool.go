@@ -33,6 +33,10 @@ func (p *Pipeline) runMissWorker(rd db.Reader) {
 }
 
 func (p *Pipeline) serveMiss(rd db.Reader, e *db.Entry, parser, sub *canon.Parser, touches *touchBatcher, r *Request) {
+	if r.Kind == KindEmbedding {
+		p.serveEmbedding(rd, e, touches, r)
+		return
+	}
 	c := &r.Controls
 	if !c.NoCache && c.Mode != ModeWriteOnly && c.Mode != ModeOff && !r.refetch {
 		found, err := rd.Get(&r.Key, e)

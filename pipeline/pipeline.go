@@ -197,7 +197,7 @@ func (p *Pipeline) runKeying(k *keyer) {
 			continue
 		}
 		c := &r.Controls
-		if !p.cfg.MemoryEnabled || c.NoCache || c.Mode == ModeWriteOnly || c.Mode == ModeOff {
+		if r.Kind == KindEmbedding || !p.cfg.MemoryEnabled || c.NoCache || c.Mode == ModeWriteOnly || c.Mode == ModeOff {
 			p.toMissPool(r)
 			continue
 		}
