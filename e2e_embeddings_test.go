@@ -99,6 +99,9 @@ func TestE2EEmbeddingsPerItem(t *testing.T) {
 		resp, body = p.Post(embPath, `{"model":"emb","input":["c","a","b"],"encoding_format":"`+format+`"}`)
 		expectCache(t, format, resp, body, 200, "HIT")
 		expectVectors(t, format, embeddings(t, body), "c", "a", "b")
+		if src := resp.Header.Get("X-Cache-Source"); src != "memory" {
+			t.Errorf("%s: X-Cache-Source %q, want memory (every item was kept in memory)", format, src)
+		}
 	}
 	if n := len(p.Fake.EmbeddingInputs()); n != 2 {
 		t.Errorf("%d upstream embedding calls, want 2 (the cached requests make none)", n)
@@ -124,9 +127,13 @@ func TestE2EEmbeddingsTokenIDs(t *testing.T) {
 	resp, body := p.Post(embPath, `{"model":"emb","input":[[1,2],[3]]}`)
 	expectCache(t, "token lists", resp, body, 200, "MISS")
 	expectVectors(t, "token lists", embeddings(t, body), "[1,2]", "[3]")
+	// A flat list of ids is one input: the same input as the first list above, so it is cached.
 	resp, body = p.Post(embPath, `{"model":"emb","input":[1,2]}`)
-	expectCache(t, "one token list", resp, body, 200, "MISS")
+	expectCache(t, "one token list", resp, body, 200, "HIT")
 	expectVectors(t, "one token list", embeddings(t, body), "[1,2]")
+	if n := p.Fake.CallsTo("embeddings"); n != 1 {
+		t.Errorf("%d upstream embeddings calls, want 1", n)
+	}
 }
 
 func TestE2EEmbeddingsUpstreamFailureStoresNothing(t *testing.T) {

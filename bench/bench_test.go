@@ -13,7 +13,10 @@ import (
 	"llmcache/pipeline"
 )
 
-const chatPath = "/v1/chat/completions"
+const (
+	chatPath       = "/v1/chat/completions"
+	embeddingsPath = "/v1/embeddings"
+)
 
 // longChat is a multi-turn chat of about 16 KiB.
 func longChat() []byte {
@@ -114,11 +117,13 @@ func BenchmarkHit(b *testing.B) {
 }
 
 // warm sends each body once and waits until the writer has put them on disk.
-func warm(b *testing.B, p *proxy, bodies [][]byte) {
+func warm(b *testing.B, p *proxy, bodies [][]byte) { warmOn(b, p, chatPath, bodies) }
+
+func warmOn(b *testing.B, p *proxy, path string, bodies [][]byte) {
 	c := client(p.addr)
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 	for _, body := range bodies {
-		post(b, c, chatPath, body, req, resp)
+		post(b, c, path, body, req, resp)
 	}
 	if err := p.writer.Flush(); err != nil {
 		b.Fatal(err)

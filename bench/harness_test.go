@@ -71,9 +71,14 @@ func startFake(tb testing.TB, opts fakeupstream.Options) *fakeupstream.Server {
 	return fake
 }
 
-// measure posts next() to addr from 32 goroutines for b.N requests, checks each answer with check (may be
-// nil), and reports req/s.
+// measure posts next() to addr's chat route from 32 goroutines for b.N requests, checks each answer with
+// check (may be nil), and reports req/s.
 func measure(b *testing.B, addr string, next func() []byte, check func(*fasthttp.Response)) {
+	measureOn(b, addr, chatPath, next, check)
+}
+
+// measureOn is measure for any route.
+func measureOn(b *testing.B, addr, path string, next func() []byte, check func(*fasthttp.Response)) {
 	c := client(addr)
 	b.ReportAllocs()
 	b.SetParallelism(16)
@@ -83,7 +88,7 @@ func measure(b *testing.B, addr string, next func() []byte, check func(*fasthttp
 		defer fasthttp.ReleaseRequest(req)
 		defer fasthttp.ReleaseResponse(resp)
 		for pb.Next() {
-			post(b, c, chatPath, next(), req, resp)
+			post(b, c, path, next(), req, resp)
 			if check != nil {
 				check(resp)
 			}

@@ -9,6 +9,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	json "github.com/goccy/go-json"
@@ -152,9 +153,16 @@ type embCall struct {
 func (p *Pipeline) serveEmbedding(rd db.Reader, e *db.Entry, touches *touchBatcher, r *Request) {
 	c := &r.Controls
 	ec := &embCall{items: slices.Clone(r.items), vectors: make([][]float32, len(r.items)), base64: r.embBase64, model: askedModel(r)}
+	fromMemory := 0
 	if !c.NoCache && c.Mode != ModeWriteOnly && c.Mode != ModeOff {
 		now := nowMillis()
+		if p.cfg.MemoryEnabled {
+			fromMemory = p.memItems(ec, c, touches, now)
+		}
 		for i := range ec.items {
+			if ec.vectors[i] != nil {
+				continue
+			}
 			found, err := rd.Get(&ec.items[i].key, e)
 			if err != nil {
 				p.stats.dbReadErrors.Add(1)
@@ -164,12 +172,20 @@ func (p *Pipeline) serveEmbedding(rd db.Reader, e *db.Entry, touches *touchBatch
 				ec.vectors[i] = decodeVector(e.Body)
 				ec.cached++
 				touches.add(ec.items[i].key, now)
+				p.memInsert(&memEntry{key: ec.items[i].key, body: bytes.Clone(e.Body), contentType: vectorContentType, endpoint: e.Endpoint,
+					createdAt: e.CreatedAt, expiresAt: e.ExpiresAt, version: e.Version, size: int64(len(e.Body)) + entryOverhead})
 			}
 		}
 	}
 	if ec.cached == len(ec.items) {
-		p.stats.dbHits.Add(1)
-		r.Resp = Response{Status: 200, Body: ec.response(ec.model, nil), ContentType: "application/json", Cache: "HIT", Source: "db",
+		source := "db"
+		if fromMemory == len(ec.items) {
+			source = "memory"
+			p.stats.memoryHits.Add(1)
+		} else {
+			p.stats.dbHits.Add(1)
+		}
+		r.Resp = Response{Status: 200, Body: ec.response(ec.model, nil), ContentType: "application/json", Cache: "HIT", Source: source,
 			CacheStatus: "llmcache; hit", HasKey: true, Items: "hits=" + strconv.Itoa(len(ec.items)) + " misses=0"}
 		r.finish()
 		return
@@ -209,6 +225,44 @@ func (p *Pipeline) serveEmbedding(rd db.Reader, e *db.Entry, touches *touchBatch
 		p.stats.errors.Add(1)
 		r.fail(errOverloaded)
 	}
+}
+
+// memItems looks the items up in the memory stage, one query per shard involved, all at once, and fills
+// the vectors found. It returns how many items it found.
+func (p *Pipeline) memItems(ec *embCall, c *Controls, touches *touchBatcher, now int64) int {
+	queries := make(map[*memShard]*itemQuery)
+	index := make(map[*memShard][]int)
+	for i := range ec.items {
+		s := p.shardFor(&ec.items[i].key)
+		q := queries[s]
+		if q == nil {
+			q = &itemQuery{}
+			queries[s] = q
+		}
+		q.keys = append(q.keys, ec.items[i].key)
+		index[s] = append(index[s], i)
+	}
+	var wg sync.WaitGroup
+	for s, q := range queries {
+		wg.Add(1)
+		q.done = wg.Done
+		s.items <- q
+	}
+	wg.Wait()
+	found := 0
+	for s, q := range queries {
+		for j, e := range q.found {
+			if e == nil || !p.usable(c, e.createdAt, e.version, e.endpoint, now) {
+				continue
+			}
+			i := index[s][j]
+			ec.vectors[i] = decodeVector(e.body)
+			ec.cached++
+			found++
+			touches.add(ec.items[i].key, now)
+		}
+	}
+	return found
 }
 
 // upstreamEmbeddingBody is the client's body with input replaced by the missing items and the cache object
@@ -294,6 +348,8 @@ func (p *Pipeline) settleEmbedding(c *call, resp *UpstreamResponse) {
 				entry.ExpiresAt = now + ctl.TTL*1000
 			}
 			p.writer.Put(entry)
+			p.memInsert(&memEntry{key: k, body: entry.Body, contentType: vectorContentType, endpoint: ep.cfg.Name,
+				createdAt: now, expiresAt: entry.ExpiresAt, version: entry.Version, size: int64(len(entry.Body)) + entryOverhead})
 		}
 	}
 	for i, it := range ec.items {

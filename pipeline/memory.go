@@ -27,7 +27,8 @@ type lruNode struct {
 type memShard struct {
 	lookups  chan *Request
 	inserts  chan *memEntry
-	items    map[db.Key]*lruNode
+	items    chan *itemQuery // embeddings: several item keys looked up at once
+	entries  map[db.Key]*lruNode
 	head     lruNode // head.next is the most recently used, head.prev the least
 	bytes    int64
 	maxItems int
@@ -41,7 +42,8 @@ func newMemShard(maxItems int, maxBytes int64, queue int) *memShard {
 	s := &memShard{
 		lookups:  make(chan *Request, queue),
 		inserts:  make(chan *memEntry, queue),
-		items:    make(map[db.Key]*lruNode, min(maxItems, 1<<16)),
+		items:    make(chan *itemQuery, queue),
+		entries:  make(map[db.Key]*lruNode, min(maxItems, 1<<16)),
 		maxItems: max(maxItems, 1),
 		maxBytes: max(maxBytes, 1),
 	}
@@ -68,6 +70,9 @@ func (p *Pipeline) runMemShard(s *memShard, lookupsDone func()) {
 			p.memLookup(s, r)
 		case e := <-s.inserts:
 			s.insert(e)
+		case q := <-s.items:
+			s.drainInserts()
+			s.answerItems(q)
 		case <-p.memQuit:
 			return
 		}
@@ -75,7 +80,7 @@ func (p *Pipeline) runMemShard(s *memShard, lookupsDone func()) {
 }
 
 func (p *Pipeline) memLookup(s *memShard, r *Request) {
-	n := s.items[r.Key]
+	n := s.entries[r.Key]
 	if n == nil {
 		p.toMissPool(r)
 		return
@@ -108,20 +113,46 @@ func (s *memShard) drainInserts() {
 	}
 }
 
+// itemQuery asks one shard for several keys; the shard fills found (nil where absent or expired) and
+// calls done. Only that shard touches the query until then.
+type itemQuery struct {
+	keys  []db.Key
+	found []*memEntry
+	done  func()
+}
+
+func (s *memShard) answerItems(q *itemQuery) {
+	now := nowMillis()
+	q.found = make([]*memEntry, len(q.keys))
+	for i, k := range q.keys {
+		n := s.entries[k]
+		if n == nil {
+			continue
+		}
+		if n.e.expiresAt != 0 && now >= n.e.expiresAt {
+			s.unlink(n)
+			continue
+		}
+		s.moveToFront(n)
+		q.found[i] = n.e
+	}
+	q.done()
+}
+
 func (s *memShard) insert(e *memEntry) {
-	if n := s.items[e.key]; n != nil {
+	if n := s.entries[e.key]; n != nil {
 		s.bytes += e.size - n.e.size
 		n.e = e
 		s.moveToFront(n)
 	} else {
 		n = &lruNode{e: e}
-		s.items[e.key] = n
+		s.entries[e.key] = n
 		s.bytes += e.size
 		n.prev, n.next = &s.head, s.head.next
 		s.head.next.prev = n
 		s.head.next = n
 	}
-	for (len(s.items) > s.maxItems || s.bytes > s.maxBytes) && s.head.prev != &s.head {
+	for (len(s.entries) > s.maxItems || s.bytes > s.maxBytes) && s.head.prev != &s.head {
 		s.unlink(s.head.prev)
 	}
 }
@@ -130,7 +161,7 @@ func (s *memShard) unlink(n *lruNode) {
 	n.prev.next = n.next
 	n.next.prev = n.prev
 	n.prev, n.next = nil, nil
-	delete(s.items, n.e.key)
+	delete(s.entries, n.e.key)
 	s.bytes -= n.e.size
 }
 
