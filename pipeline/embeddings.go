@@ -282,17 +282,7 @@ func (p *Pipeline) upstreamEmbeddingBody(r *Request, items []byte) ([]byte, int,
 			edits = append(edits, removeMember(members, i))
 		}
 	}
-	body := applyEdits(r.Body, edits)
-	out, err := parser.ParseObject(body)
-	if err != nil {
-		return nil, 0, 0, err
-	}
-	for _, m := range out {
-		if string(m.Key) == "model" {
-			return body, m.ValueStart, m.ValueEnd, nil
-		}
-	}
-	return body, 0, 0, nil
+	return editedBody(&parser, r.Body, edits)
 }
 
 // embeddingAnswer is the part of an upstream embeddings answer the proxy reads.
@@ -342,7 +332,7 @@ func (p *Pipeline) settleEmbedding(c *call, resp *UpstreamResponse) {
 		for _, i := range ec.ask {
 			k := ec.items[i].key
 			entry := &db.Entry{Key: k, Body: encodeVector(fetched[k]), ContentType: vectorContentType, Kind: c.kind.String(),
-				Namespace: ctl.Namespace, Model: c.asked, Endpoint: ep.cfg.Name, UpstreamModel: cmp(ep.cfg.Model, c.asked),
+				Namespace: ctl.Namespace, Model: c.asked, Endpoint: ep.cfg.Name, UpstreamModel: orAsked(ep.cfg.Model, c.asked),
 				Version: max(p.cfg.CacheVersion, ep.cfg.Version), CreatedAt: now}
 			if ctl.TTL > 0 {
 				entry.ExpiresAt = now + ctl.TTL*1000
@@ -373,7 +363,8 @@ func (p *Pipeline) settleEmbedding(c *call, resp *UpstreamResponse) {
 	p.stats.misses.Add(1)
 }
 
-func cmp(override, asked string) string {
+// orAsked is the model sent upstream: the endpoint's override, else the one asked for.
+func orAsked(override, asked string) string {
 	if override != "" {
 		return override
 	}

@@ -93,21 +93,27 @@ func (p *Pipeline) upstreamBody(parser, sub *canon.Parser, r *Request) (body []b
 		at := closingBrace(r.Body)
 		edits = append(edits, edit{start: at, end: at, text: tail})
 	}
+	return editedBody(parser, r.Body, edits)
+}
+
+// editedBody applies edits to a copy of body and finds the model value in the result, where the endpoint's
+// model override is spliced later.
+func editedBody(parser *canon.Parser, body []byte, edits []edit) (out []byte, modelStart, modelEnd int, err error) {
 	if len(edits) == 0 {
-		body = slices.Clone(r.Body)
+		out = slices.Clone(body)
 	} else {
-		body = applyEdits(r.Body, edits)
+		out = applyEdits(body, edits)
 	}
-	out, err := parser.ParseObject(body)
+	members, err := parser.ParseObject(out)
 	if err != nil {
 		return nil, 0, 0, err
 	}
-	for _, m := range out {
+	for _, m := range members {
 		if string(m.Key) == "model" {
-			return body, m.ValueStart, m.ValueEnd, nil
+			return out, m.ValueStart, m.ValueEnd, nil
 		}
 	}
-	return body, 0, 0, nil
+	return out, 0, 0, nil
 }
 
 func appendMember(dst []byte, kept int, keyAndColon string, value []byte) []byte {
