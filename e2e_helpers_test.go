@@ -211,7 +211,7 @@ func sendAll(url string, bodies []string, header ...string) []result {
 type dbRow struct {
 	Kind, Namespace, Model, Endpoint, UpstreamModel, ContentType string
 	Body                                                         []byte
-	ExpiresAt                                                    int64
+	ExpiresAt, HitCount, LastHitAt                               int64
 }
 
 // cacheDB is a read connection of the test's own to a proxy's SQLite file: it may be opened while the
@@ -256,7 +256,7 @@ func (d *cacheDB) row(keyHex string) (dbRow, bool) {
 	if err != nil || len(key) != 32 {
 		d.t.Fatalf("bad key %q", keyHex)
 	}
-	st, _, err := d.c.Prepare(`SELECT kind, namespace, model, endpoint, upstream_model, content_type, body, expires_at, encoding
+	st, _, err := d.c.Prepare(`SELECT kind, namespace, model, endpoint, upstream_model, content_type, body, expires_at, encoding, hit_count, last_hit_at
 		FROM entries WHERE key = ?1`)
 	if err != nil {
 		d.t.Fatalf("cannot read row: %v", err)
@@ -277,7 +277,7 @@ func (d *cacheDB) row(keyHex string) (dbRow, bool) {
 	return dbRow{
 		Kind: st.ColumnText(0), Namespace: st.ColumnText(1), Model: st.ColumnText(2), Endpoint: st.ColumnText(3),
 		UpstreamModel: st.ColumnText(4), ContentType: st.ColumnText(5), Body: st.ColumnBlob(6, nil),
-		ExpiresAt: st.ColumnInt64(7),
+		ExpiresAt: st.ColumnInt64(7), HitCount: st.ColumnInt64(9), LastHitAt: st.ColumnInt64(10),
 	}, true
 }
 

@@ -53,3 +53,28 @@ func TestE2EMemoryLayerBounded(t *testing.T) {
 		})
 	}
 }
+
+// TestE2EHitsCounted: hits, from memory and from SQLite, reach hit_count and last_hit_at on disk (in
+// batches, so the check is made after a clean stop, which flushes them).
+func TestE2EHitsCounted(t *testing.T) {
+	p := newTestProxy(t, nil)
+	body := chatBody("count my hits")
+	resp, b := p.Post("/v1/chat/completions", body)
+	expectCache(t, "miss", resp, b, 200, "MISS")
+	key := cacheKey(t, resp)
+	for range 3 {
+		resp, b = p.Post("/v1/chat/completions", body)
+		expectCache(t, "memory hit", resp, b, 200, "HIT")
+	}
+	p.Restart()
+	resp, b = p.Post("/v1/chat/completions", body)
+	expectCache(t, "db hit", resp, b, 200, "HIT")
+	if src := resp.Header.Get("X-Cache-Source"); src != "db" {
+		t.Fatalf("after restart X-Cache-Source %q, want db", src)
+	}
+	p.Stop()
+	row := openCacheDB(t, p.DBPath).mustRow(key, b)
+	if row.HitCount != 4 || row.LastHitAt == 0 {
+		t.Errorf("hit_count %d, last_hit_at %d; want 4 hits (3 from memory, 1 from SQLite) and a time", row.HitCount, row.LastHitAt)
+	}
+}
