@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"testing"
 )
 
@@ -77,4 +78,25 @@ func TestE2EHitsCounted(t *testing.T) {
 	if row.HitCount != 4 || row.LastHitAt == 0 {
 		t.Errorf("hit_count %d, last_hit_at %d; want 4 hits (3 from memory, 1 from SQLite) and a time", row.HitCount, row.LastHitAt)
 	}
+}
+
+// TestE2EIdleFlushEmptiesWAL: after idle_timeout_seconds without requests, what waits is written and the
+// WAL is checkpointed to an empty file, while the proxy keeps running.
+func TestE2EIdleFlushEmptiesWAL(t *testing.T) {
+	p := newTestProxy(t, func(c *fileConfig) {
+		c.IdleFlush = idleFlushConfig{Enabled: true, IdleTimeoutSeconds: 1.5, CheckIntervalSeconds: 0.05}
+		c.Cache.FlushInterval = 60_000 // only the idle flush writes
+		c.Cache.BatchWriteSize = 1000
+	})
+	resp, b := p.Post("/v1/chat/completions", chatBody("idle"))
+	expectCache(t, "miss", resp, b, 200, "MISS")
+	key := cacheKey(t, resp)
+	wal := p.DBPath + "-wal"
+	waitFor(t, "the idle flush to write the answer and empty the WAL", func() bool {
+		st, err := os.Stat(wal)
+		return p.app.idle.Runs() > 0 && err == nil && st.Size() == 0
+	})
+	openCacheDB(t, p.DBPath).mustRow(key, b)
+	resp, b = p.Post("/v1/chat/completions", chatBody("idle"))
+	expectCache(t, "after the idle flush", resp, b, 200, "HIT")
 }

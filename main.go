@@ -101,6 +101,7 @@ type app struct {
 	store  *db.SQLite
 	writer *actors.Writer
 	pipe   *pipeline.Pipeline
+	idle   *actors.IdleFlusher // nil when [idle_flush] is off
 	server *httpx.Server
 	addr   net.Addr
 	served chan error
@@ -125,9 +126,18 @@ func start(cfg *fileConfig, getenv func(string) string, log *slog.Logger) (*app,
 		return nil, err
 	}
 	a := &app{log: log, store: store, writer: writer, pipe: pipe, served: make(chan error, 1)}
-	a.server = httpx.New(cfg.httpConfig(), pipe, a.health)
+	hc := cfg.httpConfig()
+	if cfg.IdleFlush.Enabled {
+		hc.Activity = &actors.Activity{}
+		a.idle = actors.NewIdleFlusher(actors.IdleConfig{Timeout: seconds(cfg.IdleFlush.IdleTimeoutSeconds),
+			CheckInterval: seconds(cfg.IdleFlush.CheckIntervalSeconds)}, writer, hc.Activity, log)
+	}
+	a.server = httpx.New(hc, pipe, a.health)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
+		if a.idle != nil {
+			a.idle.Stop()
+		}
 		pipe.Stop()
 		writer.Stop()
 		store.Close()
@@ -141,13 +151,16 @@ func start(cfg *fileConfig, getenv func(string) string, log *slog.Logger) (*app,
 }
 
 // stop shuts down in the order that loses nothing: the front end (answering requests in flight), the
-// pipeline (flights and dispatcher), the writer (drains and checkpoints), then the store.
+// pipeline (flights and dispatcher), the idle flush, the writer (drains and checkpoints), then the store.
 func (a *app) stop() error {
 	var errs []error
 	if err := a.server.Shutdown(); err != nil {
 		errs = append(errs, fmt.Errorf("cannot finish requests in flight: %w", err))
 	}
 	a.pipe.Stop()
+	if a.idle != nil {
+		a.idle.Stop()
+	}
 	a.writer.Stop()
 	if err := a.store.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("cannot close the cache db: %w", err))

@@ -15,14 +15,16 @@ import (
 	"github.com/fasthttp/router"
 	"github.com/valyala/fasthttp"
 
+	"llmcache/actors"
 	"llmcache/pipeline"
 )
 
 // Config holds the front end's knobs.
 type Config struct {
-	MaxBodyBytes    int           // max_body_bytes: larger bodies get 413; default 32 MiB
-	DefaultMode     pipeline.Mode // cache_mode: the mode of requests that do not set one
-	ShutdownTimeout time.Duration // shutdown_timeout_seconds: how long Shutdown waits for requests in flight; default 30 s
+	MaxBodyBytes    int              // max_body_bytes: larger bodies get 413; default 32 MiB
+	DefaultMode     pipeline.Mode    // cache_mode: the mode of requests that do not set one
+	ShutdownTimeout time.Duration    // shutdown_timeout_seconds: how long Shutdown waits for requests in flight; default 30 s
+	Activity        *actors.Activity // told of every request, for the idle flush; nil = nobody listens
 }
 
 // Health reports whether the proxy can do its job; a nil error means healthy.
@@ -112,6 +114,9 @@ func (s *Server) cached(kind pipeline.Kind) fasthttp.RequestHandler {
 		r := pipeline.Acquire()
 		r.Kind = kind
 		r.Arrived = time.Now()
+		if s.cfg.Activity != nil {
+			s.cfg.Activity.Touch(r.Arrived)
+		}
 		// fasthttp's buffers live only until this handler returns: the body and headers are copied.
 		r.Body = append(r.Body[:0], ctx.PostBody()...)
 		r.Controls = pipeline.DefaultControls(s.cfg.DefaultMode)
