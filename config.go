@@ -338,5 +338,5 @@ func (c *fileConfig) writerConfig() actors.WriterConfig {
 
 func (c *fileConfig) httpConfig() httpx.Config {
 	mode, _ := pipeline.ParseMode(c.CacheMode)
-	return httpx.Config{MaxBodyBytes: c.MaxBodyBytes, DefaultMode: mode, ShutdownTimeout: seconds(c.ShutdownTimeoutSeconds)}
+	return httpx.Config{MaxBodyBytes: c.MaxBodyBytes, DefaultMode: mode, ShutdownTimeout: seconds(c.ShutdownTimeoutSeconds), AdminToken: c.AdminToken}
 }

@@ -25,6 +25,7 @@ type Config struct {
 	DefaultMode     pipeline.Mode    // cache_mode: the mode of requests that do not set one
 	ShutdownTimeout time.Duration    // shutdown_timeout_seconds: how long Shutdown waits for requests in flight; default 30 s
 	Activity        *actors.Activity // told of every request, for the idle flush; nil = nobody listens
+	AdminToken      string           // admin_token: when set, the admin API wants it as a Bearer token
 }
 
 // Health reports whether the proxy can do its job; a nil error means healthy.
@@ -61,6 +62,8 @@ func New(cfg Config, pipe *pipeline.Pipeline, health Health) *Server {
 		r.POST(prefix+"/embeddings", s.cached(pipeline.KindEmbedding))
 	}
 	r.GET("/healthz", s.healthz)
+	r.POST("/cache/delete", s.cacheDelete)
+	r.POST("/cache/flushall", s.cacheFlushAll)
 	s.srv = &fasthttp.Server{
 		Handler:               r.Handler,
 		ErrorHandler:          s.transportError,

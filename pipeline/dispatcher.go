@@ -41,6 +41,7 @@ type call struct {
 	entry  *memEntry   // what was stored (times, version), set with stored
 
 	answeredAt time.Time // when complete ran; for the recent answers
+	generation int64     // Pipeline.generation when it was remembered
 }
 
 // endpointState is the dispatcher's view of one endpoint; only the dispatcher goroutine touches the
@@ -153,7 +154,7 @@ func (d *dispatcher) admit(c *call) {
 			// stored and resp before ending the stream, and the stream's lock orders that before this read).
 			f = g
 		}
-		if f != nil && d.usableNow(f.entry, &c.waiters[0].Controls) {
+		if f != nil && f.generation == d.p.generation.Load() && d.usableNow(f.entry, &c.waiters[0].Controls) {
 			d.answerRecent(f, c.waiters[0])
 			return
 		}
@@ -335,6 +336,7 @@ const maxRecent = 8192
 
 func (d *dispatcher) remember(c *call) {
 	c.answeredAt = time.Now()
+	c.generation = d.p.generation.Load()
 	d.recent[c.key] = c
 	d.recentQ = append(d.recentQ, c)
 	if len(d.recentQ) > maxRecent {

@@ -28,6 +28,7 @@ type memShard struct {
 	lookups  chan *Request
 	inserts  chan *memEntry
 	items    chan *itemQuery // embeddings: several item keys looked up at once
+	purges   chan memPurge   // admin deletes
 	entries  map[db.Key]*lruNode
 	head     lruNode // head.next is the most recently used, head.prev the least
 	bytes    int64
@@ -43,6 +44,7 @@ func newMemShard(maxItems int, maxBytes int64, queue int) *memShard {
 		lookups:  make(chan *Request, queue),
 		inserts:  make(chan *memEntry, queue),
 		items:    make(chan *itemQuery, queue),
+		purges:   make(chan memPurge),
 		entries:  make(map[db.Key]*lruNode, min(maxItems, 1<<16)),
 		maxItems: max(maxItems, 1),
 		maxBytes: max(maxBytes, 1),
@@ -73,6 +75,10 @@ func (p *Pipeline) runMemShard(s *memShard, lookupsDone func()) {
 		case q := <-s.items:
 			s.drainInserts()
 			s.answerItems(q)
+		case d := <-s.purges:
+			s.drainInserts()
+			s.purge(d)
+			d.done()
 		case <-p.memQuit:
 			return
 		}
@@ -137,6 +143,27 @@ func (s *memShard) answerItems(q *itemQuery) {
 		q.found[i] = n.e
 	}
 	q.done()
+}
+
+// memPurge removes keys from a shard, or everything when all.
+type memPurge struct {
+	keys []db.Key
+	all  bool
+	done func()
+}
+
+func (s *memShard) purge(d memPurge) {
+	if d.all {
+		clear(s.entries)
+		s.head.next, s.head.prev = &s.head, &s.head
+		s.bytes = 0
+		return
+	}
+	for _, k := range d.keys {
+		if n := s.entries[k]; n != nil {
+			s.unlink(n)
+		}
+	}
 }
 
 func (s *memShard) insert(e *memEntry) {

@@ -36,6 +36,10 @@ type Pipeline struct {
 	stopOnce                                   sync.Once
 
 	stats counters
+
+	// generation counts admin deletes: the dispatcher's recent answers from an older generation are not
+	// served, since they may be what was deleted.
+	generation atomic.Int64
 }
 
 // counters are the pipeline's figures; the stats issue turns them into /stats and /metrics.
@@ -176,6 +180,22 @@ func (p *Pipeline) Counts() Counts {
 		Errors: s.errors.Load(), UpstreamCalls: s.upstreamCalls.Load(), UpstreamErrors: s.upstreamErrors.Load(),
 		UpstreamInFlight: p.dispatch.inFlightGauge.Load(), MemInsertDrops: s.memInsertDrops.Load(),
 	}
+}
+
+// Delete removes the entries f selects: from SQLite through the writer (after what waits there, so an
+// answer stored just before is deleted too), and from memory: the keys named, or everything when f filters
+// by namespace, model or age, which memory entries do not record (they reload from SQLite on demand).
+func (p *Pipeline) Delete(f db.Filter) (int64, error) {
+	n, err := p.writer.Do(func(s db.Store) (int64, error) { return s.Delete(f) })
+	p.generation.Add(1)
+	all := f.All || f.Namespace != nil || f.Model != "" || f.OlderThan != 0 || f.ExpiredBy != 0 || len(f.Keys) == 0
+	var wg sync.WaitGroup
+	for _, s := range p.shards {
+		wg.Add(1)
+		s.purges <- memPurge{keys: f.Keys, all: all, done: wg.Done}
+	}
+	wg.Wait()
+	return n, err
 }
 
 func (p *Pipeline) runKeying(k *keyer) {
