@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"llmcache/actors"
 	"llmcache/bench/fakeupstream"
@@ -102,6 +103,7 @@ type app struct {
 	writer *actors.Writer
 	pipe   *pipeline.Pipeline
 	idle   *actors.IdleFlusher // nil when [idle_flush] is off
+	maint  *actors.Maintenance // nil when [cache_maintenance] is off
 	server *httpx.Server
 	addr   net.Addr
 	served chan error
@@ -132,12 +134,17 @@ func start(cfg *fileConfig, getenv func(string) string, log *slog.Logger) (*app,
 		a.idle = actors.NewIdleFlusher(actors.IdleConfig{Timeout: seconds(cfg.IdleFlush.IdleTimeoutSeconds),
 			CheckInterval: seconds(cfg.IdleFlush.CheckIntervalSeconds)}, writer, hc.Activity, log)
 	}
+	if m := cfg.CacheMaintenance; m.Enabled {
+		a.maint = actors.NewMaintenance(actors.MaintenanceConfig{
+			Interval:    time.Duration(m.IntervalHours * float64(time.Hour)),
+			Retention:   time.Duration(m.RetentionDays * 24 * float64(time.Hour)),
+			MinHitCount: m.MinHitCount, OnStartup: m.CleanupOnStartup,
+		}, writer, store, log)
+	}
 	a.server = httpx.New(hc, pipe, a.health)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
-		if a.idle != nil {
-			a.idle.Stop()
-		}
+		a.stopActors()
 		pipe.Stop()
 		writer.Stop()
 		store.Close()
@@ -151,21 +158,29 @@ func start(cfg *fileConfig, getenv func(string) string, log *slog.Logger) (*app,
 }
 
 // stop shuts down in the order that loses nothing: the front end (answering requests in flight), the
-// pipeline (flights and dispatcher), the idle flush, the writer (drains and checkpoints), then the store.
+// pipeline (flights and dispatcher), the idle flush and maintenance, the writer (drains and checkpoints), then the store.
 func (a *app) stop() error {
 	var errs []error
 	if err := a.server.Shutdown(); err != nil {
 		errs = append(errs, fmt.Errorf("cannot finish requests in flight: %w", err))
 	}
 	a.pipe.Stop()
-	if a.idle != nil {
-		a.idle.Stop()
-	}
+	a.stopActors()
 	a.writer.Stop()
 	if err := a.store.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("cannot close the cache db: %w", err))
 	}
 	return errors.Join(errs...)
+}
+
+// stopActors stops the actors that send jobs to the writer, before the writer itself stops.
+func (a *app) stopActors() {
+	if a.idle != nil {
+		a.idle.Stop()
+	}
+	if a.maint != nil {
+		a.maint.Stop()
+	}
 }
 
 // health is /healthz: degraded when the last write to the store failed.

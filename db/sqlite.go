@@ -349,10 +349,17 @@ func (s *SQLite) Delete(f Filter) (n int64, err error) {
 	if w := whereSQL(&f, false); w != "" {
 		sql += ` WHERE ` + w
 	}
-	sql += fmt.Sprintf(` LIMIT %d)`, deleteChunk)
+	chunk := deleteChunk
+	if f.Limit > 0 {
+		chunk = f.Limit
+	}
+	sql += fmt.Sprintf(` LIMIT %d)`, chunk)
 	st, err := s.deleteStmt(sql)
 	if err != nil {
 		return 0, err
+	}
+	if f.Limit > 0 {
+		return s.deleteChunk(st, &f)
 	}
 	for {
 		c, err := s.deleteChunk(st, &f)
@@ -421,6 +428,8 @@ const (
 	paramModel     = 3
 	paramOlderThan = 4
 	paramExpiredBy = 5
+	paramUnused    = 6
+	paramHitsBelow = 7
 )
 
 // whereSQL is the condition for f (without Keys unless withKey), or "".
@@ -442,6 +451,10 @@ func whereSQL(f *Filter, withKey bool) string {
 		// expires_at > 0 lets the partial index serve the query.
 		conds = append(conds, `expires_at > 0 AND expires_at <= ?5`)
 	}
+	if f.UnusedBefore != 0 {
+		// Two comparisons rather than max(), so that the last_hit_at index serves the query.
+		conds = append(conds, `last_hit_at < ?6 AND created_at < ?6 AND hit_count < ?7`)
+	}
 	return strings.Join(conds, ` AND `)
 }
 
@@ -459,6 +472,10 @@ func bindFilter(st *sqlite3.Stmt, f *Filter) error {
 	}
 	if f.ExpiredBy != 0 {
 		b.int64(paramExpiredBy, f.ExpiredBy)
+	}
+	if f.UnusedBefore != 0 {
+		b.int64(paramUnused, f.UnusedBefore)
+		b.int64(paramHitsBelow, f.HitsBelow)
 	}
 	return b.err
 }

@@ -60,12 +60,19 @@ type Filter struct {
 	Model     string  // the model the client asked for
 	OlderThan int64   // created_at < OlderThan (unix ms)
 	ExpiredBy int64   // 0 < expires_at <= ExpiredBy (unix ms): entries expired at that time
-	All       bool
+	// UnusedBefore selects entries neither created nor hit since then (unix ms) whose hit_count is below
+	// HitsBelow: the retention rule of maintenance. Both must be set together.
+	UnusedBefore int64
+	HitsBelow    int64
+	All          bool
+	// Limit, when above 0, deletes at most that many rows in one transaction and returns: maintenance
+	// loops over small chunks so that the writer is never held long. Not used with Keys.
+	Limit int
 }
 
 func (f *Filter) empty() bool {
 	return len(f.Keys) == 0 && f.Namespace == nil && f.Model == "" &&
-		f.OlderThan == 0 && f.ExpiredBy == 0
+		f.OlderThan == 0 && f.ExpiredBy == 0 && f.UnusedBefore == 0
 }
 
 // Stats describes the store. Computing it may count the rows: call it on

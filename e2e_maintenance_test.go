@@ -1,0 +1,63 @@
+package main
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/ncruces/go-sqlite3"
+)
+
+// TestE2EMaintenanceDeletesWhatTheRulesName: on start (cleanup_on_startup), maintenance deletes expired
+// entries, and entries unused for retention_days whose hit_count is below min_hit_count; nothing else.
+func TestE2EMaintenanceDeletesWhatTheRulesName(t *testing.T) {
+	p := newTestProxy(t, func(c *fileConfig) {
+		c.CacheMaintenance = maintenanceConfig{Enabled: true, IntervalHours: 12, RetentionDays: 30, CleanupOnStartup: true, MinHitCount: 2}
+	})
+	keys := map[string]string{}
+	for _, name := range []string{"fresh", "expired", "old-unused", "old-popular", "old-once"} {
+		header := []string{}
+		if name == "expired" {
+			header = []string{"X-Cache-TTL", "1"}
+		}
+		resp, b := p.Post("/v1/chat/completions", chatBody(name), header...)
+		expectCache(t, name, resp, b, 200, "MISS")
+		keys[name] = cacheKey(t, resp)
+	}
+	p.Stop()
+	// Age three entries by 40 days, directly in the file, as time would have.
+	old := time.Now().Add(-40 * 24 * time.Hour).UnixMilli()
+	w, err := sqlite3.Open(p.DBPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, hits := range map[string]int{"old-unused": 0, "old-popular": 5, "old-once": 1} {
+		if err := w.Exec(fmt.Sprintf(`UPDATE entries SET created_at = %d, last_hit_at = %d, hit_count = %d WHERE hex(key) = upper('%s')`, old, old, hits, keys[name])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The TTL entry expires one second after it was stored.
+	r, ok := openCacheDB(t, p.DBPath).row(keys["expired"])
+	if !ok {
+		t.Fatal("the ttl entry is not on disk")
+	}
+	expires := r.ExpiresAt
+	waitFor(t, "the ttl entry to expire", func() bool { return expires != 0 && time.Now().UnixMilli() > expires })
+
+	p.start()
+	waitFor(t, "the start-up maintenance run", func() bool { _, runs := p.app.maint.Last(); return runs > 0 })
+	rep, _ := p.app.maint.Last()
+	if rep.Expired != 1 || rep.Unused != 2 {
+		t.Errorf("report: %d expired, %d unused deleted; want 1 and 2", rep.Expired, rep.Unused)
+	}
+	p.Stop()
+	db := openCacheDB(t, p.DBPath)
+	for name, want := range map[string]bool{"fresh": true, "expired": false, "old-unused": false, "old-popular": true, "old-once": false} {
+		if _, ok := db.row(keys[name]); ok != want {
+			t.Errorf("%s: on disk %v, want %v", name, ok, want)
+		}
+	}
+}
