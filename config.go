@@ -65,6 +65,7 @@ type maintenanceConfig struct {
 	RetentionDays    float64 `toml:"retention_days"`
 	CleanupOnStartup bool    `toml:"cleanup_on_startup"`
 	MinHitCount      int64   `toml:"min_hit_count"`
+	MaxDBBytes       int64   `toml:"max_db_bytes"`
 }
 
 type contextTrimConfig struct {
@@ -230,6 +231,9 @@ func (c *fileConfig) validate() error {
 	}
 	if c.ModelsTTLSeconds < 0 {
 		return fmt.Errorf("config: models_ttl_seconds must be 0 or more (got %v)", c.ModelsTTLSeconds)
+	}
+	if c.CacheMaintenance.MaxDBBytes < 0 {
+		return fmt.Errorf("config: cache_maintenance.max_db_bytes must be 0 (no limit) or more (got %d)", c.CacheMaintenance.MaxDBBytes)
 	}
 	if c.CacheMaintenance.RetentionDays < 0 {
 		return fmt.Errorf("config: cache_maintenance.retention_days must be 0 or more (got %v)", c.CacheMaintenance.RetentionDays)

@@ -61,3 +61,51 @@ func TestE2EMaintenanceDeletesWhatTheRulesName(t *testing.T) {
 		}
 	}
 }
+
+// TestE2EMaintenanceMaxDBBytes: past max_db_bytes, the least recently used entries go (never-hit ones
+// first) until the pages in use fit.
+func TestE2EMaintenanceMaxDBBytes(t *testing.T) {
+	p := newTestProxy(t, nil)
+	const n = 200
+	keys := make([]string, n)
+	for i := range n {
+		resp, b := p.Post("/v1/chat/completions", chatBody(fmt.Sprintf("evict %d", i)))
+		expectCache(t, "fill", resp, b, 200, "MISS")
+		keys[i] = cacheKey(t, resp)
+	}
+	for i := range 5 { // the five oldest are used again: they must survive
+		resp, b := p.Post("/v1/chat/completions", chatBody(fmt.Sprintf("evict %d", i)))
+		expectCache(t, "hit", resp, b, 200, "HIT")
+	}
+	p.Stop()
+	const limit = 120_000
+	p.cfg.CacheMaintenance.MaxDBBytes = limit
+	p.start()
+	waitFor(t, "the start-up maintenance run", func() bool { _, runs := p.app.maint.Last(); return runs > 0 })
+	rep, _ := p.app.maint.Last()
+	p.Stop()
+	if rep.Evicted == 0 {
+		t.Fatalf("nothing evicted with %d entries over a %d-byte limit", n, limit)
+	}
+	db := openCacheDB(t, p.DBPath)
+	var pages, free, size int64
+	for q, dst := range map[string]*int64{"PRAGMA page_count": &pages, "PRAGMA freelist_count": &free, "PRAGMA page_size": &size} {
+		st, _, err := db.c.Prepare(q)
+		if err != nil || !st.Step() {
+			t.Fatalf("%s: %v", q, err)
+		}
+		*dst = st.ColumnInt64(0)
+		st.Close()
+	}
+	if used := (pages - free) * size; used > limit {
+		t.Errorf("%d bytes in use after eviction, want at most %d", used, limit)
+	}
+	for i := range 5 {
+		if _, ok := db.row(keys[i]); !ok {
+			t.Errorf("entry %d was hit recently but was evicted", i)
+		}
+	}
+	if left := db.count(); left >= n || int64(left) != n-rep.Evicted {
+		t.Errorf("%d rows left, %d evicted of %d", left, rep.Evicted, n)
+	}
+}

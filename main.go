@@ -28,9 +28,12 @@ func main() {
 	os.Exit(run(ctx, os.Args[1:], os.Getenv, os.Stderr))
 }
 
-// run is the whole program: it parses args, starts the proxy and serves until ctx ends, then stops it in
-// order. It returns the exit code.
+// run is the whole program: it runs a subcommand (cli.go) when args start with one; otherwise it parses
+// args, starts the proxy and serves until ctx ends, then stops it in order. It returns the exit code.
 func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) int {
+	if isSubcommand(args) { // stats, vacuum, export, import: see cli.go
+		return runCommand(ctx, args, getenv, os.Stdout, stderr)
+	}
 	fs := flag.NewFlagSet("llmcache", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", "config.toml", "path of the configuration file")
@@ -138,7 +141,7 @@ func start(cfg *fileConfig, getenv func(string) string, log *slog.Logger) (*app,
 		a.maint = actors.NewMaintenance(actors.MaintenanceConfig{
 			Interval:    time.Duration(m.IntervalHours * float64(time.Hour)),
 			Retention:   time.Duration(m.RetentionDays * 24 * float64(time.Hour)),
-			MinHitCount: m.MinHitCount, OnStartup: m.CleanupOnStartup,
+			MinHitCount: m.MinHitCount, OnStartup: m.CleanupOnStartup, MaxDBBytes: m.MaxDBBytes,
 		}, writer, store, log)
 	}
 	a.server = httpx.New(hc, pipe, a.health)

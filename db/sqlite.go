@@ -528,19 +528,45 @@ func (s *SQLite) IncrementalVacuum(pages int64) error {
 	return nil
 }
 
+// DeleteLRU deletes the n least recently used entries (never-hit entries first, oldest first, then by
+// their last hit) in one transaction and returns how many went. It serves max_db_bytes.
+//
+// Not safe for concurrent use; called only by the writer actor.
+func (s *SQLite) DeleteLRU(n int) (deleted int64, err error) {
+	if s.w == nil {
+		return 0, fmt.Errorf("cannot evict from cache db %q: %w", s.path, ErrClosed)
+	}
+	st, err := s.deleteStmt(`DELETE FROM entries WHERE rowid IN (SELECT rowid FROM entries ORDER BY last_hit_at, created_at LIMIT ?1)`)
+	if err != nil {
+		return 0, fmt.Errorf("cannot evict from cache db %q: %w", s.path, err)
+	}
+	if err := s.beginTx(); err != nil {
+		return 0, fmt.Errorf("cannot evict from cache db %q: %w", s.path, err)
+	}
+	defer s.endTx(&err)
+	if err := st.BindInt64(1, int64(n)); err != nil {
+		return 0, err
+	}
+	if err := st.Exec(); err != nil {
+		return 0, fmt.Errorf("cannot evict from cache db %q: %w", s.path, err)
+	}
+	return s.w.Changes(), nil
+}
+
 // statsConn is a read connection of its own for Stats.
 type statsConn struct {
 	c         *sqlite3.Conn
 	count     *sqlite3.Stmt
 	pageSize  *sqlite3.Stmt
 	freePages *sqlite3.Stmt
+	pageCount *sqlite3.Stmt
 }
 
 func (sc *statsConn) close() error {
 	if sc == nil {
 		return nil
 	}
-	return errors.Join(sc.count.Close(), sc.pageSize.Close(), sc.freePages.Close(), sc.c.Close())
+	return errors.Join(sc.count.Close(), sc.pageSize.Close(), sc.freePages.Close(), sc.pageCount.Close(), sc.c.Close())
 }
 
 func (s *SQLite) openStats() (*statsConn, error) {
@@ -556,6 +582,7 @@ func (s *SQLite) openStats() (*statsConn, error) {
 		{&sc.count, `SELECT count(*) FROM entries`},
 		{&sc.pageSize, `PRAGMA page_size`},
 		{&sc.freePages, `PRAGMA freelist_count`},
+		{&sc.pageCount, `PRAGMA page_count`},
 	} {
 		if *p.st, _, err = c.Prepare(p.sql); err != nil {
 			_ = sc.close()
@@ -603,6 +630,9 @@ func (s *SQLite) Stats() (st Stats, err error) {
 		return st, err
 	}
 	if st.PageSize, err = queryInt64(sc.pageSize); err != nil {
+		return st, err
+	}
+	if st.PageCount, err = queryInt64(sc.pageCount); err != nil {
 		return st, err
 	}
 	if st.FreePages, err = queryInt64(sc.freePages); err != nil {

@@ -82,6 +82,7 @@ type Stats struct {
 	FileBytes int64 // size of the main database file on disk
 	WALBytes  int64 // size of the -wal file on disk (0 if absent)
 	PageSize  int64
+	PageCount int64 // pages in the database as readers see it (WAL included), free ones too
 	FreePages int64 // pages on the freelist (reclaimable by incremental vacuum)
 }
 
