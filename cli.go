@@ -1,0 +1,414 @@
+package main
+
+// Command-line helpers (issue "The cache's life"): the same binary inspects, compacts, exports and
+// imports a cache, so that a cache can be shared as a reproducible artifact of an evaluation run.
+//
+//	llmcache stats  [-config F] [-db PATH]
+//	llmcache vacuum [-config F] [-db PATH]
+//	llmcache export [-namespace X] [-o FILE|-] [-config F] [-db PATH]
+//	llmcache import [-config F] [-db PATH] FILE|-
+//
+// The database is -db, else DATABASE_URL, else database_url of the config file (default ./config.toml;
+// a missing default file means database_url's default, "cache.db"; a missing file named by -config is
+// an error, as for the proxy).
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"llmcache/db"
+)
+
+// importBatch is the number of lines imported per transaction.
+const importBatch = 1000
+
+// progressEvery is how many rows pass between two updates of the progress counter.
+const progressEvery = 1000
+
+const cliUsage = `usage:
+  llmcache [-config F] [-listen ADDR] [-db PATH] [-demo] [-v]   run the proxy
+  llmcache stats  [-config F] [-db PATH]                        print the cache's figures
+  llmcache vacuum [-config F] [-db PATH]                        checkpoint and compact the cache file (stop the proxy first)
+  llmcache export [-namespace X] [-o FILE|-] [-config F] [-db PATH]
+                                                                write every entry (of namespace X) as JSON lines
+  llmcache import [-config F] [-db PATH] FILE|-                 upsert the entries of a JSON lines export
+`
+
+// isSubcommand reports whether args name a subcommand rather than the proxy's flags.
+func isSubcommand(args []string) bool {
+	return len(args) > 0 && args[0] != "" && !strings.HasPrefix(args[0], "-")
+}
+
+// runCommand runs the subcommand args[0] with its flags args[1:]; results go to stdout, messages and
+// progress to stderr. It returns the exit code: 0 done, 1 failed, 2 bad usage.
+func runCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	name := args[0]
+	fs := flag.NewFlagSet("llmcache "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "config.toml", "path of the configuration file")
+	dbFlag := fs.String("db", "", "SQLite file (overrides database_url and DATABASE_URL)")
+	var namespace, out *string
+	switch name {
+	case "stats", "vacuum", "import":
+	case "export":
+		namespace = fs.String("namespace", "", "export only this namespace (default: every entry)")
+		out = fs.String("o", "-", `output file ("-": stdout)`)
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, cliUsage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "llmcache: unknown command %q\n%s", name, cliUsage)
+		return 2
+	}
+	pos, err := parseInterspersed(fs, args[1:])
+	if err != nil {
+		return 2
+	}
+	wantPos := 0
+	if name == "import" {
+		wantPos = 1
+	}
+	if len(pos) != wantPos {
+		fmt.Fprintf(stderr, "llmcache %s: expected %d file argument(s), got %q\n%s", name, wantPos, pos, cliUsage)
+		return 2
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	path, err := cliDBPath(*configPath, set["config"], *dbFlag, getenv)
+	if err != nil {
+		fmt.Fprintln(stderr, "llmcache:", err)
+		return 2
+	}
+	switch name {
+	case "stats":
+		err = cmdStats(path, stdout)
+	case "vacuum":
+		err = cmdVacuum(path, stdout)
+	case "export":
+		var ns *string
+		if set["namespace"] {
+			ns = namespace
+		}
+		err = cmdExport(ctx, path, ns, *out, stdout, stderr)
+	case "import":
+		err = cmdImport(ctx, path, pos[0], stdout, stderr)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "llmcache %s: %v\n", name, err)
+		return 1
+	}
+	return 0
+}
+
+// parseInterspersed parses flags placed before and after positional arguments ("import f.jsonl -db x"),
+// which flag.Parse alone stops at. "--" ends the flags.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		if used := len(args) - len(rest); used > 0 && args[used-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}
+
+// cliDBPath resolves the database file: -db, else DATABASE_URL, else database_url of the config file.
+func cliDBPath(configPath string, explicitConfig bool, dbFlag string, getenv func(string) string) (string, error) {
+	if dbFlag != "" {
+		return db.PathFromURL(dbFlag), nil
+	}
+	cfg, err := loadConfig(configPath, !explicitConfig)
+	if err == nil {
+		err = applyEnv(&cfg, getenv)
+	}
+	if err != nil {
+		return "", err
+	}
+	if cfg.DatabaseURL == "" {
+		return "", errors.New("config: database_url must name a file")
+	}
+	return db.PathFromURL(cfg.DatabaseURL), nil
+}
+
+// mustExist refuses to go on with a database file that is not there, rather than create an empty one.
+func mustExist(path string) error {
+	if _, err := os.Stat(path); err != nil {
+		return fmt.Errorf("cannot open cache db %q: %w (pass -db, or set DATABASE_URL or database_url)", path, err)
+	}
+	return nil
+}
+
+func cmdStats(path string, stdout io.Writer) error {
+	if err := mustExist(path); err != nil {
+		return err
+	}
+	// Read-only: a running proxy on the same file is not disturbed (WAL), and nothing is written.
+	store, err := db.OpenReadOnly(path)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	st, err := store.Stats()
+	if err != nil {
+		return err
+	}
+	kinds, namespaces, err := store.Breakdown()
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriter(stdout)
+	fmt.Fprintf(w, "database:    %s\n", path)
+	fmt.Fprintf(w, "entries:     %d\n", st.Entries)
+	fmt.Fprintf(w, "file bytes:  %d (%s)\n", st.FileBytes, humanBytes(st.FileBytes))
+	fmt.Fprintf(w, "wal bytes:   %d (%s)\n", st.WALBytes, humanBytes(st.WALBytes))
+	fmt.Fprintf(w, "page size:   %d\n", st.PageSize)
+	fmt.Fprintf(w, "free pages:  %d (%s reclaimable by llmcache vacuum)\n", st.FreePages, humanBytes(st.FreePages*st.PageSize))
+	for _, g := range []struct {
+		title  string
+		counts []db.Count
+	}{{"by kind:", kinds}, {"by namespace:", namespaces}} {
+		fmt.Fprintln(w, g.title)
+		if len(g.counts) == 0 {
+			fmt.Fprintln(w, "  (none)")
+		}
+		for _, c := range g.counts {
+			fmt.Fprintf(w, "  %-20q %10d entries %12s of bodies\n", c.Name, c.Entries, humanBytes(c.BodyBytes))
+		}
+	}
+	return w.Flush()
+}
+
+func cmdVacuum(path string, stdout io.Writer) error {
+	if err := mustExist(path); err != nil {
+		return err
+	}
+	store, err := db.Open(path, db.Options{})
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	before, err := store.Stats()
+	if err != nil {
+		return err
+	}
+	// Checkpoint first, so that VACUUM rebuilds from the whole database, then again, because in WAL
+	// mode the rebuilt pages land in the WAL and the file shrinks only when they are copied back.
+	if err := store.Checkpoint(); err != nil {
+		return err
+	}
+	if err := store.Vacuum(); err != nil {
+		return err
+	}
+	if err := store.Checkpoint(); err != nil {
+		return err
+	}
+	after, err := store.Stats()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "before: file %d bytes (%s), wal %d bytes, %d free pages\n",
+		before.FileBytes, humanBytes(before.FileBytes), before.WALBytes, before.FreePages)
+	fmt.Fprintf(stdout, "after:  file %d bytes (%s), wal %d bytes, %d free pages\n",
+		after.FileBytes, humanBytes(after.FileBytes), after.WALBytes, after.FreePages)
+	return nil
+}
+
+// cmdExport writes every entry (of *namespace, when set) as one JSON object per line to outPath ("-" =
+// stdout). It reads through a read-only connection (db.ExportFile), so it may run beside a proxy. On
+// failure a partly written file is removed.
+func cmdExport(ctx context.Context, path string, namespace *string, outPath string, stdout, stderr io.Writer) (err error) {
+	out := stdout
+	if outPath != "-" {
+		f, err := os.Create(outPath)
+		if err != nil {
+			return fmt.Errorf("cannot create %q: %w", outPath, err)
+		}
+		defer func() {
+			if cerr := f.Close(); err == nil && cerr != nil {
+				err = fmt.Errorf("cannot write %q: %w", outPath, cerr)
+			}
+			if err != nil {
+				_ = os.Remove(outPath)
+			}
+		}()
+		out = f
+	}
+	w := bufio.NewWriterSize(out, 256<<10)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	p := newProgress(stderr, "exported")
+	err = db.ExportFile(path, namespace, func(e *db.ExportedEntry) error {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("interrupted: %w", err)
+		}
+		if err := enc.Encode(e); err != nil {
+			return fmt.Errorf("cannot write %q: %w", outPath, err)
+		}
+		p.add(1)
+		return nil
+	})
+	if err == nil {
+		if ferr := w.Flush(); ferr != nil {
+			err = fmt.Errorf("cannot write %q: %w", outPath, ferr)
+		}
+	}
+	p.done()
+	if err != nil {
+		return err
+	}
+	// The count goes to stderr: stdout may be the export itself.
+	fmt.Fprintf(stderr, "exported %d entries\n", p.n)
+	return nil
+}
+
+// cmdImport upserts every line of inPath ("-" = stdin) into the database, importBatch lines per
+// transaction. A malformed line stops the import with an error naming its line number: nothing of its
+// batch is written, the batches before it stay committed (imports are upserts, so running the import
+// again once the file is fixed gives the same result as one clean run). Blank lines are skipped.
+func cmdImport(ctx context.Context, path, inPath string, stdout, stderr io.Writer) (err error) {
+	var in io.Reader = os.Stdin
+	if inPath != "-" {
+		f, err := os.Open(inPath)
+		if err != nil {
+			return fmt.Errorf("cannot open %q: %w", inPath, err)
+		}
+		defer f.Close()
+		in = f
+	}
+	store, err := db.Open(path, db.Options{})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := store.Close(); err == nil {
+			err = cerr
+		}
+	}()
+	p := newProgress(stderr, "imported")
+	defer p.done()
+	r := bufio.NewReaderSize(in, 256<<10)
+	batch := make([]db.ExportedEntry, 0, importBatch)
+	firstLine := 0 // line number of batch[0]
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		if err := store.Import(batch); err != nil {
+			return fmt.Errorf("lines %d to %d not imported: %w", firstLine, firstLine+len(batch)-1, err)
+		}
+		p.add(len(batch))
+		batch = batch[:0]
+		return nil
+	}
+	for line := 1; ; line++ {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("interrupted at line %d after %d entries imported: %w", line, p.n, err)
+		}
+		// ReadBytes, not a Scanner: a line holds a whole body in base64 and has no length limit.
+		text, rerr := r.ReadBytes('\n')
+		if rerr != nil && rerr != io.EOF {
+			return fmt.Errorf("cannot read %q at line %d: %w", inPath, line, rerr)
+		}
+		if len(strings.TrimSpace(string(text))) > 0 {
+			var e db.ExportedEntry
+			dec := json.NewDecoder(strings.NewReader(string(text)))
+			dec.DisallowUnknownFields() // a column this binary does not know would be lost silently
+			err := dec.Decode(&e)
+			if err == nil && dec.More() {
+				err = errors.New("more than one JSON value on the line")
+			}
+			if err == nil {
+				err = e.Validate()
+			}
+			if err != nil {
+				from := line
+				if len(batch) > 0 {
+					from = firstLine
+				}
+				return fmt.Errorf("%s line %d: %v (%d entries imported before it; nothing of lines %d to %d)",
+					inPath, line, err, p.n, from, line)
+			}
+			if len(batch) == 0 {
+				firstLine = line
+			}
+			batch = append(batch, e)
+			if len(batch) == importBatch {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+		}
+		if rerr == io.EOF {
+			break
+		}
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	p.done()
+	fmt.Fprintf(stdout, "imported %d entries into %s\n", p.n, path)
+	return nil
+}
+
+// progress is a counter on stderr, rewritten in place with \r every progressEvery rows, shown only when
+// stderr is a terminal (a log file or a test buffer gets the final count only).
+type progress struct {
+	w    io.Writer // nil: not a terminal, nothing shown
+	verb string
+	n    int
+	last int // n when last shown
+}
+
+func newProgress(stderr io.Writer, verb string) *progress {
+	p := &progress{verb: verb}
+	if f, ok := stderr.(*os.File); ok {
+		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			p.w = f
+		}
+	}
+	return p
+}
+
+func (p *progress) add(n int) {
+	p.n += n
+	if p.w != nil && p.n-p.last >= progressEvery {
+		p.last = p.n
+		fmt.Fprintf(p.w, "\r%s %d entries...", p.verb, p.n)
+	}
+}
+
+// done clears the counter's line; calling it twice is harmless.
+func (p *progress) done() {
+	if p.w != nil && p.last > 0 {
+		fmt.Fprint(p.w, "\r\033[K")
+		p.last = 0
+	}
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

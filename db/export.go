@@ -1,0 +1,319 @@
+package db
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ncruces/go-sqlite3"
+)
+
+// ExportedEntry is one row of the entries table as the command-line export writes it and import reads it
+// (one JSON object per line). Every column is kept, so an imported cache answers exactly as the exported
+// one did (issue "The cache's life": a cache shared as a reproducible artifact of an evaluation run).
+type ExportedEntry struct {
+	Key           string `json:"key"` // 64 hex digits
+	Kind          string `json:"kind"`
+	Namespace     string `json:"namespace"`
+	Model         string `json:"model"`
+	Endpoint      string `json:"endpoint"`
+	UpstreamModel string `json:"upstream_model"`
+	ContentType   string `json:"content_type"`
+	Version       int64  `json:"version"`
+	CreatedAt     int64  `json:"created_at"`  // unix ms
+	LastHitAt     int64  `json:"last_hit_at"` // unix ms, 0 = never hit
+	HitCount      int64  `json:"hit_count"`
+	ExpiresAt     int64  `json:"expires_at"` // unix ms, 0 = never
+	Encoding      int64  `json:"encoding"`   // body encoding, 0 = identity
+	// Body is the body as stored (still in Encoding). encoding/json writes a []byte as standard base64,
+	// which keeps binary bodies (float32 vectors) intact. Import refuses an absent (null) body.
+	Body []byte `json:"body_b64"`
+}
+
+// Validate reports what makes e impossible to import, or nil.
+func (e *ExportedEntry) Validate() error {
+	if len(e.Key) != 64 {
+		return fmt.Errorf("key must be 64 hex digits (got %d characters)", len(e.Key))
+	}
+	if _, err := hex.DecodeString(e.Key); err != nil {
+		return fmt.Errorf("key must be 64 hex digits: %w", err)
+	}
+	if e.Body == nil {
+		return errors.New("body_b64 is missing")
+	}
+	if e.Encoding != encodingIdentity {
+		// Get refuses unknown encodings; refuse them at the door rather than store rows nobody can read.
+		return fmt.Errorf("body encoding %d is unknown to this llmcache", e.Encoding)
+	}
+	return nil
+}
+
+const (
+	sqlExport = `SELECT key, kind, namespace, model, endpoint, upstream_model, content_type,
+	version, created_at, last_hit_at, hit_count, expires_at, encoding, body FROM entries`
+	// sqlImport replaces every column of an existing row: unlike sqlPut (a fresh answer, whose hits start
+	// from 0), an imported row is the exported row, hit counts included.
+	sqlImport = `INSERT INTO entries (key, kind, namespace, model, endpoint, upstream_model, content_type,
+	version, created_at, last_hit_at, hit_count, expires_at, encoding, body)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+ON CONFLICT (key) DO UPDATE SET
+	kind = excluded.kind,
+	namespace = excluded.namespace,
+	model = excluded.model,
+	endpoint = excluded.endpoint,
+	upstream_model = excluded.upstream_model,
+	content_type = excluded.content_type,
+	version = excluded.version,
+	created_at = excluded.created_at,
+	last_hit_at = excluded.last_hit_at,
+	hit_count = excluded.hit_count,
+	expires_at = excluded.expires_at,
+	encoding = excluded.encoding,
+	body = excluded.body`
+)
+
+// Export calls fn for every entry (only those of *namespace when namespace is not nil), in rowid order.
+// It streams: one row is in memory at a time, and e.Body is reused, so it is valid only until fn
+// returns. An error from fn stops the export and is returned as is.
+//
+// It reads through a read-only connection of its own in one read transaction (a consistent snapshot),
+// so it is safe to call from any goroutine and while the writer (or a running proxy) writes.
+func (s *SQLite) Export(namespace *string, fn func(e *ExportedEntry) error) error {
+	if s.closed.Load() {
+		return fmt.Errorf("cannot export cache db %q: %w", s.path, ErrClosed)
+	}
+	return exportPath(s.path, s.busyTimeout, namespace, fn)
+}
+
+// OpenReadOnly opens the existing cache database at path (or database_url) for reading only: Stats,
+// Breakdown, Export and OpenReader work; the writer's methods return ErrClosed. Unlike Open it never
+// creates the file, changes pragmas or migrates, so it may run beside a proxy serving the same file
+// without taking the write lock. A database written by a newer llmcache is refused.
+func OpenReadOnly(path string) (*SQLite, error) {
+	path = PathFromURL(path)
+	c, err := openRead(path, DefaultBusyTimeout)
+	if err == nil {
+		err = checkSchema(c, path)
+		if cerr := c.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		var tooNew *SchemaTooNewError
+		if errors.As(err, &tooNew) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("cannot open cache db %q: %w", path, err)
+	}
+	return &SQLite{path: path, busyTimeout: DefaultBusyTimeout, deletes: map[string]*sqlite3.Stmt{}}, nil
+}
+
+// ExportFile is Export on the database file at path without opening it for writing: it never creates
+// the file, migrates or writes anything, so it may run beside a proxy serving the same file.
+func ExportFile(path string, namespace *string, fn func(e *ExportedEntry) error) error {
+	return exportPath(PathFromURL(path), DefaultBusyTimeout, namespace, fn)
+}
+
+// errStop marks an error returned by the caller's fn, which Export returns unwrapped.
+type errStop struct{ err error }
+
+func (e errStop) Error() string { return e.err.Error() }
+
+func exportPath(path string, busy time.Duration, namespace *string, fn func(e *ExportedEntry) error) (err error) {
+	var stop errStop
+	defer func() {
+		if errors.As(err, &stop) {
+			err = stop.err
+		} else if err != nil {
+			err = fmt.Errorf("cannot export cache db %q: %w", path, err)
+		}
+	}()
+	c, err := openRead(path, busy)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := checkSchema(c, path); err != nil {
+		return err
+	}
+	sql := sqlExport
+	if namespace != nil {
+		sql += ` WHERE namespace = ?1`
+	}
+	st, _, err := c.Prepare(sql + ` ORDER BY id`)
+	if err != nil {
+		return err
+	}
+	// Closing resets the statement, which ends the read transaction: it must not outlive the export,
+	// or it would keep the proxy's checkpoints from finishing.
+	defer st.Close()
+	if namespace != nil {
+		if err := st.BindText(1, *namespace); err != nil {
+			return err
+		}
+	}
+	var e ExportedEntry
+	for st.Step() {
+		e.Key = hex.EncodeToString(st.ColumnRawBlob(0))
+		e.Kind = st.ColumnText(1)
+		e.Namespace = st.ColumnText(2)
+		e.Model = st.ColumnText(3)
+		e.Endpoint = st.ColumnText(4)
+		e.UpstreamModel = st.ColumnText(5)
+		e.ContentType = st.ColumnText(6)
+		e.Version = st.ColumnInt64(7)
+		e.CreatedAt = st.ColumnInt64(8)
+		e.LastHitAt = st.ColumnInt64(9)
+		e.HitCount = st.ColumnInt64(10)
+		e.ExpiresAt = st.ColumnInt64(11)
+		e.Encoding = st.ColumnInt64(12)
+		// An empty blob reads as nil; keep it a present, empty body.
+		e.Body = append(e.Body[:0:cap(e.Body)], st.ColumnRawBlob(13)...)
+		if e.Body == nil {
+			e.Body = []byte{}
+		}
+		if err := fn(&e); err != nil {
+			return errStop{err}
+		}
+	}
+	return st.Err()
+}
+
+// checkSchema refuses a database written by a newer llmcache (whose rows this binary may misread) or
+// one without the entries table (not a cache db, or never opened by the proxy).
+func checkSchema(c *sqlite3.Conn, path string) error {
+	v, err := schemaVersion(c)
+	if err != nil {
+		return fmt.Errorf("cannot read schema version: %w", err)
+	}
+	if v > latestSchema {
+		return &SchemaTooNewError{Path: path, Version: v, Supported: latestSchema}
+	}
+	if v < 1 {
+		return errors.New("not an llmcache database (no schema version)")
+	}
+	return nil
+}
+
+// Import upserts entries in one IMMEDIATE transaction on the writer connection: an entry whose key is
+// already on disk replaces that row entirely (every column, hit counts included). Every entry is
+// validated first; on any error nothing is written and the error names the entry's index in entries.
+//
+// Not safe for concurrent use: the writer connection is the writer actor's, so call Import only when no
+// writer actor runs (the command-line import opens the store itself).
+func (s *SQLite) Import(entries []ExportedEntry) (err error) {
+	if s.w == nil {
+		return fmt.Errorf("cannot import into cache db %q: %w", s.path, ErrClosed)
+	}
+	for i := range entries {
+		if err := entries[i].Validate(); err != nil {
+			return fmt.Errorf("cannot import into cache db %q: entry %d: %w", s.path, i, err)
+		}
+	}
+	if len(entries) == 0 {
+		return nil
+	}
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("cannot import into cache db %q: %w", s.path, err)
+		}
+	}()
+	st, _, err := s.w.Prepare(sqlImport)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if err := s.beginTx(); err != nil {
+		return err
+	}
+	defer s.endTx(&err)
+	var key Key
+	for i := range entries {
+		e := &entries[i]
+		hex.Decode(key[:], []byte(e.Key)) // validated above
+		b := binder{st: st}
+		b.blob(1, key[:])
+		b.text(2, e.Kind)
+		b.text(3, e.Namespace)
+		b.text(4, e.Model)
+		b.text(5, e.Endpoint)
+		b.text(6, e.UpstreamModel)
+		b.text(7, e.ContentType)
+		b.int64(8, e.Version)
+		b.int64(9, e.CreatedAt)
+		b.int64(10, e.LastHitAt)
+		b.int64(11, e.HitCount)
+		b.int64(12, e.ExpiresAt)
+		b.int64(13, e.Encoding)
+		if len(e.Body) == 0 {
+			if b.err == nil {
+				b.err = st.BindZeroBlob(14, 0) // NOT NULL: an empty blob, not NULL
+			}
+		} else {
+			b.blob(14, e.Body)
+		}
+		if b.err != nil {
+			return fmt.Errorf("entry %d: %w", i, b.err)
+		}
+		if err := st.Exec(); err != nil {
+			return fmt.Errorf("entry %d (key %s): %w", i, e.Key, err)
+		}
+	}
+	return nil
+}
+
+// Vacuum rebuilds the database file (a full VACUUM), returning every free page to the file system and
+// defragmenting the rest. In WAL mode the rebuilt pages go through the WAL: Checkpoint afterwards to
+// shrink the file. It needs the write lock for the whole rebuild.
+//
+// Not safe for concurrent use; call it only when no writer actor runs.
+func (s *SQLite) Vacuum() error {
+	if s.w == nil {
+		return fmt.Errorf("cannot vacuum cache db %q: %w", s.path, ErrClosed)
+	}
+	if err := s.w.Exec(`VACUUM`); err != nil {
+		return fmt.Errorf("cannot vacuum cache db %q: %w", s.path, err)
+	}
+	return nil
+}
+
+// Count is the number of entries and body bytes of one kind or namespace.
+type Count struct {
+	Name      string
+	Entries   int64
+	BodyBytes int64
+}
+
+// Breakdown counts the entries per kind and per namespace, each sorted by name. It scans the whole
+// table: call it on demand only. It uses a read connection of its own.
+func (s *SQLite) Breakdown() (kinds, namespaces []Count, err error) {
+	if s.closed.Load() {
+		return nil, nil, fmt.Errorf("cannot count entries of cache db %q: %w", s.path, ErrClosed)
+	}
+	c, err := openRead(s.path, s.busyTimeout)
+	if err != nil {
+		return nil, nil, fmt.Errorf("cannot count entries of cache db %q: %w", s.path, err)
+	}
+	defer c.Close()
+	group := func(col string) ([]Count, error) {
+		// length() of a blob reads its size from the record header, not the body's overflow pages.
+		st, _, err := c.Prepare(`SELECT ` + col + `, count(*), sum(length(body)) FROM entries GROUP BY 1 ORDER BY 1`)
+		if err != nil {
+			return nil, err
+		}
+		defer st.Close()
+		var out []Count
+		for st.Step() {
+			out = append(out, Count{Name: st.ColumnText(0), Entries: st.ColumnInt64(1), BodyBytes: st.ColumnInt64(2)})
+		}
+		return out, st.Err()
+	}
+	if kinds, err = group(`kind`); err == nil {
+		namespaces, err = group(`namespace`)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("cannot count entries of cache db %q: %w", s.path, err)
+	}
+	return kinds, namespaces, nil
+}
