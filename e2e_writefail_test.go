@@ -36,6 +36,9 @@ func TestE2EWriteFailureDegradesHealthButServes(t *testing.T) {
 	if err := json.Unmarshal(body, &h); err != nil || h.Status != "degraded" || !strings.Contains(h.Error, "cannot write") {
 		t.Fatalf("degraded /healthz body %s: want status degraded and the write error", body)
 	}
+	if st := getStats(t, p); st.Writer.LastError == "" {
+		t.Error("/stats writer.last_error is empty while writes fail")
+	}
 	r2, b2 := p.Post("/v1/chat/completions", chatBody("while locked"))
 	expectCache(t, "hit while writes fail", r2, b2, 200, "HIT")
 	r3, b3 := p.Post("/v1/chat/completions", chatBody("another while locked"))

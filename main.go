@@ -144,6 +144,7 @@ func start(cfg *fileConfig, getenv func(string) string, log *slog.Logger) (*app,
 			MinHitCount: m.MinHitCount, OnStartup: m.CleanupOnStartup, MaxDBBytes: m.MaxDBBytes,
 		}, writer, store, log)
 	}
+	hc.Stats = a.stats
 	a.server = httpx.New(hc, pipe, a.health)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

@@ -79,9 +79,15 @@ type Writer struct {
 
 // WriterStats is a snapshot of the writer's figures.
 type WriterStats struct {
-	Pending, Written, Batches, Failures, Dropped, LastBatchSize, Touches int64
-	QueueDepth                                                           int
-	LastError                                                            string // empty when the last write succeeded
+	Pending       int64  `json:"pending"`         // answers waiting for the next write
+	Written       int64  `json:"written"`         // answers written since start
+	Batches       int64  `json:"batches"`         // transactions committed
+	Failures      int64  `json:"failures"`        // failed transactions
+	Dropped       int64  `json:"dropped"`         // answers given up while writes kept failing
+	LastBatchSize int64  `json:"last_batch_size"` // answers in the last transaction
+	Touches       int64  `json:"touches"`         // hit-count updates written
+	QueueDepth    int    `json:"queue_depth"`     // jobs waiting in the writer's queue
+	LastError     string `json:"last_error"`      // empty when the last write succeeded
 }
 
 // NewWriter starts the writer over store. The writer owns the store's write methods from now on.

@@ -78,12 +78,12 @@ func (f *Filter) empty() bool {
 // Stats describes the store. Computing it may count the rows: call it on
 // demand only.
 type Stats struct {
-	Entries   int64 // rows in the entries table
-	FileBytes int64 // size of the main database file on disk
-	WALBytes  int64 // size of the -wal file on disk (0 if absent)
-	PageSize  int64
-	PageCount int64 // pages in the database as readers see it (WAL included), free ones too
-	FreePages int64 // pages on the freelist (reclaimable by incremental vacuum)
+	Entries   int64 `json:"entries"`    // rows in the entries table
+	FileBytes int64 `json:"file_bytes"` // size of the main database file on disk
+	WALBytes  int64 `json:"wal_bytes"`  // size of the -wal file on disk (0 if absent)
+	PageSize  int64 `json:"page_size"`
+	PageCount int64 `json:"page_count"` // pages in the database as readers see it (WAL included), free ones too
+	FreePages int64 `json:"free_pages"` // pages on the freelist (reclaimable by incremental vacuum)
 }
 
 // Store is the persistent cache tier seen by the pipeline's miss pool

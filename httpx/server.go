@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/fasthttp/router"
+	json "github.com/goccy/go-json"
 	"github.com/valyala/fasthttp"
 
 	"llmcache/actors"
@@ -26,6 +27,7 @@ type Config struct {
 	ShutdownTimeout time.Duration    // shutdown_timeout_seconds: how long Shutdown waits for requests in flight; default 30 s
 	Activity        *actors.Activity // told of every request, for the idle flush; nil = nobody listens
 	AdminToken      string           // admin_token: when set, the admin API wants it as a Bearer token
+	Stats           func() any       // the figures GET /stats renders as JSON; nil = no /stats route
 }
 
 // Health reports whether the proxy can do its job; a nil error means healthy.
@@ -62,6 +64,9 @@ func New(cfg Config, pipe *pipeline.Pipeline, health Health) *Server {
 		r.POST(prefix+"/embeddings", s.cached(pipeline.KindEmbedding))
 	}
 	r.GET("/healthz", s.healthz)
+	if cfg.Stats != nil {
+		r.GET("/stats", s.stats)
+	}
 	r.POST("/cache/delete", s.cacheDelete)
 	r.POST("/cache/flushall", s.cacheFlushAll)
 	s.srv = &fasthttp.Server{
@@ -109,6 +114,16 @@ func (s *Server) healthz(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	ctx.SetBodyString(`{"status":"ok"}`)
+}
+
+func (s *Server) stats(ctx *fasthttp.RequestCtx) {
+	out, err := json.MarshalIndent(s.cfg.Stats(), "", "  ")
+	if err != nil {
+		writeError(ctx, &pipeline.Error{Status: 500, Type: "server_error", Message: "cannot render stats: " + err.Error()})
+		return
+	}
+	ctx.SetContentType("application/json")
+	ctx.SetBody(out)
 }
 
 // cached is the handler of the cached routes: one message per request through the pipeline.
