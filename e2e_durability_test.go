@@ -34,6 +34,21 @@ type binProc struct {
 
 // writeBinConfig writes a config file for the binary: a loopback port, dbPath, one endpoint at fakeURL
 // and extra (TOML, which may open tables, so it goes after the top-level keys and before the endpoint).
+// binFixture builds the binary (once per run) and starts a fake upstream, both cleaned up with the test,
+// then writes a config for a fresh database in a temp dir; topLevel and tables are extra config text.
+func binFixture(t *testing.T, topLevel, tables string) (fake *fakeupstream.Server, dbPath, cfgPath string) {
+	t.Helper()
+	llmcacheBinary(t)
+	fake, err := fakeupstream.Start(fakeupstream.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fake.Close() })
+	dir := t.TempDir()
+	dbPath = filepath.Join(dir, "cache.db")
+	return fake, dbPath, writeBinConfig(t, dir, "config.toml", dbPath, fake.URL(), topLevel, tables)
+}
+
 func writeBinConfig(t *testing.T, dir, name, dbPath, fakeURL, topLevel, extra string) string {
 	t.Helper()
 	path := filepath.Join(dir, name)
@@ -183,15 +198,7 @@ const durabilityConfig = "[cache]\nflush_interval_ms = 200\nbatch_write_size = 1
 // TestE2EDurabilitySIGKILL: kill -9 loses at most the answers of the last flush_interval_ms (checked with
 // a generous margin), the file passes integrity_check, and a restart serves the kept answers as hits.
 func TestE2EDurabilitySIGKILL(t *testing.T) {
-	llmcacheBinary(t)
-	fake, err := fakeupstream.Start(fakeupstream.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fake.Close()
-	dir := t.TempDir()
-	dbPath := filepath.Join(dir, "cache.db")
-	cfgPath := writeBinConfig(t, dir, "config.toml", dbPath, fake.URL(), "", durabilityConfig)
+	fake, dbPath, cfgPath := binFixture(t, "", durabilityConfig)
 
 	p := startBin(t, cfgPath)
 	acks := streamUntil(t, p.chatURL(), "sigkill", 2500*time.Millisecond, 2000)
@@ -249,15 +256,7 @@ func TestE2EDurabilitySIGKILL(t *testing.T) {
 // TestE2EDurabilitySIGTERM: SIGTERM right after a stream of answers (many still waiting in the writer)
 // keeps every one of them, and the process exits 0.
 func TestE2EDurabilitySIGTERM(t *testing.T) {
-	llmcacheBinary(t)
-	fake, err := fakeupstream.Start(fakeupstream.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fake.Close()
-	dir := t.TempDir()
-	dbPath := filepath.Join(dir, "cache.db")
-	cfgPath := writeBinConfig(t, dir, "config.toml", dbPath, fake.URL(), "", durabilityConfig)
+	_, dbPath, cfgPath := binFixture(t, "", durabilityConfig)
 
 	p := startBin(t, cfgPath)
 	acks := streamUntil(t, p.chatURL(), "sigterm stream", 1500*time.Millisecond, 300)

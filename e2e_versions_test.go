@@ -2,11 +2,8 @@ package main
 
 import (
 	"encoding/hex"
-	"path/filepath"
 	"strconv"
 	"testing"
-
-	"llmcache/bench/fakeupstream"
 )
 
 // Versions (DESIGN section 5): entries are stamped max(cache_version, endpoint.version); with
@@ -184,15 +181,7 @@ func TestE2EVersionsNoOverride(t *testing.T) {
 // TestE2EVersionsEnvironment: CACHE_VERSION and CACHE_OVERRIDE_MODE in the environment override the
 // file: the real binary, whose file says cache_version = 0 and no override, refetches an old entry once.
 func TestE2EVersionsEnvironment(t *testing.T) {
-	llmcacheBinary(t)
-	fake, err := fakeupstream.Start(fakeupstream.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fake.Close()
-	dir := t.TempDir()
-	dbPath := filepath.Join(dir, "cache.db")
-	cfgPath := writeBinConfig(t, dir, "config.toml", dbPath, fake.URL(), "cache_version = 0\ncache_override_mode = false", "")
+	fake, dbPath, cfgPath := binFixture(t, "cache_version = 0\ncache_override_mode = false", "")
 	const content = "versions from the environment"
 
 	p := startBin(t, cfgPath)

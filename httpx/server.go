@@ -140,6 +140,7 @@ func (s *Server) cached(kind pipeline.Kind) fasthttp.RequestHandler {
 		r.Controls = pipeline.DefaultControls(s.cfg.DefaultMode)
 		in := inboundPool.Get().(*inbound)
 		in.r, in.bad = r, nil
+		//lint:ignore SA1019 All() is the replacement, but its range-over-func closure allocates per request.
 		ctx.Request.Header.VisitAll(in.visit)
 		bad := in.bad
 		in.r, in.bad = nil, nil
