@@ -36,6 +36,11 @@ type fileConfig struct {
 	MaxEmbeddingInputs     int               `toml:"max_embedding_inputs"`
 	ShutdownTimeoutSeconds float64           `toml:"shutdown_timeout_seconds"`
 	AdminToken             string            `toml:"admin_token"`
+	MaxRetries             int               `toml:"max_retries"`
+	RetryBackoffMs         int               `toml:"retry_backoff_ms"`
+	EjectAfter             int               `toml:"eject_after"`
+	EjectSeconds           float64           `toml:"eject_seconds"`
+	StandbyOnSaturation    bool              `toml:"standby_on_saturation"`
 	Cache                  cacheConfig       `toml:"cache"`
 	IdleFlush              idleFlushConfig   `toml:"idle_flush"`
 	CacheMaintenance       maintenanceConfig `toml:"cache_maintenance"`
@@ -69,8 +74,11 @@ type maintenanceConfig struct {
 }
 
 type contextTrimConfig struct {
-	Enabled          bool `toml:"enabled"`
-	MaxContextTokens int  `toml:"max_context_tokens"`
+	Enabled             bool   `toml:"enabled"`
+	MaxContextTokens    int    `toml:"max_context_tokens"`
+	Tokenizer           string `toml:"tokenizer"`
+	ReserveOutputTokens int    `toml:"reserve_output_tokens"`
+	OnOverflow          string `toml:"on_overflow"`
 }
 
 type endpointConfig struct {
@@ -88,6 +96,7 @@ type endpointConfig struct {
 	TimeoutSeconds          float64           `toml:"timeout_seconds"`
 	MaxContextTokens        int               `toml:"max_context_tokens"`
 	InsecureTLS             bool              `toml:"insecure_tls"`
+	CAFile                  string            `toml:"ca_file"`
 }
 
 // defaultConfig holds the defaults in force for every key a file leaves out; config.toml repeats them.
@@ -106,10 +115,14 @@ func defaultConfig() fileConfig {
 		ModelsTTLSeconds:       60,
 		MaxEmbeddingInputs:     2048,
 		ShutdownTimeoutSeconds: 30,
+		MaxRetries:             3,
+		RetryBackoffMs:         250,
+		EjectAfter:             5,
+		EjectSeconds:           30,
 		Cache:                  cacheConfig{Enabled: true, MaxItems: 10000, MaxBytes: 256 << 20, BatchWriteSize: 20, FlushInterval: 200},
 		IdleFlush:              idleFlushConfig{Enabled: true, IdleTimeoutSeconds: 300, CheckIntervalSeconds: 10},
 		CacheMaintenance:       maintenanceConfig{Enabled: true, IntervalHours: 12, RetentionDays: 30, CleanupOnStartup: true, MinHitCount: 1},
-		ContextTrim:            contextTrimConfig{MaxContextTokens: 4096},
+		ContextTrim:            contextTrimConfig{MaxContextTokens: 4096, Tokenizer: "o200k_base", OnOverflow: "reject"},
 		APIHeaders:             map[string]string{"User-Agent": "llmcache/1.0"},
 	}
 }
@@ -223,11 +236,30 @@ func (c *fileConfig) validate() error {
 		{"idle_flush.check_interval_seconds", c.IdleFlush.CheckIntervalSeconds},
 		{"cache_maintenance.interval_hours", c.CacheMaintenance.IntervalHours},
 		{"context_trim.max_context_tokens", float64(c.ContextTrim.MaxContextTokens)},
+		{"retry_backoff_ms", float64(c.RetryBackoffMs)},
+		{"eject_after", float64(c.EjectAfter)},
+		{"eject_seconds", c.EjectSeconds},
 	}
 	for _, p := range positive {
 		if p.v <= 0 {
 			return fmt.Errorf("config: %s must be greater than 0 (got %v)", p.key, p.v)
 		}
+	}
+	if c.MaxRetries < 0 {
+		return fmt.Errorf("config: max_retries must be 0 (no retries) or more (got %d)", c.MaxRetries)
+	}
+	switch c.ContextTrim.Tokenizer {
+	case "o200k_base", "cl100k_base":
+	default:
+		return fmt.Errorf("config: context_trim.tokenizer must be \"o200k_base\" or \"cl100k_base\" (got %q)", c.ContextTrim.Tokenizer)
+	}
+	switch c.ContextTrim.OnOverflow {
+	case "reject", "pass":
+	default:
+		return fmt.Errorf("config: context_trim.on_overflow must be \"reject\" or \"pass\" (got %q)", c.ContextTrim.OnOverflow)
+	}
+	if c.ContextTrim.ReserveOutputTokens < 0 {
+		return fmt.Errorf("config: context_trim.reserve_output_tokens must be 0 (use the request's max_tokens) or more (got %d)", c.ContextTrim.ReserveOutputTokens)
 	}
 	if c.ModelsTTLSeconds < 0 {
 		return fmt.Errorf("config: models_ttl_seconds must be 0 or more (got %v)", c.ModelsTTLSeconds)
@@ -263,6 +295,14 @@ func (c *fileConfig) validate() error {
 		}
 		if e.Weight < 0 {
 			return fmt.Errorf("config: %s.weight must be 0 (standby) or more (got %d)", key, e.Weight)
+		}
+		if e.MaxContextTokens < 0 {
+			return fmt.Errorf("config: %s.max_context_tokens must be 0 (use context_trim.max_context_tokens) or more (got %d)", key, e.MaxContextTokens)
+		}
+		if e.CAFile != "" {
+			if _, err := os.Stat(e.CAFile); err != nil {
+				return fmt.Errorf("config: %s.ca_file: %w", key, err)
+			}
 		}
 		if e.MaxConcurrent < 0 {
 			return fmt.Errorf("config: %s.max_concurrent must be 0 (no own limit) or more (got %d)", key, e.MaxConcurrent)
@@ -310,6 +350,12 @@ func (c *fileConfig) pipelineConfig(getenv func(string) string) (pipeline.Config
 		ThinkingField:  c.ThinkingField,
 		IgnoreFields:   c.Cache.IgnoreFields,
 		Headers:        c.APIHeaders,
+
+		MaxRetries:          c.MaxRetries,
+		RetryBackoff:        time.Duration(c.RetryBackoffMs) * time.Millisecond,
+		EjectAfter:          c.EjectAfter,
+		EjectFor:            seconds(c.EjectSeconds),
+		StandbyOnSaturation: c.StandbyOnSaturation,
 	}
 	if c.EnableThinking != nil {
 		pc.EnableThinking = pipeline.ThinkingFalse
@@ -327,7 +373,8 @@ func (c *fileConfig) pipelineConfig(getenv func(string) string) (pipeline.Config
 		}
 		pc.Endpoints = append(pc.Endpoints, pipeline.Endpoint{
 			Name: e.Name, URL: e.URL, Weight: e.Weight, Model: e.Model, Version: e.Version, APIKey: key,
-			Headers: e.Headers, MaxConcurrent: e.MaxConcurrent, InsecureTLS: e.InsecureTLS,
+			Headers: e.Headers, MaxConcurrent: e.MaxConcurrent, InsecureTLS: e.InsecureTLS, CAFile: e.CAFile,
+			MaxContextTokens: e.MaxContextTokens,
 			ConnectTimeout:   seconds(e.ConnectTimeoutSeconds),
 			FirstByteTimeout: seconds(e.FirstByteTimeoutSeconds),
 			Timeout:          seconds(e.TimeoutSeconds),

@@ -65,6 +65,8 @@ type Endpoint struct {
 	FirstByteTimeout time.Duration     // default 300 s
 	Timeout          time.Duration     // the whole call; default 600 s
 	InsecureTLS      bool
+	CAFile           string // PEM certificates trusted in addition to the system's
+	MaxContextTokens int    // context trimming budget for this endpoint; 0 = the global one
 }
 
 // Config holds the knobs of the request pipeline. The zero value of a field means its default.
@@ -92,6 +94,12 @@ type Config struct {
 	IgnoreFields   []string          // cache.ignore_fields: more top-level fields left out of the key
 	Headers        map[string]string // api_headers: added to every upstream call
 	Endpoints      []Endpoint
+
+	MaxRetries          int           // max_retries: further attempts after a retryable failure, default 0 here (3 in the file)
+	RetryBackoff        time.Duration // retry_backoff_ms: the first retry's base delay, doubled each time; default 250 ms
+	EjectAfter          int           // eject_after: consecutive failures that eject an endpoint; default 5
+	EjectFor            time.Duration // eject_seconds: how long an ejected endpoint rests before a probe; default 30 s
+	StandbyOnSaturation bool          // standby_on_saturation: standby endpoints also take calls while every weighted one is full
 }
 
 func (c *Config) setDefaults() {
@@ -127,6 +135,15 @@ func (c *Config) setDefaults() {
 	}
 	if c.MemoryMaxBytes <= 0 {
 		c.MemoryMaxBytes = 256 << 20
+	}
+	if c.RetryBackoff <= 0 {
+		c.RetryBackoff = 250 * time.Millisecond
+	}
+	if c.EjectAfter <= 0 {
+		c.EjectAfter = 5
+	}
+	if c.EjectFor <= 0 {
+		c.EjectFor = 30 * time.Second
 	}
 	if c.ThinkingField == "" {
 		c.ThinkingField = "both"
