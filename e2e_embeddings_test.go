@@ -137,7 +137,7 @@ func TestE2EEmbeddingsTokenIDs(t *testing.T) {
 }
 
 func TestE2EEmbeddingsUpstreamFailureStoresNothing(t *testing.T) {
-	p := newTestProxy(t, nil)
+	p := newTestProxy(t, noRetries)
 	p.Fake.FailNext(1, 500, `{"error":{"message":"boom","type":"server_error","param":null,"code":null}}`, nil)
 	resp, body := p.Post(embPath, `{"model":"emb","input":["f1","f2"]}`)
 	if resp.StatusCode != 500 {

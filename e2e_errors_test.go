@@ -124,7 +124,7 @@ func TestE2EHealthz(t *testing.T) {
 
 // TestE2EUpstreamErrorStatus: an upstream error status and body pass through and are not cached.
 func TestE2EUpstreamErrorStatus(t *testing.T) {
-	p := newTestProxy(t, nil)
+	p := newTestProxy(t, noRetries)
 	body := chatBody("fails first")
 	const upstreamBody = `{"error":{"message":"the model is overloaded","type":"server_error","param":null,"code":"overloaded_x"}}`
 	p.Fake.FailNext(1, 500, upstreamBody, nil)
@@ -161,7 +161,7 @@ func TestE2EUpstreamErrorStatus(t *testing.T) {
 
 // TestE2EUpstreamHangUp: an upstream that drops the connection is a 502 error; nothing is cached.
 func TestE2EUpstreamHangUp(t *testing.T) {
-	p := newTestProxy(t, nil)
+	p := newTestProxy(t, noRetries)
 	body := chatBody("hang up")
 	p.Fake.HangUpNext(1)
 	r, b := p.Post("/v1/chat/completions", body)
@@ -188,7 +188,7 @@ func TestE2EUpstreamUnreachable(t *testing.T) {
 
 // TestE2EUpstreamTimeout: an upstream slower than timeout_seconds is a 504 error; nothing is cached.
 func TestE2EUpstreamTimeout(t *testing.T) {
-	p := newTestProxy(t, func(c *fileConfig) { c.APIEndpoints[0].TimeoutSeconds = 0.3 })
+	p := newTestProxy(t, func(c *fileConfig) { c.APIEndpoints[0].TimeoutSeconds = 0.3; c.MaxRetries = 0 })
 	body := chatBody("too slow")
 	r, b := p.Post("/v1/chat/completions", body, "X-Fake-Delay-Ms", "2000")
 	expectError(t, "slow upstream", r, b, 504)

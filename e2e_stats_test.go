@@ -39,7 +39,7 @@ func getStats(t *testing.T, p *testProxy) statsFigures {
 
 // TestE2EStatsCounts: after a known mix of misses, memory hits, SQLite hits and errors, /stats says so.
 func TestE2EStatsCounts(t *testing.T) {
-	p := newTestProxy(t, nil)
+	p := newTestProxy(t, noRetries)
 	for _, c := range []string{"s1", "s2", "s3"} {
 		resp, b := p.Post("/v1/chat/completions", chatBody(c))
 		expectCache(t, "miss", resp, b, 200, "MISS")

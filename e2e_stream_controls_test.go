@@ -419,7 +419,8 @@ func TestE2EStreamInvalidControls(t *testing.T) {
 // handed to a request sent after it ended: each of these sequential requests goes upstream. (The flight of
 // a streamed miss ends for its clients at [DONE], a moment before the dispatcher forgets it.)
 func TestE2EStreamNotStoredNotShared(t *testing.T) {
-	p := newTestProxy(t, nil)
+	// Cut streams count against the endpoint's health; this test cuts more than eject_after of them.
+	p := newTestProxy(t, func(c *fileConfig) { c.EjectAfter = 1000 })
 	const n = 30
 	ids := map[string]bool{}
 	for i := range n {

@@ -356,7 +356,7 @@ func TestE2EStreamLeaderFailureReachesFollowers(t *testing.T) {
 			name = "streaming leader"
 		}
 		t.Run(name, func(t *testing.T) {
-			p := newTestProxy(t, nil)
+			p := newTestProxy(t, noRetries)
 			const content = "doomed flight"
 			url := p.URL + "/v1/chat/completions"
 			// The upstream takes 1.5 s, then fails: the followers all join while it waits.
@@ -407,7 +407,7 @@ func TestE2EStreamLeaderFailureReachesFollowers(t *testing.T) {
 // and non-streamed followers; when its one call is answered 429 with Retry-After, all of them get that
 // answer, byte for byte, with the header.
 func TestE2EStreamFailNextReachesQueuedFollowers(t *testing.T) {
-	p := newTestProxy(t, func(c *fileConfig) { c.MaxConcurrentRequests = 1 })
+	p := newTestProxy(t, func(c *fileConfig) { c.MaxConcurrentRequests = 1; c.MaxRetries = 0 })
 	url := p.URL + "/v1/chat/completions"
 	blocker := make(chan result, 1)
 	go func() { blocker <- send(testClient, url, chatBody("holds the only slot"), "X-Fake-Delay-Ms", "1500") }()

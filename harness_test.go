@@ -45,6 +45,9 @@ func newTestProxy(t *testing.T, mutate func(*fileConfig)) *testProxy {
 	return p
 }
 
+// noRetries configures a proxy that relays an upstream's failure at once, for tests of that relay.
+func noRetries(c *fileConfig) { c.MaxRetries = 0 }
+
 func (p *testProxy) start() {
 	p.t.Helper()
 	if err := p.cfg.validate(); err != nil {

@@ -28,9 +28,25 @@ type requestStats struct {
 }
 
 type upstreamStats struct {
-	Calls    int64 `json:"calls"`
-	Errors   int64 `json:"errors"`
-	InFlight int64 `json:"in_flight"`
+	Calls     int64           `json:"calls"`
+	Errors    int64           `json:"errors"`
+	Retries   int64           `json:"retries"`
+	InFlight  int64           `json:"in_flight"`
+	Queued    int64           `json:"queued"`
+	Endpoints []endpointStats `json:"endpoints"`
+}
+
+type endpointStats struct {
+	Name          string           `json:"name"`
+	Health        string           `json:"health"` // healthy, ejected, probing
+	Weight        int              `json:"weight"`
+	Calls         int64            `json:"calls"`
+	Retries       int64            `json:"retries"`
+	Ejections     int64            `json:"ejections"`
+	InFlight      int64            `json:"in_flight"`
+	Errors        map[string]int64 `json:"errors"`
+	LatencyMeanMS float64          `json:"latency_mean_ms"`
+	LastError     string           `json:"last_error,omitempty"`
 }
 
 type maintenanceStats struct {
@@ -48,8 +64,13 @@ func (a *app) stats() any {
 	r := statsReport{
 		Requests: requestStats{MemoryHits: c.MemoryHits, DBHits: c.DBHits, Misses: c.Misses, Coalesced: c.Coalesced,
 			Refreshes: c.Refreshes, Bypasses: c.Bypasses, Errors: c.Errors},
-		Upstream: upstreamStats{Calls: c.UpstreamCalls, Errors: c.UpstreamErrors, InFlight: c.UpstreamInFlight},
+		Upstream: upstreamStats{Calls: c.UpstreamCalls, Errors: c.UpstreamErrors, Retries: c.Retries, InFlight: c.UpstreamInFlight, Queued: c.Queued},
 		Writer:   a.writer.Stats(),
+	}
+	for _, e := range a.pipe.Endpoints() {
+		r.Upstream.Endpoints = append(r.Upstream.Endpoints, endpointStats{Name: e.Name, Health: e.Health.String(), Weight: e.Weight,
+			Calls: e.Calls, Retries: e.Retries, Ejections: e.Ejections, InFlight: e.InFlight, Errors: e.Errors,
+			LatencyMeanMS: e.LatencyMeanMS, LastError: e.LastError})
 	}
 	hits := c.MemoryHits + c.DBHits
 	if total := hits + c.Misses + c.Refreshes + c.Bypasses; total > 0 {

@@ -2,6 +2,10 @@ package pipeline
 
 import (
 	"errors"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,16 +46,15 @@ type call struct {
 
 	answeredAt time.Time // when complete ran; for the recent answers
 	generation int64     // Pipeline.generation when it was remembered
-}
 
-// endpointState is the dispatcher's view of one endpoint; only the dispatcher goroutine touches the
-// counters, call goroutines read the immutable fields.
-type endpointState struct {
-	cfg       *Endpoint
-	base      string // URL ending in /v1
-	modelJSON []byte // cfg.Model as a JSON string, nil when there is no override
-	current   int    // smooth weighted round robin state
-	inFlight  int
+	// Retries. The call goroutine sets result, retry and retryAfter before reporting done; the dispatcher
+	// owns the rest.
+	attempt    int            // attempts made
+	result     outcome        // of the last attempt
+	retry      bool           // the last attempt failed, may be retried, and attempts remain; resp holds its answer meanwhile
+	retryAfter string         // the last answer's Retry-After
+	avoid      *endpointState // where the last attempt failed: a retry goes elsewhere when it can
+	readyAt    time.Time      // when a retry may start
 }
 
 // dispatcher owns the flights, the FIFO queue of calls waiting for a slot, the endpoints' load and the
@@ -63,7 +66,8 @@ type dispatcher struct {
 	done      chan *call
 	endpoints []*endpointState
 	flights   map[db.Key]*call
-	queue     []*call
+	queue     []*call // new calls waiting for a slot, FIFO
+	retries   []*call // calls waiting to retry: they go before new ones once their pause is over
 
 	// recent holds answered flights whose answers were stored, for RecentGrace after they were answered:
 	// until the writer has them on disk, a request that missed memory (a dropped or late insert, or the
@@ -75,6 +79,7 @@ type dispatcher struct {
 	wg       sync.WaitGroup // the loop and every call goroutine
 
 	inFlightGauge atomic.Int64 // inFlight, readable from other goroutines
+	queuedGauge   atomic.Int64 // len(queue) + len(retries), likewise
 }
 
 func newDispatcher(p *Pipeline) *dispatcher {
@@ -114,8 +119,8 @@ func (d *dispatcher) stop() {
 }
 
 func (d *dispatcher) loop() {
-	expiry := time.NewTimer(time.Hour)
-	expiry.Stop()
+	wake := time.NewTimer(time.Hour)
+	wake.Stop()
 	in := d.in
 	for {
 		select {
@@ -129,19 +134,45 @@ func (d *dispatcher) loop() {
 			d.goLive(c)
 		case c := <-d.done:
 			d.complete(c)
-		case <-expiry.C:
+		case <-wake.C:
 			d.expireQueued(time.Now())
 		}
 		d.pump()
-		if len(d.queue) > 0 {
-			expiry.Reset(time.Until(d.queue[0].enqueued.Add(d.p.cfg.QueueTimeout)))
+		d.queuedGauge.Store(int64(len(d.queue) + len(d.retries)))
+		if at, ok := d.nextWake(); ok {
+			wake.Reset(time.Until(at))
 		} else {
-			expiry.Stop()
+			wake.Stop()
 		}
-		if in == nil && len(d.queue) == 0 && d.inFlight == 0 {
+		if in == nil && len(d.queue) == 0 && len(d.retries) == 0 && d.inFlight == 0 {
 			return
 		}
 	}
+}
+
+// nextWake is when the loop must look again without a message: the queue head's timeout, the first retry's
+// pause, or an ejected endpoint's rest ending while calls wait.
+func (d *dispatcher) nextWake() (time.Time, bool) {
+	var at time.Time
+	earlier := func(t time.Time) {
+		if at.IsZero() || t.Before(at) {
+			at = t
+		}
+	}
+	if len(d.queue) > 0 {
+		earlier(d.queue[0].enqueued.Add(d.p.cfg.QueueTimeout))
+	}
+	for _, c := range d.retries {
+		earlier(c.readyAt)
+	}
+	if len(d.queue) > 0 || len(d.retries) > 0 {
+		for _, e := range d.endpoints {
+			if e.health == Ejected {
+				earlier(e.ejectedUntil)
+			}
+		}
+	}
+	return at, !at.IsZero()
 }
 
 // admit joins c to an identical flight, or queues it as a new one.
@@ -191,18 +222,33 @@ func (d *dispatcher) expireQueued(now time.Time) {
 	}
 }
 
-// pump starts queued calls while the global limit and some endpoint's own limit allow.
+// pump starts waiting calls, retries whose pause is over first, while the global limit and some endpoint's
+// own limit allow. When every endpoint is ejected and resting, waiting calls are answered at once: waiting
+// out the queue timeout would not help.
 func (d *dispatcher) pump() {
-	for len(d.queue) > 0 && d.inFlight < d.p.cfg.MaxConcurrentRequests {
-		ep := d.pick()
-		if ep == nil {
+	now := time.Now()
+	for d.inFlight < d.p.cfg.MaxConcurrentRequests {
+		c, retry := d.next(now)
+		if c == nil {
 			return
 		}
-		c := d.queue[0]
-		d.queue[0] = nil
-		d.queue = d.queue[1:]
+		ep, why := d.pick(c.avoid, now)
+		if ep == nil && why == saturated {
+			return
+		}
+		if retry {
+			d.retries = slices.DeleteFunc(d.retries, func(x *call) bool { return x == c })
+		} else {
+			d.queue[0] = nil
+			d.queue = d.queue[1:]
+		}
+		if ep == nil {
+			d.answerDown(c, now)
+			continue
+		}
 		c.ep = ep
 		ep.inFlight++
+		ep.inFlightG.Store(int64(ep.inFlight))
 		d.inFlight++
 		d.inFlightGauge.Store(int64(d.inFlight))
 		d.wg.Add(1)
@@ -214,38 +260,80 @@ func (d *dispatcher) pump() {
 	}
 }
 
-// pick chooses an endpoint by smooth weighted round robin among those under their own limit. Standby
-// endpoints (weight 0) are used only when no endpoint has a weight.
-func (d *dispatcher) pick() *endpointState {
-	total := 0
-	var best *endpointState
-	weighted := false
-	for _, e := range d.endpoints {
-		if e.cfg.Weight > 0 {
-			weighted = true
+// next is the call to start next: the retry ready longest, else the queue's head.
+func (d *dispatcher) next(now time.Time) (c *call, retry bool) {
+	for _, r := range d.retries {
+		if !r.readyAt.After(now) && (c == nil || r.readyAt.Before(c.readyAt)) {
+			c = r
 		}
 	}
-	for _, e := range d.endpoints {
-		w := e.cfg.Weight
-		if weighted && w == 0 {
-			continue
-		}
-		if !weighted {
-			w = 1
-		}
-		if e.cfg.MaxConcurrent > 0 && e.inFlight >= e.cfg.MaxConcurrent {
-			continue
-		}
-		e.current += w
-		total += w
-		if best == nil || e.current > best.current {
-			best = e
-		}
+	if c != nil {
+		return c, true
 	}
-	if best != nil {
-		best.current -= total
+	if len(d.queue) > 0 {
+		return d.queue[0], false
 	}
-	return best
+	return nil, false
+}
+
+// answerDown answers c when no endpoint can take it: with its last attempt's answer when it had one (the
+// client sees the upstream's own error), else with a 502 naming the ejected endpoints.
+func (d *dispatcher) answerDown(c *call, now time.Time) {
+	if c.attempt == 0 {
+		var rest time.Duration
+		var detail strings.Builder
+		for i, e := range d.endpoints {
+			if i == 0 || e.ejectedUntil.Sub(now) < rest {
+				rest = e.ejectedUntil.Sub(now)
+			}
+			if i > 0 {
+				detail.WriteString("; ")
+			}
+			detail.WriteString(e.cfg.Name)
+			if s := e.lastError.Load(); s != nil {
+				detail.WriteString(": " + *s)
+			}
+		}
+		e := &Error{Status: 502, Type: "server_error", Code: "upstream_unavailable",
+			Message: "no upstream endpoint can take the request: every endpoint failed repeatedly and is resting (" + detail.String() + ")"}
+		c.resp = Response{Status: 502, Err: e, HasKey: true, Cache: "MISS", Source: "upstream", CacheStatus: "llmcache; fwd=miss; detail=upstream-ejected",
+			RetryAfter: strconv.Itoa(max(1, int(rest.Round(time.Second)/time.Second)))}
+	}
+	d.finish(c)
+}
+
+// scheduleRetry puts c back to wait for another attempt after an exponential pause with jitter, or the
+// upstream's Retry-After when that is longer. A pause longer than the queue timeout is not waited for:
+// the client gets the last answer now.
+func (d *dispatcher) scheduleRetry(c *call, now time.Time) bool {
+	base := d.p.cfg.RetryBackoff << min(c.attempt-1, 10)
+	pause := base/2 + rand.N(base/2+1)
+	if ra, ok := parseRetryAfter(c.retryAfter, now); ok && ra > pause {
+		pause = ra
+	}
+	if pause > d.p.cfg.QueueTimeout {
+		return false
+	}
+	c.readyAt, c.avoid = now.Add(pause), c.ep
+	d.retries = append(d.retries, c)
+	return true
+}
+
+// httpDate is the preferred HTTP date layout (RFC 9110), net/http's TimeFormat.
+const httpDate = "Mon, 02 Jan 2006 15:04:05 GMT"
+
+// parseRetryAfter reads a Retry-After header: delay-seconds or an HTTP date.
+func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
+	if v == "" {
+		return 0, false
+	}
+	if n, err := strconv.ParseFloat(v, 64); err == nil && n >= 0 {
+		return time.Duration(n * float64(time.Second)), true
+	}
+	if t, err := time.Parse(httpDate, v); err == nil {
+		return max(t.Sub(now), 0), true
+	}
+	return 0, false
 }
 
 // goLive answers every streaming waiter of c with its live stream; the others wait for the whole answer.
@@ -275,8 +363,8 @@ func (d *dispatcher) answerLive(c *call, r *Request, follower bool) {
 	r.finish()
 }
 
-// complete frees c's slot and answers everyone still waiting on it. A streaming waiter of an answer that
-// did not go live (a non-streamed leader, or an upstream that answered JSON) gets it replayed as SSE.
+// complete frees c's slot, applies the attempt's outcome to its endpoint's health, and either schedules a
+// retry or answers everyone still waiting on it.
 func (d *dispatcher) complete(c *call) {
 	// The call goroutine sends on started before done, but the loop's select may take done first: the
 	// streaming waiters still get the live stream (with its error event, if it was cut), not c.resp.
@@ -284,12 +372,30 @@ func (d *dispatcher) complete(c *call) {
 	if c.live != nil {
 		d.goLive(c)
 	}
+	now := time.Now()
 	c.ep.inFlight--
+	c.ep.inFlightG.Store(int64(c.ep.inFlight))
 	d.inFlight--
 	d.inFlightGauge.Store(int64(d.inFlight))
+	d.settleHealth(c.ep, c.result, now)
+	if c.retry {
+		c.retry = false
+		if d.scheduleRetry(c, now) {
+			return // still in flights: identical requests keep joining it
+		}
+	}
+	d.finish(c)
+}
+
+// finish answers everyone waiting on c with c.resp. A streaming waiter of an answer that did not go live
+// (a non-streamed leader, or an upstream that answered JSON) gets it replayed as SSE.
+func (d *dispatcher) finish(c *call) {
 	d.forget(c)
 	if c.stored && c.coalesce {
 		d.remember(c)
+	}
+	if c.resp.Status != 200 || c.resp.Err != nil {
+		d.p.stats.errors.Add(1)
 	}
 	// waiters[0] is the leader unless the call went live: goLive answered the streaming leader then and
 	// left only followers here.
@@ -366,26 +472,49 @@ func (d *dispatcher) forget(c *call) {
 	}
 }
 
-// run makes the upstream call for c and, when the answer is worth keeping, hands it to the writer and the
-// memory stage before anyone waiting for the whole answer is told: nothing acknowledged to a client is lost.
-// It never touches c.waiters, which the dispatcher goroutine owns.
+// run makes one attempt at the upstream call for c and, when the answer is worth keeping, hands it to the
+// writer and the memory stage before anyone waiting for the whole answer is told: nothing acknowledged to a
+// client is lost. It never touches c.waiters, which the dispatcher goroutine owns.
 func (p *Pipeline) run(c *call) {
+	ep := c.ep
+	c.attempt++
+	ep.calls.Add(1)
+	p.stats.upstreamCalls.Add(1)
+	if c.attempt > 1 {
+		ep.retries.Add(1)
+		p.stats.retries.Add(1)
+	}
+	began := time.Now()
+	o := p.attempt(c)
+	detail := ""
+	if o != outcomeOK {
+		p.stats.upstreamErrors.Add(1)
+		detail = "HTTP " + strconv.Itoa(c.resp.Status)
+		if c.resp.Err != nil {
+			detail = c.resp.Err.Message
+		}
+	}
+	ep.recordAttempt(o, time.Since(began), detail)
+	c.result, c.retryAfter = o, c.resp.RetryAfter
+	// A stream that went live reached its clients: another attempt would send them a second answer.
+	c.retry = o.retryable() && c.live == nil && c.attempt <= p.cfg.MaxRetries
+}
+
+// attempt calls c.ep once and settles the answer into c.resp.
+func (p *Pipeline) attempt(c *call) outcome {
 	ep := c.ep
 	body := c.body
 	if ep.modelJSON != nil {
 		body = withModel(body, c.modelStart, c.modelEnd, ep.modelJSON)
 	}
 	req := UpstreamRequest{Endpoint: ep.cfg, Method: "POST", URL: ep.base + c.kind.path(), Body: body, Header: p.upstreamHeaders(c.header, ep.cfg)}
-	p.stats.upstreamCalls.Add(1)
 	if !c.stream {
 		var resp UpstreamResponse
 		err := p.transport.Do(&req, &resp)
 		if c.emb != nil && err == nil && resp.Status == 200 {
-			p.settleEmbedding(c, &resp)
-			return
+			return p.settleEmbedding(c, &resp)
 		}
-		p.settle(c, &resp, err)
-		return
+		return p.settle(c, &resp, err)
 	}
 	rec := &streamRecorder{c: c, started: p.dispatch.started}
 	err := p.transport.Stream(&req, rec)
@@ -395,8 +524,7 @@ func (p *Pipeline) run(c *call) {
 		if resp.Body == nil {
 			resp.Body = []byte{}
 		}
-		p.settle(c, &resp, err)
-		return
+		return p.settle(c, &resp, err)
 	}
 	assembled, ok, reason := rec.asm.Result()
 	if err == nil && rec.asmErr != nil {
@@ -409,8 +537,6 @@ func (p *Pipeline) run(c *call) {
 		if err != nil {
 			reason = err.Error()
 		}
-		p.stats.upstreamErrors.Add(1)
-		p.stats.errors.Add(1)
 		if err == nil && rec.done != nil {
 			c.live.end(rec.done) // a whole stream that cannot be stored: its clients still get [DONE]
 		} else {
@@ -418,12 +544,13 @@ func (p *Pipeline) run(c *call) {
 		}
 		c.resp = Response{Status: 502, HasKey: true, Cache: "MISS", Source: "upstream", CacheStatus: "llmcache; fwd=miss; detail=upstream-stream-cut",
 			Err: &Error{Status: 502, Type: "server_error", Code: "upstream_stream_cut", Message: "the upstream stream from " + ep.cfg.Name + " did not finish: " + reason}}
-		return
+		return outcomeCut
 	}
 	// Stored before [DONE] reaches the stream's readers (streamRecorder holds it back), so that an identical
 	// request sent after [DONE] reached a client finds it.
-	p.settle(c, &UpstreamResponse{Status: 200, ContentType: "application/json", Body: assembled}, nil)
+	o := p.settle(c, &UpstreamResponse{Status: 200, ContentType: "application/json", Body: assembled}, nil)
 	c.live.end(rec.done)
+	return o
 }
 
 // missHeaders gives X-Cache and Cache-Status for an answer fetched upstream under controls ctl.
@@ -439,31 +566,28 @@ func missHeaders(ctl *Controls) (cache, status string) {
 
 // settle turns an upstream answer (or the failure to get one) into c.resp, and stores it when it is worth
 // keeping.
-func (p *Pipeline) settle(c *call, resp *UpstreamResponse, err error) {
+func (p *Pipeline) settle(c *call, resp *UpstreamResponse, err error) outcome {
 	ep := c.ep
 	if err != nil {
-		p.stats.upstreamErrors.Add(1)
-		p.stats.errors.Add(1)
 		e := &Error{Status: 502, Message: "upstream " + ep.cfg.Name + " unreachable: " + err.Error(), Type: "server_error", Code: "upstream_unreachable"}
 		if errors.Is(err, ErrUpstreamTimeout) {
 			e = &Error{Status: 504, Message: "upstream " + ep.cfg.Name + " timed out: " + err.Error(), Type: "server_error", Code: "upstream_timeout"}
 		}
 		c.resp = Response{Status: e.Status, Err: e, HasKey: true, Cache: "MISS", Source: "upstream", CacheStatus: "llmcache; fwd=miss; detail=upstream-error"}
-		return
+		if e.Status == 504 {
+			return outcomeTimeout
+		}
+		return outcomeUnreachable
 	}
 	if resp.Status != 200 {
-		p.stats.upstreamErrors.Add(1)
-		p.stats.errors.Add(1)
 		c.resp = Response{Status: resp.Status, Body: resp.Body, ContentType: resp.ContentType, RetryAfter: resp.RetryAfter, HasKey: true, Cache: "MISS", Source: "upstream", CacheStatus: "llmcache; fwd=miss; detail=upstream-error"}
-		return
+		return statusOutcome(resp.Status)
 	}
 	valid, useful := checkAnswer(c.kind, resp.Body)
 	if !valid {
-		p.stats.upstreamErrors.Add(1)
-		p.stats.errors.Add(1)
 		e := &Error{Status: 502, Message: "upstream " + ep.cfg.Name + " answered 200 with a body that is not JSON", Type: "server_error", Code: "upstream_invalid_response"}
 		c.resp = Response{Status: 502, Err: e, HasKey: true, Cache: "MISS", Source: "upstream", CacheStatus: "llmcache; fwd=miss; detail=upstream-invalid"}
-		return
+		return outcomeInvalid
 	}
 	ctl := &c.controls
 	store := useful && !ctl.NoStore && ctl.Mode != ModeOff && ctl.Mode != ModeReadOnly
@@ -481,7 +605,7 @@ func (p *Pipeline) settle(c *call, resp *UpstreamResponse, err error) {
 		if !useful {
 			c.resp.CacheStatus += "; detail=empty"
 		}
-		return
+		return outcomeOK
 	}
 	c.resp.CacheStatus += "; stored"
 	c.stored = true
@@ -510,6 +634,7 @@ func (p *Pipeline) settle(c *call, resp *UpstreamResponse, err error) {
 	c.entry = &memEntry{key: c.key, body: resp.Body, contentType: resp.ContentType, endpoint: ep.cfg.Name,
 		createdAt: now, expiresAt: entry.ExpiresAt, version: entry.Version, size: int64(len(resp.Body)) + entryOverhead}
 	p.memInsert(c.entry)
+	return outcomeOK
 }
 
 func askedModel(r *Request) string {

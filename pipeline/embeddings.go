@@ -297,33 +297,31 @@ type embeddingAnswer struct {
 
 // settleEmbedding takes the upstream's vectors for the missing items, stores each as its own entry, and
 // answers with every item in the client's order and encoding.
-func (p *Pipeline) settleEmbedding(c *call, resp *UpstreamResponse) {
+func (p *Pipeline) settleEmbedding(c *call, resp *UpstreamResponse) outcome {
 	ec, ep := c.emb, c.ep
 	var a embeddingAnswer
 	if err := json.Unmarshal(resp.Body, &a); err != nil || len(a.Data) != len(ec.ask) {
-		p.stats.upstreamErrors.Add(1)
-		p.stats.errors.Add(1)
 		e := &Error{Status: 502, Type: "server_error", Code: "upstream_invalid_response",
 			Message: fmt.Sprintf("upstream %s answered embeddings that do not match the %d inputs asked for", ep.cfg.Name, len(ec.ask))}
 		c.resp = Response{Status: 502, Err: e, HasKey: true, Cache: "MISS", Source: "upstream", CacheStatus: "llmcache; fwd=miss; detail=upstream-invalid"}
-		return
+		return outcomeInvalid
 	}
 	fetched := make(map[db.Key][]float32, len(ec.ask))
 	for _, d := range a.Data {
 		if d.Index < 0 || d.Index >= len(ec.ask) {
 			c.resp = Response{Status: 502, HasKey: true, Err: &Error{Status: 502, Type: "server_error", Code: "upstream_invalid_response", Message: "upstream embedding index out of range"}}
-			return
+			return outcomeInvalid
 		}
 		v, err := parseVector(d.Embedding)
 		if err != nil {
 			c.resp = Response{Status: 502, HasKey: true, Err: &Error{Status: 502, Type: "server_error", Code: "upstream_invalid_response", Message: "upstream embedding unreadable: " + err.Error()}}
-			return
+			return outcomeInvalid
 		}
 		fetched[ec.items[ec.ask[d.Index]].key] = v
 	}
 	if len(fetched) != len(ec.ask) {
 		c.resp = Response{Status: 502, HasKey: true, Err: &Error{Status: 502, Type: "server_error", Code: "upstream_invalid_response", Message: "upstream embeddings repeat an index"}}
-		return
+		return outcomeInvalid
 	}
 	ctl := &c.controls
 	store := !ctl.NoStore && ctl.Mode != ModeOff && ctl.Mode != ModeReadOnly
@@ -361,6 +359,7 @@ func (p *Pipeline) settleEmbedding(c *call, resp *UpstreamResponse) {
 		c.resp.CacheStatus += "; stored"
 	}
 	p.stats.misses.Add(1)
+	return outcomeOK
 }
 
 // orAsked is the model sent upstream: the endpoint's override, else the one asked for.

@@ -46,12 +46,15 @@ type Pipeline struct {
 type counters struct {
 	memoryHits, dbHits, misses, coalesced, refreshes, bypasses, errors      atomic.Int64
 	upstreamCalls, upstreamErrors, memInsertDrops, touchDrops, dbReadErrors atomic.Int64
+	retries                                                                 atomic.Int64
 }
 
 // Counts is a snapshot of the pipeline's counters.
 type Counts struct {
 	MemoryHits, DBHits, Misses, Coalesced, Refreshes, Bypasses, Errors int64
 	UpstreamCalls, UpstreamErrors, UpstreamInFlight, MemInsertDrops    int64
+	Retries                                                            int64
+	Queued                                                             int64 // calls waiting for an upstream slot or a retry
 }
 
 // New checks cfg, opens a read connection per miss-pool worker and starts every stage.
@@ -179,7 +182,17 @@ func (p *Pipeline) Counts() Counts {
 		Coalesced: s.coalesced.Load(), Refreshes: s.refreshes.Load(), Bypasses: s.bypasses.Load(),
 		Errors: s.errors.Load(), UpstreamCalls: s.upstreamCalls.Load(), UpstreamErrors: s.upstreamErrors.Load(),
 		UpstreamInFlight: p.dispatch.inFlightGauge.Load(), MemInsertDrops: s.memInsertDrops.Load(),
+		Retries: s.retries.Load(), Queued: p.dispatch.queuedGauge.Load(),
 	}
+}
+
+// Endpoints returns a snapshot of each endpoint's figures, in configuration order.
+func (p *Pipeline) Endpoints() []EndpointCounts {
+	out := make([]EndpointCounts, len(p.dispatch.endpoints))
+	for i, e := range p.dispatch.endpoints {
+		out[i] = e.counts()
+	}
+	return out
 }
 
 // Delete removes the entries f selects: from SQLite through the writer (after what waits there, so an

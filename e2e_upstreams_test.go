@@ -1,0 +1,331 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"llmcache/bench/fakeupstream"
+)
+
+// upstreamFigures is the per-endpoint part of GET /stats.
+type upstreamFigures struct {
+	Retries   int64 `json:"retries"`
+	Endpoints []struct {
+		Name      string           `json:"name"`
+		Health    string           `json:"health"`
+		Calls     int64            `json:"calls"`
+		Retries   int64            `json:"retries"`
+		Ejections int64            `json:"ejections"`
+		Errors    map[string]int64 `json:"errors"`
+		LastError string           `json:"last_error"`
+	} `json:"endpoints"`
+}
+
+func getUpstreamStats(t *testing.T, p *testProxy) upstreamFigures {
+	t.Helper()
+	resp, body := p.Get("/stats")
+	var s struct {
+		Upstream upstreamFigures `json:"upstream"`
+	}
+	if resp.StatusCode != 200 || json.Unmarshal(body, &s) != nil {
+		t.Fatalf("/stats: status %d, body %s", resp.StatusCode, body)
+	}
+	return s.Upstream
+}
+
+func (u upstreamFigures) endpoint(t *testing.T, name string) (health string, calls, ejections int64, errs map[string]int64) {
+	t.Helper()
+	for _, e := range u.Endpoints {
+		if e.Name == name {
+			return e.Health, e.Calls, e.Ejections, e.Errors
+		}
+	}
+	t.Fatalf("/stats has no endpoint %q: %+v", name, u.Endpoints)
+	return
+}
+
+// startFakes starts n fake upstreams, closed when the test ends.
+func startFakes(t *testing.T, n int, opts fakeupstream.Options) []*fakeupstream.Server {
+	t.Helper()
+	fakes := make([]*fakeupstream.Server, n)
+	for i := range fakes {
+		f, err := fakeupstream.Start(opts)
+		if err != nil {
+			t.Fatalf("cannot start fake upstream: %v", err)
+		}
+		t.Cleanup(func() { f.Close() })
+		fakes[i] = f
+	}
+	return fakes
+}
+
+// deadURL is a loopback address where nothing listens: connections are refused at once.
+func deadURL(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return "http://" + addr
+}
+
+// sendPool sends every body with at most workers requests in flight, and returns the answers in order.
+// Each body is sent once before after(i) is called with its index, so a test can act mid-run.
+func sendPool(url string, bodies []string, workers int, after func(i int), header ...string) []result {
+	out := make([]result, len(bodies))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				out[i] = send(loadClient, url, bodies[i], header...)
+			}
+		}()
+	}
+	for i := range bodies {
+		next <- i
+		if after != nil {
+			after(i)
+		}
+	}
+	close(next)
+	wg.Wait()
+	return out
+}
+
+func distinctBodies(prefix string, n int) []string {
+	bodies := make([]string, n)
+	for i := range bodies {
+		bodies[i] = chatBody(prefix + " " + strconv.Itoa(i))
+	}
+	return bodies
+}
+
+func expectAll200(t *testing.T, res []result) {
+	t.Helper()
+	bad := 0
+	for i, r := range res {
+		if r.err != nil || r.status != 200 {
+			if bad < 5 {
+				t.Errorf("request %d: status %d, err %v: %.300s", i, r.status, r.err, r.body)
+			}
+			bad++
+		}
+	}
+	if bad > 0 {
+		t.Fatalf("%d of %d requests failed, want none", bad, len(res))
+	}
+}
+
+// TestE2EWeightedSplit: over 10,000 misses the calls follow the weights within 2%, and a standby
+// endpoint (weight 0) gets none while the weighted ones are healthy.
+func TestE2EWeightedSplit(t *testing.T) {
+	fakes := startFakes(t, 4, fakeupstream.Options{})
+	weights := []int{1, 2, 7, 0}
+	p := newTestProxy(t, func(c *fileConfig) {
+		c.APIEndpoints = nil
+		for i, f := range fakes {
+			c.APIEndpoints = append(c.APIEndpoints, endpointConfig{Name: fmt.Sprintf("ep%d", i), URL: f.URL(), Weight: weights[i]})
+		}
+	})
+	const n = 10000
+	// Bypass the cache: the split is the dispatcher's, and the writer need not store 10,000 answers.
+	expectAll200(t, sendPool(p.URL+"/v1/chat/completions", distinctBodies("split", n), 32, nil, "X-Cache-Mode", "off"))
+	for i, f := range fakes {
+		want := float64(n) * float64(weights[i]) / 10
+		got := float64(f.CallsTo("chat"))
+		if math.Abs(got-want) > 0.02*n {
+			t.Errorf("endpoint ep%d (weight %d): %v calls, want %v ± 2%%", i, weights[i], got, want)
+		}
+	}
+	if got := fakes[3].Calls(); got != 0 {
+		t.Errorf("standby endpoint got %d calls while the weighted ones were healthy, want 0", got)
+	}
+}
+
+// TestE2EFailoverKilledEndpoint: one of two endpoints dies in the middle of a 2,000-request run; every
+// client still gets its answer (calls in flight and new ones are retried on the other endpoint), and the
+// dead one is ejected.
+func TestE2EFailoverKilledEndpoint(t *testing.T) {
+	fakes := startFakes(t, 2, fakeupstream.Options{Latency: 2 * time.Millisecond})
+	p := newTestProxy(t, func(c *fileConfig) {
+		c.APIEndpoints = []endpointConfig{{Name: "a", URL: fakes[0].URL(), Weight: 1}, {Name: "b", URL: fakes[1].URL(), Weight: 1}}
+	})
+	res := sendPool(p.URL+"/v1/chat/completions", distinctBodies("failover", 2000), 16, func(i int) {
+		if i == 600 {
+			fakes[0].Close()
+		}
+	})
+	expectAll200(t, res)
+	st := getUpstreamStats(t, p)
+	health, _, ejections, errs := st.endpoint(t, "a")
+	if health != "ejected" || ejections != 1 {
+		t.Errorf("endpoint a after its death: health %q, ejections %d; want ejected once", health, ejections)
+	}
+	if errs["unreachable"] == 0 {
+		t.Errorf("endpoint a: no unreachable errors counted: %v", errs)
+	}
+	if st.Retries == 0 {
+		t.Errorf("no retries counted, yet endpoint a died with calls in flight")
+	}
+	if a, b := fakes[0].CallsTo("chat"), fakes[1].CallsTo("chat"); a < 200 || b < 1300 {
+		t.Errorf("calls: a %d, b %d; want a share before the death and the rest on b", a, b)
+	}
+}
+
+// TestE2ERetryAfterHonoured: a 429 with Retry-After: 1 is retried no sooner than a second later (seen by
+// the upstream's own clock), and the client gets the retry's answer.
+func TestE2ERetryAfterHonoured(t *testing.T) {
+	p := newTestProxy(t, nil)
+	p.Fake.FailNext(1, 429, `{"error":{"message":"slow down","type":"rate_limit_error","param":null,"code":null}}`, map[string]string{"Retry-After": "1"})
+	resp, body := p.Post("/v1/chat/completions", chatBody("rate limited once"))
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d, want 200 after the retry: %s", resp.StatusCode, body)
+	}
+	reqs := p.Fake.Requests()
+	if len(reqs) != 2 {
+		t.Fatalf("upstream saw %d requests, want the 429 and one retry", len(reqs))
+	}
+	if gap := reqs[1].At.Sub(reqs[0].At); gap < time.Second {
+		t.Errorf("the retry came %v after the 429, want at least Retry-After: 1s", gap)
+	}
+	if resp.Header.Get("X-Cache") != "MISS" {
+		t.Errorf("X-Cache %q, want MISS", resp.Header.Get("X-Cache"))
+	}
+}
+
+// TestE2ERetriesAreBounded: an endpoint failing with 5xx gets 1 + max_retries attempts, then the client
+// gets its error as it was; a 4xx other than 408/429 is never retried.
+func TestE2ERetriesAreBounded(t *testing.T) {
+	p := newTestProxy(t, func(c *fileConfig) { c.MaxRetries = 2; c.RetryBackoffMs = 10; c.EjectAfter = 100 })
+	const upstream500 = `{"error":{"message":"model crashed","type":"server_error","param":null,"code":null}}`
+	p.Fake.FailNext(100, 500, upstream500, nil)
+	resp, body := p.Post("/v1/chat/completions", chatBody("always fails"))
+	if resp.StatusCode != 500 || string(body) != upstream500 {
+		t.Fatalf("status %d body %s, want the upstream's 500 as it was", resp.StatusCode, body)
+	}
+	expectCalls(t, p, 3)
+
+	p.Fake.FailNext(100, 400, `{"error":{"message":"bad prompt","type":"invalid_request_error","param":null,"code":null}}`, nil)
+	p.Fake.ResetCounters()
+	resp, _ = p.Post("/v1/chat/completions", chatBody("bad request"))
+	if resp.StatusCode != 400 {
+		t.Fatalf("status %d, want the upstream's 400", resp.StatusCode)
+	}
+	expectCalls(t, p, 1)
+}
+
+// TestE2EStreamRetriedBeforeFirstByte: a streamed miss whose upstream answers 503 before any byte reached
+// the client is retried, and the client gets one clean stream.
+func TestE2EStreamRetriedBeforeFirstByte(t *testing.T) {
+	p := newTestProxy(t, func(c *fileConfig) { c.RetryBackoffMs = 10 })
+	p.Fake.FailNext(1, 503, "", nil)
+	r := send(testClient, p.URL+"/v1/chat/completions", chatStreamBody("retry my stream", false))
+	if r.err != nil || r.status != 200 || !strings.Contains(string(r.body), "data: [DONE]") || strings.Contains(string(r.body), "event: error") {
+		t.Fatalf("status %d err %v, want one whole stream: %s", r.status, r.err, r.body)
+	}
+	expectCalls(t, p, 2)
+}
+
+// TestE2EAllEndpointsDown: with every endpoint refusing connections the client gets a clear error in a
+// few seconds, not after the queue timeout; once they are ejected, requests fail at once with a 502 that
+// names them and a Retry-After.
+func TestE2EAllEndpointsDown(t *testing.T) {
+	p := newTestProxy(t, func(c *fileConfig) {
+		c.QueueTimeoutSeconds = 120
+		c.EjectAfter = 2
+		c.APIEndpoints = []endpointConfig{{Name: "gpu-1", URL: deadURL(t), Weight: 1}, {Name: "gpu-2", URL: deadURL(t), Weight: 1}}
+	})
+	began := time.Now()
+	resp, body := p.Post("/v1/chat/completions", chatBody("nobody home"))
+	if took := time.Since(began); took > 10*time.Second {
+		t.Errorf("the error took %v; want a few seconds (the queue timeout is 120 s)", took)
+	}
+	if resp.StatusCode != 502 || !strings.Contains(string(body), `"type":"server_error"`) {
+		t.Fatalf("status %d body %s, want a 502 OpenAI error", resp.StatusCode, body)
+	}
+	began = time.Now()
+	resp, body = p.Post("/v1/chat/completions", chatBody("still nobody"))
+	if took := time.Since(began); took > 2*time.Second {
+		t.Errorf("with every endpoint ejected the error took %v, want it at once", took)
+	}
+	if resp.StatusCode != 502 || !strings.Contains(string(body), "upstream_unavailable") || !strings.Contains(string(body), "gpu-1") || !strings.Contains(string(body), "gpu-2") {
+		t.Fatalf("status %d body %s, want a 502 upstream_unavailable naming both endpoints", resp.StatusCode, body)
+	}
+	if ra, err := strconv.Atoi(resp.Header.Get("Retry-After")); err != nil || ra < 1 {
+		t.Errorf("Retry-After %q, want the seconds until a probe", resp.Header.Get("Retry-After"))
+	}
+}
+
+// TestE2EEjectionAndRecovery: an endpoint failing eject_after times in a row is ejected (its traffic goes
+// to the other), probed after eject_seconds, and back in service when the probe succeeds.
+func TestE2EEjectionAndRecovery(t *testing.T) {
+	fakes := startFakes(t, 2, fakeupstream.Options{})
+	p := newTestProxy(t, func(c *fileConfig) {
+		c.EjectAfter, c.EjectSeconds, c.RetryBackoffMs = 3, 1, 10
+		c.APIEndpoints = []endpointConfig{{Name: "flaky", URL: fakes[0].URL(), Weight: 1}, {Name: "steady", URL: fakes[1].URL(), Weight: 1}}
+	})
+	fakes[0].FailNext(1000, 502, "", nil)
+	url := p.URL + "/v1/chat/completions"
+	expectAll200(t, sendPool(url, distinctBodies("eject", 40), 1, nil))
+	st := getUpstreamStats(t, p)
+	health, calls, ejections, errs := st.endpoint(t, "flaky")
+	if health != "ejected" || ejections != 1 || calls != 3 || errs["status_5xx"] != 3 {
+		t.Fatalf("flaky: health %q, %d calls, %d ejections, errors %v; want ejected once after 3 failed calls", health, calls, ejections, errs)
+	}
+	// Healed, and rested: the next request probes it, and it takes its share again.
+	fakes[0].FailNext(0, 0, "", nil)
+	time.Sleep(1100 * time.Millisecond)
+	expectAll200(t, sendPool(url, distinctBodies("recovered", 20), 1, nil))
+	health, calls, _, _ = getUpstreamStats(t, p).endpoint(t, "flaky")
+	if health != "healthy" || calls < 3+8 {
+		t.Errorf("flaky after its rest: health %q, %d calls; want healthy and about half of the 20 new requests", health, calls)
+	}
+}
+
+// TestE2EStandby: a weight-0 endpoint takes traffic only while every weighted endpoint is ejected, or,
+// with standby_on_saturation, while they are all at their max_concurrent.
+func TestE2EStandby(t *testing.T) {
+	t.Run("ejected", func(t *testing.T) {
+		fakes := startFakes(t, 1, fakeupstream.Options{})
+		p := newTestProxy(t, func(c *fileConfig) {
+			c.EjectAfter, c.RetryBackoffMs = 2, 10
+			c.APIEndpoints = []endpointConfig{{Name: "main", URL: deadURL(t), Weight: 5}, {Name: "paid", URL: fakes[0].URL(), Weight: 0}}
+		})
+		expectAll200(t, sendPool(p.URL+"/v1/chat/completions", distinctBodies("standby", 20), 4, nil))
+		if got := fakes[0].CallsTo("chat"); got != 20 {
+			t.Errorf("standby answered %d of 20 requests while the weighted endpoint was down, want all", got)
+		}
+	})
+	for _, spill := range []bool{false, true} {
+		t.Run(fmt.Sprintf("saturated/standby_on_saturation=%v", spill), func(t *testing.T) {
+			fakes := startFakes(t, 2, fakeupstream.Options{Latency: 50 * time.Millisecond})
+			p := newTestProxy(t, func(c *fileConfig) {
+				c.StandbyOnSaturation = spill
+				c.APIEndpoints = []endpointConfig{{Name: "main", URL: fakes[0].URL(), Weight: 1, MaxConcurrent: 2}, {Name: "paid", URL: fakes[1].URL(), Weight: 0}}
+			})
+			expectAll200(t, sendPool(p.URL+"/v1/chat/completions", distinctBodies("saturate", 40), 8, nil))
+			paid := fakes[1].CallsTo("chat")
+			if spill && paid == 0 {
+				t.Errorf("standby_on_saturation: the standby got no calls while main was full")
+			}
+			if !spill && paid != 0 {
+				t.Errorf("the standby got %d calls from saturation alone, want 0", paid)
+			}
+			if m := fakes[0].MaxInFlight(); m > 2 {
+				t.Errorf("main had %d calls in flight, its max_concurrent is 2", m)
+			}
+		})
+	}
+}

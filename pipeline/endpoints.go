@@ -1,0 +1,265 @@
+package pipeline
+
+import (
+	"log/slog"
+	"sync/atomic"
+	"time"
+)
+
+// Health is an endpoint's state as the dispatcher sees it.
+type Health int32
+
+const (
+	Healthy Health = iota // takes calls
+	Ejected               // eject_after consecutive failures: rests for eject_seconds
+	Probing               // the rest is over and one call is testing it; the others wait for its result
+)
+
+func (h Health) String() string {
+	switch h {
+	case Ejected:
+		return "ejected"
+	case Probing:
+		return "probing"
+	}
+	return "healthy"
+}
+
+// outcome is how one upstream attempt went, for the endpoint's health, its counters and the retry decision.
+type outcome uint8
+
+const (
+	outcomeOK          outcome = iota // an answer (200) that is valid
+	outcomeRefused                    // a 4xx other than 408/429: the endpoint works, the request is wrong; never retried
+	outcomeTimeout                    // connect, first-byte or whole-call timeout
+	outcomeUnreachable                // refused, reset, DNS, TLS
+	outcomeThrottled                  // 429 or 408
+	outcomeServerError                // 5xx
+	outcomeInvalid                    // 200 with a body that is not the JSON the route promises
+	outcomeCut                        // a live stream that broke off after reaching clients: not retried
+	outcomeCount
+)
+
+// retryable reports whether another attempt (after a pause, elsewhere when possible) may succeed.
+func (o outcome) retryable() bool {
+	switch o {
+	case outcomeTimeout, outcomeUnreachable, outcomeThrottled, outcomeServerError, outcomeInvalid:
+		return true
+	}
+	return false
+}
+
+// failure reports whether the outcome counts against the endpoint's health.
+func (o outcome) failure() bool { return o != outcomeOK && o != outcomeRefused }
+
+// errorKinds names the error outcomes in /stats and /metrics.
+var errorKinds = [outcomeCount]string{
+	outcomeRefused:     "status_4xx",
+	outcomeTimeout:     "timeout",
+	outcomeUnreachable: "unreachable",
+	outcomeThrottled:   "status_429",
+	outcomeServerError: "status_5xx",
+	outcomeInvalid:     "invalid_response",
+	outcomeCut:         "stream_cut",
+}
+
+// statusOutcome classifies an upstream answer by its status.
+func statusOutcome(status int) outcome {
+	switch {
+	case status == 200:
+		return outcomeOK
+	case status == 429 || status == 408:
+		return outcomeThrottled
+	case status >= 500:
+		return outcomeServerError
+	}
+	return outcomeRefused
+}
+
+// endpointState is the dispatcher's view of one endpoint. The dispatcher goroutine alone changes the
+// scheduling fields; call goroutines read the immutable ones and add to the counters.
+type endpointState struct {
+	cfg       *Endpoint
+	base      string // URL ending in /v1
+	modelJSON []byte // cfg.Model as a JSON string, nil when there is no override
+
+	// Scheduling, owned by the dispatcher goroutine.
+	current      int // smooth weighted round robin state
+	inFlight     int
+	failures     int       // consecutive failed attempts
+	health       Health    // mirrored in healthGauge for readers
+	ejectedUntil time.Time // while Ejected
+
+	// Counters, readable from any goroutine.
+	healthGauge atomic.Int32
+	calls       atomic.Int64
+	retries     atomic.Int64 // calls that retried an attempt that failed (here or elsewhere)
+	ejections   atomic.Int64
+	errs        [outcomeCount]atomic.Int64
+	inFlightG   atomic.Int64
+	latencySum  atomic.Int64 // microseconds, over every attempt
+	lastError   atomic.Pointer[string]
+}
+
+// EndpointCounts is a snapshot of one endpoint's figures for /stats and /metrics.
+type EndpointCounts struct {
+	Name          string
+	Health        Health
+	Weight        int
+	Calls         int64
+	Retries       int64
+	Ejections     int64
+	InFlight      int64
+	Errors        map[string]int64 // by kind: timeout, unreachable, status_429, status_5xx, status_4xx, invalid_response, stream_cut
+	LatencyMeanMS float64          // mean over every attempt
+	LastError     string
+}
+
+func (e *endpointState) counts() EndpointCounts {
+	c := EndpointCounts{Name: e.cfg.Name, Health: Health(e.healthGauge.Load()), Weight: e.cfg.Weight, Calls: e.calls.Load(),
+		Retries: e.retries.Load(), Ejections: e.ejections.Load(), InFlight: e.inFlightG.Load(), Errors: make(map[string]int64)}
+	for o := range outcomeCount {
+		if name := errorKinds[o]; name != "" {
+			c.Errors[name] = e.errs[o].Load()
+		}
+	}
+	if c.Calls > 0 {
+		c.LatencyMeanMS = float64(e.latencySum.Load()) / float64(c.Calls) / 1000
+	}
+	if s := e.lastError.Load(); s != nil {
+		c.LastError = *s
+	}
+	return c
+}
+
+// recordAttempt counts one finished attempt; called by the call goroutine.
+func (e *endpointState) recordAttempt(o outcome, took time.Duration, detail string) {
+	e.latencySum.Add(took.Microseconds())
+	if o != outcomeOK {
+		e.errs[o].Add(1)
+		if detail != "" {
+			e.lastError.Store(&detail)
+		}
+	}
+}
+
+// setHealth changes the state and its mirror.
+func (e *endpointState) setHealth(h Health) {
+	e.health = h
+	e.healthGauge.Store(int32(h))
+}
+
+// settleHealth applies an attempt's outcome to the endpoint: eject_after consecutive failures eject it for
+// eject_seconds; a failed probe ejects it again; any answer from it (even a 400) shows it works.
+func (d *dispatcher) settleHealth(e *endpointState, o outcome, now time.Time) {
+	if !o.failure() {
+		e.failures = 0
+		if e.health != Healthy {
+			slog.Info("upstream endpoint back in service", "endpoint", e.cfg.Name)
+			e.setHealth(Healthy)
+		}
+		return
+	}
+	e.failures++
+	if e.health == Probing || (e.health == Healthy && e.failures >= d.p.cfg.EjectAfter) {
+		e.ejectedUntil = now.Add(d.p.cfg.EjectFor)
+		e.ejections.Add(1)
+		last := ""
+		if s := e.lastError.Load(); s != nil {
+			last = *s
+		}
+		slog.Warn("upstream endpoint ejected", "endpoint", e.cfg.Name, "consecutive_failures", e.failures,
+			"for", d.p.cfg.EjectFor, "last_error", last)
+		e.setHealth(Ejected)
+	}
+}
+
+// usable reports whether e may take a call now (ignoring its own limit), and whether that call is a probe.
+func (e *endpointState) usable(now time.Time) (ok, probe bool) {
+	switch e.health {
+	case Healthy:
+		return true, false
+	case Ejected:
+		return !now.Before(e.ejectedUntil), true
+	}
+	return false, false // a probe is out
+}
+
+func (e *endpointState) full() bool { return e.cfg.MaxConcurrent > 0 && e.inFlight >= e.cfg.MaxConcurrent }
+
+// pickResult says why pick found no endpoint.
+type pickResult uint8
+
+const (
+	picked    pickResult = iota
+	saturated            // endpoints are up but at their limits (or a probe is out): wait
+	allDown              // every endpoint is ejected and resting: waiting would not help
+)
+
+// pick chooses an endpoint by smooth weighted round robin among the usable ones under their own limit,
+// preferring any other endpoint to avoid (the one a retry just failed on). Standby endpoints (weight 0) take
+// calls only while every weighted endpoint is ejected, or, with standby_on_saturation, also while every
+// usable weighted one is full. With no weighted endpoint configured, all count as weight 1.
+func (d *dispatcher) pick(avoid *endpointState, now time.Time) (*endpointState, pickResult) {
+	anyWeighted, weightedUp, anyUp := false, false, false
+	for _, e := range d.endpoints {
+		ok, _ := e.usable(now)
+		if e.cfg.Weight > 0 {
+			anyWeighted = true
+			weightedUp = weightedUp || ok // a weighted endpoint being probed still counts as ejected
+		}
+		if ok || e.health == Probing {
+			anyUp = true
+		}
+	}
+	if !anyUp {
+		return nil, allDown
+	}
+	tiers := []bool{false} // false: the weighted tier; true: the standby tier
+	if !anyWeighted {
+		tiers = []bool{true}
+	} else if !weightedUp {
+		tiers = []bool{true}
+	} else if d.p.cfg.StandbyOnSaturation {
+		tiers = []bool{false, true}
+	}
+	for _, standby := range tiers {
+		if e := d.pickIn(standby, avoid, now); e != nil {
+			return e, picked
+		}
+		if e := d.pickIn(standby, nil, now); e != nil {
+			return e, picked
+		}
+	}
+	return nil, saturated
+}
+
+// pickIn runs one round of smooth weighted round robin over one tier, skipping avoid.
+func (d *dispatcher) pickIn(standby bool, avoid *endpointState, now time.Time) *endpointState {
+	total := 0
+	var best *endpointState
+	bestProbe := false
+	for _, e := range d.endpoints {
+		if (e.cfg.Weight == 0) != standby || e == avoid || e.full() {
+			continue
+		}
+		ok, probe := e.usable(now)
+		if !ok {
+			continue
+		}
+		w := max(e.cfg.Weight, 1)
+		e.current += w
+		total += w
+		if best == nil || e.current > best.current {
+			best, bestProbe = e, probe
+		}
+	}
+	if best == nil {
+		return nil
+	}
+	best.current -= total
+	if bestProbe {
+		best.setHealth(Probing)
+	}
+	return best
+}
