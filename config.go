@@ -36,6 +36,8 @@ type fileConfig struct {
 	MaxEmbeddingInputs     int               `toml:"max_embedding_inputs"`
 	ShutdownTimeoutSeconds float64           `toml:"shutdown_timeout_seconds"`
 	AdminToken             string            `toml:"admin_token"`
+	LogFormat              string            `toml:"log_format"`
+	StatsLogInterval       float64           `toml:"stats_log_interval_seconds"`
 	MaxRetries             int               `toml:"max_retries"`
 	RetryBackoffMs         int               `toml:"retry_backoff_ms"`
 	EjectAfter             int               `toml:"eject_after"`
@@ -47,6 +49,9 @@ type fileConfig struct {
 	ContextTrim            contextTrimConfig `toml:"context_trim"`
 	APIHeaders             map[string]string `toml:"api_headers"`
 	APIEndpoints           []endpointConfig  `toml:"api_endpoints"`
+
+	// chartTick and chartBucket override the stats actor's sampling for tests (not read from the file).
+	chartTick, chartBucket time.Duration
 }
 
 type cacheConfig struct {
@@ -115,6 +120,8 @@ func defaultConfig() fileConfig {
 		ModelsTTLSeconds:       60,
 		MaxEmbeddingInputs:     2048,
 		ShutdownTimeoutSeconds: 30,
+		LogFormat:              "text",
+		StatsLogInterval:       60,
 		MaxRetries:             3,
 		RetryBackoffMs:         250,
 		EjectAfter:             5,
@@ -244,6 +251,12 @@ func (c *fileConfig) validate() error {
 		if p.v <= 0 {
 			return fmt.Errorf("config: %s must be greater than 0 (got %v)", p.key, p.v)
 		}
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		return fmt.Errorf("config: log_format must be \"text\" or \"json\" (got %q)", c.LogFormat)
+	}
+	if c.StatsLogInterval < 0 {
+		return fmt.Errorf("config: stats_log_interval_seconds must be 0 (no summary line) or more (got %v)", c.StatsLogInterval)
 	}
 	if c.MaxRetries < 0 {
 		return fmt.Errorf("config: max_retries must be 0 (no retries) or more (got %d)", c.MaxRetries)

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"llmcache/pipeline"
 )
 
 // streamClient is loadClient's twin for the streaming tests: enough connections for hundreds of clients at
@@ -111,7 +113,7 @@ func testCoalescingMixed(t *testing.T, leaderStreams bool) {
 	waitFor(t, "the leader's call at the gate", func() bool { return gate.arrived.Load() == 1 })
 	close(release)
 	// Every request either joined a flight or leads one held at the gate (there should be one).
-	admitted := func() int64 { return p.app.pipe.Counts().Coalesced + gate.arrived.Load() }
+	admitted := func() int64 { return p.app.pipe.Counts().Outcome(pipeline.OutcomeCoalesced) + gate.arrived.Load() }
 	deadline := time.Now().Add(90 * time.Second) // generous: 500 connections under -race on two busy cores
 	for admitted() < n {
 		if a := gate.arrived.Load(); a > 1 {
@@ -391,7 +393,7 @@ func TestE2EStreamLeaderFailureReachesFollowers(t *testing.T) {
 					t.Errorf("client %d got another error body: %s vs %s", i, r.body, first)
 				}
 			}
-			if c := p.app.pipe.Counts().Coalesced; c != 19 {
+			if c := p.app.pipe.Counts().Outcome(pipeline.OutcomeCoalesced); c != 19 {
 				t.Errorf("%d requests joined the flight, want 19", c)
 			}
 			key := res[0].header.Get("X-Cache-Key")
@@ -439,7 +441,7 @@ func TestE2EStreamFailNextReachesQueuedFollowers(t *testing.T) {
 			t.Errorf("client %d: Retry-After %q, want the upstream's 7", i, ra)
 		}
 	}
-	if c := p.app.pipe.Counts().Coalesced; c != 19 {
+	if c := p.app.pipe.Counts().Outcome(pipeline.OutcomeCoalesced); c != 19 {
 		t.Errorf("%d requests joined the flight, want 19", c)
 	}
 	key := res[0].header.Get("X-Cache-Key")

@@ -21,11 +21,18 @@ type testProxy struct {
 	URL    string // "http://127.0.0.1:PORT"
 	Fake   *fakeupstream.Server
 	DBPath string
+	Log    *slog.Logger // nil: logs are discarded
 }
 
 // newTestProxy starts a fake upstream and the proxy in front of it; mutate may change the config (its
 // endpoints already point at the fake). Both stop when the test ends.
 func newTestProxy(t *testing.T, mutate func(*fileConfig)) *testProxy {
+	t.Helper()
+	return newLoggedTestProxy(t, mutate, nil)
+}
+
+// newLoggedTestProxy is newTestProxy with the proxy's logs going to log.
+func newLoggedTestProxy(t *testing.T, mutate func(*fileConfig), log *slog.Logger) *testProxy {
 	t.Helper()
 	fake, err := fakeupstream.Start(fakeupstream.Options{})
 	if err != nil {
@@ -39,7 +46,7 @@ func newTestProxy(t *testing.T, mutate func(*fileConfig)) *testProxy {
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	p := &testProxy{t: t, cfg: cfg, Fake: fake, DBPath: cfg.DatabaseURL}
+	p := &testProxy{t: t, cfg: cfg, Fake: fake, DBPath: cfg.DatabaseURL, Log: log}
 	p.start()
 	t.Cleanup(func() { p.Stop() })
 	return p
@@ -53,7 +60,10 @@ func (p *testProxy) start() {
 	if err := p.cfg.validate(); err != nil {
 		p.t.Fatalf("invalid test config: %v", err)
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := p.Log
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
 	a, err := start(&p.cfg, func(string) string { return "" }, log)
 	if err != nil {
 		p.t.Fatalf("cannot start proxy: %v", err)

@@ -48,7 +48,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if *verbose {
 		level = slog.LevelDebug
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	log := newLogger(stderr, "text", level)
 
 	explicitConfig := false
 	fs.Visit(func(f *flag.Flag) { explicitConfig = explicitConfig || f.Name == "config" })
@@ -59,6 +59,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		fmt.Fprintln(stderr, "llmcache:", err)
 		return 2
+	}
+	if cfg.LogFormat == "json" {
+		log = newLogger(stderr, "json", level)
 	}
 	if *listen != "" {
 		cfg.Listen = *listen
@@ -110,6 +113,10 @@ type app struct {
 	server *httpx.Server
 	addr   net.Addr
 	served chan error
+
+	started    time.Time
+	statsActor *actors.Stats
+	metrics    *promMetrics
 }
 
 func start(cfg *fileConfig, getenv func(string) string, log *slog.Logger) (*app, error) {
@@ -118,6 +125,11 @@ func start(cfg *fileConfig, getenv func(string) string, log *slog.Logger) (*app,
 		return nil, err
 	}
 	warnUnimplemented(cfg, log)
+	log.Info("configuration", effectiveConfig(cfg)...)
+	metrics := newPromMetrics()
+	statsActor := actors.NewStats(actors.StatsConfig{LogEvery: seconds(cfg.StatsLogInterval), Histogram: metrics.latency,
+		Tick: cfg.chartTick, Bucket: cfg.chartBucket}, log)
+	pc.Log, pc.OnUpstream = log, statsActor.Upstream
 	path := db.PathFromURL(cfg.DatabaseURL)
 	store, err := db.Open(path, db.Options{})
 	if err != nil {
@@ -130,8 +142,12 @@ func start(cfg *fileConfig, getenv func(string) string, log *slog.Logger) (*app,
 		store.Close()
 		return nil, err
 	}
-	a := &app{log: log, store: store, writer: writer, pipe: pipe, served: make(chan error, 1)}
+	a := &app{log: log, store: store, writer: writer, pipe: pipe, served: make(chan error, 1),
+		started: time.Now(), statsActor: statsActor, metrics: metrics}
+	metrics.app = a
+	statsActor.Start(a.statsSample, a.summary)
 	hc := cfg.httpConfig()
+	hc.Log, hc.Metrics, hc.Dashboard = log, metrics.write, a.dashboard
 	if cfg.IdleFlush.Enabled {
 		hc.Activity = &actors.Activity{}
 		a.idle = actors.NewIdleFlusher(actors.IdleConfig{Timeout: seconds(cfg.IdleFlush.IdleTimeoutSeconds),
@@ -177,8 +193,10 @@ func (a *app) stop() error {
 	return errors.Join(errs...)
 }
 
-// stopActors stops the actors that send jobs to the writer, before the writer itself stops.
+// stopActors stops the actors that send jobs to the writer, before the writer itself stops, and the
+// stats actor.
 func (a *app) stopActors() {
+	a.statsActor.Stop()
 	if a.idle != nil {
 		a.idle.Stop()
 	}

@@ -4,9 +4,12 @@ package httpx
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/hex"
 	"errors"
+	"io"
+	"log/slog"
 	"net"
 	"strconv"
 	"sync"
@@ -22,12 +25,16 @@ import (
 
 // Config holds the front end's knobs.
 type Config struct {
-	MaxBodyBytes    int              // max_body_bytes: larger bodies get 413; default 32 MiB
-	DefaultMode     pipeline.Mode    // cache_mode: the mode of requests that do not set one
-	ShutdownTimeout time.Duration    // shutdown_timeout_seconds: how long Shutdown waits for requests in flight; default 30 s
-	Activity        *actors.Activity // told of every request, for the idle flush; nil = nobody listens
-	AdminToken      string           // admin_token: when set, the admin API wants it as a Bearer token
-	Stats           func() any       // the figures GET /stats renders as JSON; nil = no /stats route
+	MaxBodyBytes    int                   // max_body_bytes: larger bodies get 413; default 32 MiB
+	DefaultMode     pipeline.Mode         // cache_mode: the mode of requests that do not set one
+	ShutdownTimeout time.Duration         // shutdown_timeout_seconds: how long Shutdown waits for requests in flight; default 30 s
+	Activity        *actors.Activity      // told of every request, for the idle flush; nil = nobody listens
+	AdminToken      string                // admin_token: when set, the admin API wants it as a Bearer token
+	Stats           func() any            // the figures GET /stats renders as JSON; nil = no /stats route
+	Metrics         func(io.Writer)       // writes GET /metrics (Prometheus text format); nil = no route
+	Dashboard       func(io.Writer) error // writes GET /dashboard (HTML); nil = no route
+	// Log, when it is enabled for debug (-v), gets one line per request; at info level, none.
+	Log *slog.Logger
 }
 
 // Health reports whether the proxy can do its job; a nil error means healthy.
@@ -39,6 +46,7 @@ type Server struct {
 	pipe   *pipeline.Pipeline
 	health Health
 	srv    *fasthttp.Server
+	debug  bool // log a line per request (decided once: the check is not free)
 }
 
 // New builds the front end over pipe.
@@ -50,6 +58,7 @@ func New(cfg Config, pipe *pipeline.Pipeline, health Health) *Server {
 		cfg.ShutdownTimeout = 30 * time.Second
 	}
 	s := &Server{cfg: cfg, pipe: pipe, health: health}
+	s.debug = cfg.Log != nil && cfg.Log.Enabled(context.Background(), slog.LevelDebug)
 	r := router.New()
 	r.RedirectTrailingSlash = false
 	r.RedirectFixedPath = false
@@ -66,6 +75,12 @@ func New(cfg Config, pipe *pipeline.Pipeline, health Health) *Server {
 	r.GET("/healthz", s.healthz)
 	if cfg.Stats != nil {
 		r.GET("/stats", s.stats)
+	}
+	if cfg.Metrics != nil {
+		r.GET("/metrics", s.metrics)
+	}
+	if cfg.Dashboard != nil {
+		r.GET("/dashboard", s.dashboard)
 	}
 	r.POST("/cache/delete", s.cacheDelete)
 	r.POST("/cache/flushall", s.cacheFlushAll)
@@ -126,6 +141,33 @@ func (s *Server) stats(ctx *fasthttp.RequestCtx) {
 	ctx.SetBody(out)
 }
 
+func (s *Server) metrics(ctx *fasthttp.RequestCtx) {
+	ctx.SetContentType("text/plain; version=0.0.4; charset=utf-8")
+	s.cfg.Metrics(ctx)
+}
+
+func (s *Server) dashboard(ctx *fasthttp.RequestCtx) {
+	var b bytes.Buffer
+	if err := s.cfg.Dashboard(&b); err != nil {
+		writeError(ctx, &pipeline.Error{Status: 500, Type: "server_error", Message: "cannot render the dashboard: " + err.Error()})
+		return
+	}
+	ctx.SetContentType("text/html; charset=utf-8")
+	ctx.Response.Header.Set("Cache-Control", "no-store")
+	ctx.SetBody(b.Bytes())
+}
+
+// logRequest is the -v line of one cached-route request.
+func (s *Server) logRequest(ctx *fasthttp.RequestCtx, r *pipeline.Request) {
+	attrs := []slog.Attr{slog.String("method", string(ctx.Method())), slog.String("path", string(ctx.Path())),
+		slog.Int("status", r.Resp.Status), slog.String("cache", r.Resp.Cache), slog.String("source", r.Resp.Source),
+		slog.Duration("took", time.Since(r.Arrived))}
+	if r.Resp.Err != nil {
+		attrs = append(attrs, slog.String("error", r.Resp.Err.Message))
+	}
+	s.cfg.Log.LogAttrs(context.Background(), slog.LevelDebug, "request", attrs...)
+}
+
 // cached is the handler of the cached routes: one message per request through the pipeline.
 func (s *Server) cached(kind pipeline.Kind) fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
@@ -153,6 +195,9 @@ func (s *Server) cached(kind pipeline.Kind) fasthttp.RequestHandler {
 		s.pipe.Submit(r)
 		<-r.Done()
 		writeResponse(ctx, r)
+		if s.debug {
+			s.logRequest(ctx, r)
+		}
 		if live := r.Resp.Live; live != nil {
 			// fasthttp calls the stream writer after this handler returns: r lives until the stream ends.
 			// A client that goes away only ends its copy; the upstream call goes on and is stored.

@@ -19,38 +19,58 @@ type answerShape struct {
 		Text     json.RawMessage `json:"text"`
 		Logprobs json.RawMessage `json:"logprobs"`
 	} `json:"choices"`
-	Data json.RawMessage `json:"data"`
+	Data  json.RawMessage `json:"data"`
+	Usage *answerUsage    `json:"usage"`
 }
 
-// checkAnswer reports whether a 200 body is JSON at all (valid) and whether it carries an answer (useful).
+type answerUsage struct {
+	TotalTokens int64 `json:"total_tokens"`
+}
+
+// usageTokens reads usage.total_tokens from a stored answer (0 when it has none), for tokens saved.
+func usageTokens(body []byte) int64 {
+	var a struct {
+		Usage answerUsage `json:"usage"`
+	}
+	if json.Unmarshal(body, &a) != nil {
+		return 0
+	}
+	return a.Usage.TotalTokens
+}
+
+// checkAnswer reports whether a 200 body is JSON at all (valid), whether it carries an answer (useful), and
+// the tokens the upstream says it spent (usage.total_tokens; 0 when absent).
 // An "empty" answer (DESIGN section 3) is never stored: no choices, or choices with no content, no tool calls,
 // no refusal and no logprobs. An echo + max_tokens:0 loglikelihood answer has logprobs, so it is kept.
-func checkAnswer(kind Kind, body []byte) (valid, useful bool) {
+func checkAnswer(kind Kind, body []byte) (valid, useful bool, tokens int64) {
 	var a answerShape
 	if err := json.Unmarshal(body, &a); err != nil {
-		return false, false
+		return false, false, 0
+	}
+	if a.Usage != nil {
+		tokens = a.Usage.TotalTokens
 	}
 	if kind == KindEmbedding {
-		return true, present(a.Data) && !bytes.Equal(bytes.TrimSpace(a.Data), []byte("[]"))
+		return true, present(a.Data) && !bytes.Equal(bytes.TrimSpace(a.Data), []byte("[]")), tokens
 	}
 	for _, c := range a.Choices {
 		if present(c.Logprobs) || nonEmptyString(c.Text) {
-			return true, true
+			return true, true, tokens
 		}
 		if m := c.Message; m != nil {
 			if nonEmptyString(m.Content) || nonEmptyString(m.Refusal) || present(m.FunctionCall) || present(m.Audio) {
-				return true, true
+				return true, true, tokens
 			}
 			if present(m.ToolCalls) && !bytes.Equal(bytes.TrimSpace(m.ToolCalls), []byte("[]")) {
-				return true, true
+				return true, true, tokens
 			}
 			// Content given as an array of parts counts when it has any part.
 			if t := bytes.TrimSpace(m.Content); len(t) > 2 && t[0] == '[' {
-				return true, true
+				return true, true, tokens
 			}
 		}
 	}
-	return true, false
+	return true, false, tokens
 }
 
 func present(raw json.RawMessage) bool {

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"fmt"
+	"log/slog"
 	"time"
 )
 
@@ -100,6 +101,12 @@ type Config struct {
 	EjectAfter          int           // eject_after: consecutive failures that eject an endpoint; default 5
 	EjectFor            time.Duration // eject_seconds: how long an ejected endpoint rests before a probe; default 30 s
 	StandbyOnSaturation bool          // standby_on_saturation: standby endpoints also take calls while every weighted one is full
+
+	// Log gets the warnings of upstream ejections and recoveries; default slog.Default().
+	Log *slog.Logger
+
+	// OnUpstream, when set, is told of every upstream attempt (from the call's goroutine); it must not block.
+	OnUpstream func(endpoint string, took time.Duration)
 }
 
 func (c *Config) setDefaults() {
@@ -135,6 +142,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MemoryMaxBytes <= 0 {
 		c.MemoryMaxBytes = 256 << 20
+	}
+	if c.Log == nil {
+		c.Log = slog.Default()
 	}
 	if c.RetryBackoff <= 0 {
 		c.RetryBackoff = 250 * time.Millisecond

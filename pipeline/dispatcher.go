@@ -194,7 +194,7 @@ func (d *dispatcher) admit(c *call) {
 		if f := d.flights[c.key]; f != nil && !(f.isLive && f.live.endedBefore(c.waiters[0].Arrived)) {
 			r := c.waiters[0]
 			r.follower = true
-			d.p.stats.coalesced.Add(1)
+			d.p.stats.count(r.Kind, OutcomeCoalesced)
 			if f.isLive && r.Stream {
 				d.answerLive(f, r, true)
 				return
@@ -216,7 +216,7 @@ func (d *dispatcher) expireQueued(now time.Time) {
 		d.queue = d.queue[1:]
 		d.forget(c)
 		for _, r := range c.waiters {
-			d.p.stats.errors.Add(1)
+			d.p.stats.count(r.Kind, OutcomeError)
 			r.fail(errQueueTimeout)
 		}
 	}
@@ -395,7 +395,7 @@ func (d *dispatcher) finish(c *call) {
 		d.remember(c)
 	}
 	if c.resp.Status != 200 || c.resp.Err != nil {
-		d.p.stats.errors.Add(1)
+		d.p.stats.count(c.kind, OutcomeError)
 	}
 	// waiters[0] is the leader unless the call went live: goLive answered the streaming leader then and
 	// left only followers here.
@@ -431,7 +431,7 @@ func (d *dispatcher) usableNow(e *memEntry, ctl *Controls) bool {
 
 // answerRecent answers r from f's stored answer, as a memory hit would.
 func (d *dispatcher) answerRecent(f *call, r *Request) {
-	d.p.stats.memoryHits.Add(1)
+	d.p.stats.hit(r.Kind, OutcomeMemoryHit, f.entry.tokens)
 	if !answerHit(r, f.resp.Body, f.resp.ContentType, "memory") {
 		r.fail(&Error{Status: 502, Type: "server_error", Code: "upstream_invalid_response", Message: "cannot replay the stored answer as a stream"})
 	}
@@ -494,7 +494,11 @@ func (p *Pipeline) run(c *call) {
 			detail = c.resp.Err.Message
 		}
 	}
-	ep.recordAttempt(o, time.Since(began), detail)
+	took := time.Since(began)
+	ep.recordAttempt(o, took, detail)
+	if p.cfg.OnUpstream != nil {
+		p.cfg.OnUpstream(ep.cfg.Name, took)
+	}
 	c.result, c.retryAfter = o, c.resp.RetryAfter
 	// A stream that went live reached its clients: another attempt would send them a second answer.
 	c.retry = o.retryable() && c.live == nil && c.attempt <= p.cfg.MaxRetries
@@ -583,7 +587,7 @@ func (p *Pipeline) settle(c *call, resp *UpstreamResponse, err error) outcome {
 		c.resp = Response{Status: resp.Status, Body: resp.Body, ContentType: resp.ContentType, RetryAfter: resp.RetryAfter, HasKey: true, Cache: "MISS", Source: "upstream", CacheStatus: "llmcache; fwd=miss; detail=upstream-error"}
 		return statusOutcome(resp.Status)
 	}
-	valid, useful := checkAnswer(c.kind, resp.Body)
+	valid, useful, tokens := checkAnswer(c.kind, resp.Body)
 	if !valid {
 		e := &Error{Status: 502, Message: "upstream " + ep.cfg.Name + " answered 200 with a body that is not JSON", Type: "server_error", Code: "upstream_invalid_response"}
 		c.resp = Response{Status: 502, Err: e, HasKey: true, Cache: "MISS", Source: "upstream", CacheStatus: "llmcache; fwd=miss; detail=upstream-invalid"}
@@ -595,11 +599,11 @@ func (p *Pipeline) settle(c *call, resp *UpstreamResponse, err error) outcome {
 	c.resp.Cache, c.resp.CacheStatus = missHeaders(ctl)
 	switch c.resp.Cache {
 	case "BYPASS":
-		p.stats.bypasses.Add(1)
+		p.stats.count(c.kind, OutcomeBypass)
 	case "REFRESH":
-		p.stats.refreshes.Add(1)
+		p.stats.count(c.kind, OutcomeRefresh)
 	default:
-		p.stats.misses.Add(1)
+		p.stats.count(c.kind, OutcomeMiss)
 	}
 	if !store {
 		if !useful {
@@ -632,7 +636,7 @@ func (p *Pipeline) settle(c *call, resp *UpstreamResponse, err error) outcome {
 		p.writer.Put(entry)
 	}
 	c.entry = &memEntry{key: c.key, body: resp.Body, contentType: resp.ContentType, endpoint: ep.cfg.Name,
-		createdAt: now, expiresAt: entry.ExpiresAt, version: entry.Version, size: int64(len(resp.Body)) + entryOverhead}
+		createdAt: now, expiresAt: entry.ExpiresAt, version: entry.Version, size: int64(len(resp.Body)) + entryOverhead, tokens: tokens}
 	p.memInsert(c.entry)
 	return outcomeOK
 }

@@ -181,9 +181,9 @@ func (p *Pipeline) serveEmbedding(rd db.Reader, e *db.Entry, touches *touchBatch
 		source := "db"
 		if fromMemory == len(ec.items) {
 			source = "memory"
-			p.stats.memoryHits.Add(1)
+			p.stats.count(KindEmbedding, OutcomeMemoryHit)
 		} else {
-			p.stats.dbHits.Add(1)
+			p.stats.count(KindEmbedding, OutcomeDBHit)
 		}
 		r.Resp = Response{Status: 200, Body: ec.response(ec.model, nil), ContentType: "application/json", Cache: "HIT", Source: source,
 			CacheStatus: "llmcache; hit", HasKey: true, Items: "hits=" + strconv.Itoa(len(ec.items)) + " misses=0"}
@@ -191,7 +191,7 @@ func (p *Pipeline) serveEmbedding(rd db.Reader, e *db.Entry, touches *touchBatch
 		return
 	}
 	if c.Mode == ModeReadOnly {
-		p.stats.errors.Add(1)
+		p.stats.count(r.Kind, OutcomeError)
 		r.Resp.HasKey, r.Resp.Cache, r.Resp.CacheStatus = true, "MISS", "llmcache; fwd=miss; detail=read-only"
 		r.fail(errCacheMiss)
 		return
@@ -211,7 +211,7 @@ func (p *Pipeline) serveEmbedding(rd db.Reader, e *db.Entry, touches *touchBatch
 	}
 	body, ms, me, err := p.upstreamEmbeddingBody(r, list)
 	if err != nil {
-		p.stats.errors.Add(1)
+		p.stats.count(r.Kind, OutcomeError)
 		r.fail(invalidRequest("", "cannot prepare the upstream request: "+err.Error()))
 		return
 	}
@@ -222,7 +222,7 @@ func (p *Pipeline) serveEmbedding(rd db.Reader, e *db.Entry, touches *touchBatch
 		controls: r.Controls, asked: ec.model, header: clientHeaders(r), emb: ec,
 	}
 	if !p.dispatch.submit(cl) {
-		p.stats.errors.Add(1)
+		p.stats.count(r.Kind, OutcomeError)
 		r.fail(errOverloaded)
 	}
 }
@@ -358,7 +358,16 @@ func (p *Pipeline) settleEmbedding(c *call, resp *UpstreamResponse) outcome {
 	if store {
 		c.resp.CacheStatus += "; stored"
 	}
-	p.stats.misses.Add(1)
+	switch c.resp.Cache {
+	case "PARTIAL":
+		p.stats.count(KindEmbedding, OutcomePartial)
+	case "BYPASS":
+		p.stats.count(KindEmbedding, OutcomeBypass)
+	case "REFRESH":
+		p.stats.count(KindEmbedding, OutcomeRefresh)
+	default:
+		p.stats.count(KindEmbedding, OutcomeMiss)
+	}
 	return outcomeOK
 }
 

@@ -1,7 +1,6 @@
 package pipeline
 
 import (
-	"log/slog"
 	"sync/atomic"
 	"time"
 )
@@ -155,7 +154,7 @@ func (d *dispatcher) settleHealth(e *endpointState, o outcome, now time.Time) {
 	if !o.failure() {
 		e.failures = 0
 		if e.health != Healthy {
-			slog.Info("upstream endpoint back in service", "endpoint", e.cfg.Name)
+			d.p.cfg.Log.Info("upstream endpoint back in service", "endpoint", e.cfg.Name)
 			e.setHealth(Healthy)
 		}
 		return
@@ -168,7 +167,7 @@ func (d *dispatcher) settleHealth(e *endpointState, o outcome, now time.Time) {
 		if s := e.lastError.Load(); s != nil {
 			last = *s
 		}
-		slog.Warn("upstream endpoint ejected", "endpoint", e.cfg.Name, "consecutive_failures", e.failures,
+		d.p.cfg.Log.Warn("upstream endpoint ejected", "endpoint", e.cfg.Name, "consecutive_failures", e.failures,
 			"for", d.p.cfg.EjectFor, "last_error", last)
 		e.setHealth(Ejected)
 	}
@@ -185,7 +184,9 @@ func (e *endpointState) usable(now time.Time) (ok, probe bool) {
 	return false, false // a probe is out
 }
 
-func (e *endpointState) full() bool { return e.cfg.MaxConcurrent > 0 && e.inFlight >= e.cfg.MaxConcurrent }
+func (e *endpointState) full() bool {
+	return e.cfg.MaxConcurrent > 0 && e.inFlight >= e.cfg.MaxConcurrent
+}
 
 // pickResult says why pick found no endpoint.
 type pickResult uint8

@@ -56,7 +56,7 @@ func (p *Pipeline) runHitWorker() {
 			}
 			e := r.entry
 			touches.add(e.key, nowMillis())
-			p.stats.memoryHits.Add(1)
+			p.stats.hit(r.Kind, OutcomeMemoryHit, e.tokens)
 			if !answerHit(r, e.body, e.contentType, "memory") {
 				r.refetch = true
 				p.toMissPool(r)

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"llmcache/db"
+	"sync/atomic"
 )
 
 // memEntry is one answer held in memory. Its fields never change after it is inserted: a hit pool worker
@@ -15,6 +16,7 @@ type memEntry struct {
 	expiresAt   int64 // unix ms, 0 = never
 	version     int64
 	size        int64 // what it counts against the byte budget
+	tokens      int64 // the upstream's usage.total_tokens for this answer: what a hit saves
 }
 
 // lruNode links a memEntry into its shard's recency list; only the shard goroutine touches it.
@@ -34,6 +36,14 @@ type memShard struct {
 	bytes    int64
 	maxItems int
 	maxBytes int64
+
+	published, publishedBytes atomic.Int64 // len(entries) and bytes, for /stats; written by the shard only
+}
+
+// publish mirrors the shard's size for readers on other goroutines.
+func (s *memShard) publish() {
+	s.published.Store(int64(len(s.entries)))
+	s.publishedBytes.Store(s.bytes)
 }
 
 // entryOverhead approximates what an entry costs beyond its body: map slot, node, entry, strings.
@@ -157,6 +167,7 @@ func (s *memShard) purge(d memPurge) {
 		clear(s.entries)
 		s.head.next, s.head.prev = &s.head, &s.head
 		s.bytes = 0
+		s.publish()
 		return
 	}
 	for _, k := range d.keys {
@@ -164,6 +175,7 @@ func (s *memShard) purge(d memPurge) {
 			s.unlink(n)
 		}
 	}
+	s.publish()
 }
 
 func (s *memShard) insert(e *memEntry) {
@@ -182,6 +194,7 @@ func (s *memShard) insert(e *memEntry) {
 	for (len(s.entries) > s.maxItems || s.bytes > s.maxBytes) && s.head.prev != &s.head {
 		s.unlink(s.head.prev)
 	}
+	s.publish()
 }
 
 func (s *memShard) unlink(n *lruNode) {

@@ -46,24 +46,25 @@ func (p *Pipeline) serveMiss(rd db.Reader, e *db.Entry, parser, sub *canon.Parse
 		now := nowMillis()
 		if found && err == nil && (e.ExpiresAt == 0 || now < e.ExpiresAt) && p.usable(c, e.CreatedAt, e.Version, e.Endpoint, now) {
 			body := slices.Clone(e.Body) // e.Body is this worker's buffer; the answer must outlive it
-			p.memInsert(&memEntry{key: r.Key, body: body, contentType: e.ContentType, endpoint: e.Endpoint,
-				createdAt: e.CreatedAt, expiresAt: e.ExpiresAt, version: e.Version, size: int64(len(body)) + entryOverhead})
+			m := &memEntry{key: r.Key, body: body, contentType: e.ContentType, endpoint: e.Endpoint, createdAt: e.CreatedAt,
+				expiresAt: e.ExpiresAt, version: e.Version, size: int64(len(body)) + entryOverhead, tokens: usageTokens(body)}
+			p.memInsert(m)
 			touches.add(r.Key, now)
 			if answerHit(r, body, e.ContentType, "db") {
-				p.stats.dbHits.Add(1)
+				p.stats.hit(r.Kind, OutcomeDBHit, m.tokens)
 				return
 			}
 		}
 	}
 	if c.Mode == ModeReadOnly {
-		p.stats.errors.Add(1)
+		p.stats.count(r.Kind, OutcomeError)
 		r.Resp.HasKey, r.Resp.Cache, r.Resp.CacheStatus = true, "MISS", "llmcache; fwd=miss; detail=read-only"
 		r.fail(errCacheMiss)
 		return
 	}
 	body, ms, me, err := p.upstreamBody(parser, sub, r)
 	if err != nil {
-		p.stats.errors.Add(1)
+		p.stats.count(r.Kind, OutcomeError)
 		r.fail(invalidRequest("", "cannot prepare the upstream request: "+err.Error()))
 		return
 	}
@@ -75,7 +76,7 @@ func (p *Pipeline) serveMiss(rd db.Reader, e *db.Entry, parser, sub *canon.Parse
 		controls: r.Controls, asked: askedModel(r), header: clientHeaders(r),
 	}
 	if !p.dispatch.submit(cl) {
-		p.stats.errors.Add(1)
+		p.stats.count(r.Kind, OutcomeError)
 		r.fail(errOverloaded)
 	}
 }

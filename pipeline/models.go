@@ -61,6 +61,7 @@ func (a *modelsActor) run(quit <-chan struct{}) {
 
 func (a *modelsActor) serve(r *Request) {
 	if a.list != nil && time.Since(a.fetched) < a.ttl {
+		a.p.stats.count(KindModels, OutcomeMemoryHit)
 		r.Resp = Response{Status: 200, Body: a.list, ContentType: "application/json", Cache: "HIT", Source: "memory", CacheStatus: "llmcache; hit"}
 		r.finish()
 		return
@@ -69,12 +70,15 @@ func (a *modelsActor) serve(r *Request) {
 	switch {
 	case err == nil:
 		a.list, a.fetched = list, time.Now()
+		a.p.stats.count(KindModels, OutcomeMiss)
 		r.Resp = Response{Status: 200, Body: list, ContentType: "application/json", Cache: "MISS", Source: "upstream", CacheStatus: "llmcache; fwd=miss; stored"}
 		r.finish()
 	case a.list != nil:
+		a.p.stats.count(KindModels, OutcomeMemoryHit) // stale, but served from what is kept
 		r.Resp = Response{Status: 200, Body: a.list, ContentType: "application/json", Cache: "STALE", Source: "memory", CacheStatus: "llmcache; hit; detail=stale"}
 		r.finish()
 	default:
+		a.p.stats.count(KindModels, OutcomeError)
 		r.fail(&Error{Status: 502, Type: "server_error", Code: "upstream_unreachable", Message: "cannot list models: " + err.Error()})
 	}
 }

@@ -42,21 +42,6 @@ type Pipeline struct {
 	generation atomic.Int64
 }
 
-// counters are the pipeline's figures; the stats issue turns them into /stats and /metrics.
-type counters struct {
-	memoryHits, dbHits, misses, coalesced, refreshes, bypasses, errors      atomic.Int64
-	upstreamCalls, upstreamErrors, memInsertDrops, touchDrops, dbReadErrors atomic.Int64
-	retries                                                                 atomic.Int64
-}
-
-// Counts is a snapshot of the pipeline's counters.
-type Counts struct {
-	MemoryHits, DBHits, Misses, Coalesced, Refreshes, Bypasses, Errors int64
-	UpstreamCalls, UpstreamErrors, UpstreamInFlight, MemInsertDrops    int64
-	Retries                                                            int64
-	Queued                                                             int64 // calls waiting for an upstream slot or a retry
-}
-
 // New checks cfg, opens a read connection per miss-pool worker and starts every stage.
 func New(cfg Config, store db.Store, writer *actors.Writer, transport Transport) (*Pipeline, error) {
 	cfg.setDefaults()
@@ -174,18 +159,6 @@ func (p *Pipeline) Stop() {
 	})
 }
 
-// Counts returns a snapshot of the counters.
-func (p *Pipeline) Counts() Counts {
-	s := &p.stats
-	return Counts{
-		MemoryHits: s.memoryHits.Load(), DBHits: s.dbHits.Load(), Misses: s.misses.Load(),
-		Coalesced: s.coalesced.Load(), Refreshes: s.refreshes.Load(), Bypasses: s.bypasses.Load(),
-		Errors: s.errors.Load(), UpstreamCalls: s.upstreamCalls.Load(), UpstreamErrors: s.upstreamErrors.Load(),
-		UpstreamInFlight: p.dispatch.inFlightGauge.Load(), MemInsertDrops: s.memInsertDrops.Load(),
-		Retries: s.retries.Load(), Queued: p.dispatch.queuedGauge.Load(),
-	}
-}
-
 // Endpoints returns a snapshot of each endpoint's figures, in configuration order.
 func (p *Pipeline) Endpoints() []EndpointCounts {
 	out := make([]EndpointCounts, len(p.dispatch.endpoints))
@@ -225,7 +198,7 @@ func (p *Pipeline) runKeying(k *keyer) {
 			}
 		}
 		if e := k.key(r); e != nil {
-			p.stats.errors.Add(1)
+			p.stats.count(r.Kind, OutcomeError)
 			r.fail(e)
 			continue
 		}

@@ -1,0 +1,86 @@
+package main
+
+import (
+	"io"
+	"log/slog"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// newLogger makes the process's logger: text (default) or JSON lines (log_format = "json").
+func newLogger(w io.Writer, format string, level slog.Level) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// masked replaces a secret with a fixed mark, keeping only whether one is set.
+func masked(secret string) string {
+	if secret == "" {
+		return ""
+	}
+	return "***"
+}
+
+// secretHeader reports whether a header's value is a credential that must not reach the log.
+func secretHeader(name string) bool {
+	n := strings.ToLower(name)
+	return n == "authorization" || n == "proxy-authorization" || n == "cookie" ||
+		strings.Contains(n, "key") || strings.Contains(n, "token") || strings.Contains(n, "secret")
+}
+
+func maskedHeaders(h map[string]string) map[string]string {
+	out := make(map[string]string, len(h))
+	for k, v := range h {
+		if secretHeader(k) {
+			v = masked(v)
+		}
+		out[k] = v
+	}
+	return out
+}
+
+// effectiveConfig is the start-up line's attributes: the configuration in force after the file, the
+// environment and the flags, with every secret masked (api keys, the admin token, credential headers).
+func effectiveConfig(c *fileConfig) []any {
+	attrs := []any{
+		"listen", c.Listen, "database_url", c.DatabaseURL, "cache_mode", c.CacheMode,
+		"cache_version", c.CacheVersion, "cache_override_mode", c.CacheOverrideMode,
+		"use_curl", c.UseCurl, "use_proxy", c.UseProxy, "thinking_field", c.ThinkingField,
+		"cache_hit_pool_size", c.CacheHitPoolSize, "cache_miss_pool_size", c.CacheMissPoolSize,
+		"max_concurrent_requests", c.MaxConcurrentRequests, "queue_timeout_seconds", c.QueueTimeoutSeconds,
+		"max_retries", c.MaxRetries, "eject_after", c.EjectAfter, "eject_seconds", c.EjectSeconds,
+		"standby_on_saturation", c.StandbyOnSaturation, "admin_token", masked(c.AdminToken),
+		"log_format", c.LogFormat, "stats_log_interval_seconds", c.StatsLogInterval,
+		slog.Group("cache", "enabled", c.Cache.Enabled, "max_items", c.Cache.MaxItems, "max_bytes", c.Cache.MaxBytes,
+			"batch_write_size", c.Cache.BatchWriteSize, "flush_interval_ms", c.Cache.FlushInterval),
+		slog.Group("context_trim", "enabled", c.ContextTrim.Enabled, "max_context_tokens", c.ContextTrim.MaxContextTokens,
+			"tokenizer", c.ContextTrim.Tokenizer, "on_overflow", c.ContextTrim.OnOverflow),
+		"api_headers", maskedHeaders(c.APIHeaders),
+	}
+	if c.EnableThinking != nil {
+		attrs = append(attrs, "enable_thinking", *c.EnableThinking)
+	}
+	for i, e := range c.APIEndpoints {
+		name := e.Name
+		if name == "" {
+			name = e.URL
+		}
+		attrs = append(attrs, slog.Group("endpoint_"+strconv.Itoa(i), "name", name, "url", maskURL(e.URL), "weight", e.Weight,
+			"model", e.Model, "api_key", masked(e.APIKey), "api_key_env", e.APIKeyEnv, "headers", maskedHeaders(e.Headers),
+			"max_concurrent", e.MaxConcurrent, "timeout_seconds", e.TimeoutSeconds, "insecure_tls", e.InsecureTLS))
+	}
+	return attrs
+}
+
+// maskURL hides a password written into a URL (http://user:pass@host).
+func maskURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return raw
+	}
+	return u.Redacted()
+}

@@ -1,0 +1,117 @@
+package main
+
+import (
+	"io"
+	"strings"
+	"sync"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"llmcache/pipeline"
+)
+
+// promMetrics is GET /metrics: the figures of /stats as Prometheus counters, gauges and histograms,
+// exposed by VictoriaMetrics/metrics. The hot path keeps its own atomic counters; a scrape copies them
+// into the set, then the library writes the exposition.
+type promMetrics struct {
+	mu  sync.Mutex // one scrape at a time: the copy and the write go together
+	set *metrics.Set
+	app *app
+}
+
+func newPromMetrics() *promMetrics {
+	metrics.ExposeMetadata(true) // # TYPE lines, so counters and gauges parse as such
+	return &promMetrics{set: metrics.NewSet()}
+}
+
+// labelEscaper escapes a label value as the text format wants: backslash, double quote, newline.
+var labelEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
+
+// label renders name{k="v",...} with the values escaped.
+func label(name string, kv ...string) string {
+	var b strings.Builder
+	b.WriteString(name)
+	b.WriteByte('{')
+	for i := 0; i+1 < len(kv); i += 2 {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(kv[i])
+		b.WriteString(`="`)
+		b.WriteString(labelEscaper.Replace(kv[i+1]))
+		b.WriteByte('"')
+	}
+	b.WriteByte('}')
+	return b.String()
+}
+
+func (m *promMetrics) counter(name string, v int64) {
+	m.set.GetOrCreateCounter(name).Set(uint64(max(v, 0)))
+}
+func (m *promMetrics) gauge(name string, v float64) { m.set.GetOrCreateGauge(name, nil).Set(v) }
+
+// latency is the upstream latency histogram of one endpoint, fed by the stats actor.
+func (m *promMetrics) latency(endpoint string) *metrics.PrometheusHistogram {
+	return m.set.GetOrCreatePrometheusHistogramExt(label("llmcache_upstream_request_duration_seconds", "endpoint", endpoint), latencyBuckets)
+}
+
+// latencyBuckets suit LLM calls: from 5 ms (a cached upstream) to 10 minutes (a long generation).
+var latencyBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600}
+
+// write copies the current figures into the set and writes the exposition to w.
+func (m *promMetrics) write(w io.Writer) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	a := m.app
+	c := a.pipe.Counts()
+	for k := range pipeline.NumKinds {
+		route := pipeline.RouteName(pipeline.Kind(k))
+		if route == "other" {
+			continue
+		}
+		for o := range pipeline.NumOutcomes {
+			m.counter(label("llmcache_requests_total", "route", route, "outcome", o.String()), c.Requests[k][o])
+		}
+	}
+	m.counter("llmcache_tokens_saved_total", c.TokensSaved)
+	m.gauge("llmcache_upstream_in_flight", float64(c.UpstreamInFlight))
+	m.gauge("llmcache_upstream_queued", float64(c.Queued))
+	m.gauge("llmcache_memory_entries", float64(c.MemoryEntries))
+	m.gauge("llmcache_memory_bytes", float64(c.MemoryBytes))
+	for _, e := range a.pipe.Endpoints() {
+		ep := e.Name
+		m.counter(label("llmcache_upstream_calls_total", "endpoint", ep), e.Calls)
+		m.counter(label("llmcache_upstream_retries_total", "endpoint", ep), e.Retries)
+		m.counter(label("llmcache_upstream_ejections_total", "endpoint", ep), e.Ejections)
+		m.gauge(label("llmcache_upstream_endpoint_in_flight", "endpoint", ep), float64(e.InFlight))
+		up := 0.0
+		if e.Health == pipeline.Healthy {
+			up = 1
+		}
+		m.gauge(label("llmcache_upstream_endpoint_healthy", "endpoint", ep), up)
+		for kind, n := range e.Errors {
+			m.counter(label("llmcache_upstream_errors_total", "endpoint", ep, "kind", kind), n)
+		}
+	}
+	w1 := a.writer.Stats()
+	m.gauge("llmcache_writer_pending", float64(w1.Pending))
+	m.gauge("llmcache_writer_queue_depth", float64(w1.QueueDepth))
+	m.gauge("llmcache_writer_last_batch_size", float64(w1.LastBatchSize))
+	m.counter("llmcache_writer_written_total", w1.Written)
+	m.counter("llmcache_writer_batches_total", w1.Batches)
+	m.counter("llmcache_writer_failures_total", w1.Failures)
+	m.counter("llmcache_writer_dropped_total", w1.Dropped)
+	if st, err := a.store.Stats(); err == nil {
+		m.gauge("llmcache_db_entries", float64(st.Entries))
+		m.gauge("llmcache_db_bytes", float64(st.FileBytes+st.WALBytes))
+	}
+	if a.maint != nil {
+		last, runs := a.maint.Last()
+		m.counter("llmcache_maintenance_runs_total", runs)
+		m.gauge("llmcache_maintenance_last_deleted", float64(last.Expired+last.Unused+last.Evicted))
+	}
+	if a.statsActor != nil {
+		m.counter("llmcache_stats_reports_dropped_total", a.statsActor.View().Dropped)
+	}
+	m.set.WritePrometheus(w)
+}
