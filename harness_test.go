@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -21,7 +22,8 @@ type testProxy struct {
 	URL    string // "http://127.0.0.1:PORT"
 	Fake   *fakeupstream.Server
 	DBPath string
-	Log    *slog.Logger // nil: logs are discarded
+	Log    *slog.Logger      // nil: logs are discarded
+	Env    map[string]string // the environment the proxy sees (nothing else of the test process's)
 }
 
 // newTestProxy starts a fake upstream and the proxy in front of it; mutate may change the config (its
@@ -43,6 +45,8 @@ func newLoggedTestProxy(t *testing.T, mutate func(*fileConfig), log *slog.Logger
 	cfg.Listen = "127.0.0.1:0"
 	cfg.DatabaseURL = filepath.Join(t.TempDir(), "cache.db")
 	cfg.APIEndpoints = []endpointConfig{{Name: "fake", URL: fake.URL(), Weight: 1}}
+	// .ci/run runs the suite twice: with the built-in client, then with LLMCACHE_TEST_TRANSPORT=curl.
+	cfg.UseCurl = os.Getenv("LLMCACHE_TEST_TRANSPORT") == "curl"
 	if mutate != nil {
 		mutate(&cfg)
 	}
@@ -64,7 +68,7 @@ func (p *testProxy) start() {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	a, err := start(&p.cfg, func(string) string { return "" }, log)
+	a, err := start(&p.cfg, func(name string) string { return p.Env[name] }, log)
 	if err != nil {
 		p.t.Fatalf("cannot start proxy: %v", err)
 	}

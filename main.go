@@ -114,9 +114,10 @@ type app struct {
 	addr   net.Addr
 	served chan error
 
-	started    time.Time
-	statsActor *actors.Stats
-	metrics    *promMetrics
+	started        time.Time
+	statsActor     *actors.Stats
+	metrics        *promMetrics
+	closeTransport func() error // removes the curl transport's temporary CA bundles
 }
 
 func start(cfg *fileConfig, getenv func(string) string, log *slog.Logger) (*app, error) {
@@ -125,6 +126,10 @@ func start(cfg *fileConfig, getenv func(string) string, log *slog.Logger) (*app,
 		return nil, err
 	}
 	warnUnimplemented(cfg, log)
+	transport, closeTransport, err := newTransport(cfg, pc.Endpoints, getenv)
+	if err != nil {
+		return nil, err
+	}
 	log.Info("configuration", effectiveConfig(cfg)...)
 	metrics := newPromMetrics()
 	statsActor := actors.NewStats(actors.StatsConfig{LogEvery: seconds(cfg.StatsLogInterval), Histogram: metrics.latency,
@@ -133,16 +138,18 @@ func start(cfg *fileConfig, getenv func(string) string, log *slog.Logger) (*app,
 	path := db.PathFromURL(cfg.DatabaseURL)
 	store, err := db.Open(path, db.Options{})
 	if err != nil {
+		closeTransport()
 		return nil, err
 	}
 	writer := actors.NewWriter(store, cfg.writerConfig(), log)
-	pipe, err := pipeline.New(pc, store, writer, upstream.New())
+	pipe, err := pipeline.New(pc, store, writer, transport)
 	if err != nil {
 		writer.Stop()
 		store.Close()
+		closeTransport()
 		return nil, err
 	}
-	a := &app{log: log, store: store, writer: writer, pipe: pipe, served: make(chan error, 1),
+	a := &app{log: log, store: store, writer: writer, pipe: pipe, served: make(chan error, 1), closeTransport: closeTransport,
 		started: time.Now(), statsActor: statsActor, metrics: metrics}
 	metrics.app = a
 	statsActor.Start(a.statsSample, a.summary)
@@ -168,6 +175,7 @@ func start(cfg *fileConfig, getenv func(string) string, log *slog.Logger) (*app,
 		pipe.Stop()
 		writer.Stop()
 		store.Close()
+		closeTransport()
 		return nil, fmt.Errorf("cannot listen on %q (set listen, LISTEN or -listen): %w", cfg.Listen, err)
 	}
 	a.addr = ln.Addr()
@@ -189,6 +197,9 @@ func (a *app) stop() error {
 	a.writer.Stop()
 	if err := a.store.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("cannot close the cache db: %w", err))
+	}
+	if err := a.closeTransport(); err != nil {
+		errs = append(errs, fmt.Errorf("cannot clean up the upstream transport: %w", err))
 	}
 	return errors.Join(errs...)
 }
@@ -213,12 +224,31 @@ func (a *app) health() error {
 	return nil
 }
 
+// newTransport makes the upstream transport (curl's with use_curl) honouring use_proxy, and checks every
+// endpoint's URL, proxy and CA file now, so that a mistake stops the start instead of failing calls.
+func newTransport(cfg *fileConfig, endpoints []pipeline.Endpoint, getenv func(string) string) (pipeline.Transport, func() error, error) {
+	opts := upstream.Options{UseProxy: cfg.UseProxy, Getenv: getenv}
+	if cfg.UseCurl {
+		c, err := upstream.NewCurl(opts)
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := c.Check(endpoints); err != nil {
+			c.Close()
+			return nil, nil, fmt.Errorf("config: %w", err)
+		}
+		return c, c.Close, nil
+	}
+	c := upstream.NewWithOptions(opts)
+	if err := c.Check(endpoints); err != nil {
+		return nil, nil, fmt.Errorf("config: %w", err)
+	}
+	return c, func() error { return nil }, nil
+}
+
 // warnUnimplemented says which configured knobs this version accepts but does not act on yet, so that a
 // user moving over from Local_LLM_Cache is not misled.
 func warnUnimplemented(cfg *fileConfig, log *slog.Logger) {
-	if cfg.UseCurl {
-		log.Warn("use_curl = true is not implemented yet; upstream calls use the built-in client")
-	}
 	if cfg.ContextTrim.Enabled {
 		log.Warn("context_trim is not implemented yet; requests are sent untrimmed")
 	}

@@ -50,8 +50,9 @@ func (p *Pipeline) serveMiss(rd db.Reader, e *db.Entry, parser, sub *canon.Parse
 				expiresAt: e.ExpiresAt, version: e.Version, size: int64(len(body)) + entryOverhead, tokens: usageTokens(body)}
 			p.memInsert(m)
 			touches.add(r.Key, now)
+			kind := r.Kind // r belongs to the front end once answered
 			if answerHit(r, body, e.ContentType, "db") {
-				p.stats.hit(r.Kind, OutcomeDBHit, m.tokens)
+				p.stats.hit(kind, OutcomeDBHit, m.tokens)
 				return
 			}
 		}

@@ -1,15 +1,16 @@
-// Package upstream holds the transports that carry the pipeline's calls to upstream endpoints.
+// Package upstream holds the transports that carry the pipeline's calls to upstream endpoints: Client, the
+// built-in one on fasthttp, and Curl, which runs the curl binary (use_curl).
 package upstream
 
 import (
-	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/url"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -19,37 +20,68 @@ import (
 
 // Client is the built-in transport: one fasthttp HostClient per endpoint, keeping connections alive.
 type Client struct {
+	proxy func(*url.URL) (*url.URL, error) // nil URL = direct
+	cas   caFiles
+
 	mu    sync.Mutex
 	hosts map[string]*fasthttp.HostClient // by endpoint name; guarded by mu (taken once per upstream call)
 }
 
-// New returns an empty client; host clients are made on first use.
-func New() *Client { return &Client{hosts: make(map[string]*fasthttp.HostClient)} }
+// New returns a client that always connects directly, whatever the proxy environment says.
+func New() *Client { return NewWithOptions(Options{}) }
 
-// maxResponseBytes bounds one upstream answer held in memory.
-const maxResponseBytes = 256 << 20
+// NewWithOptions returns a client; its per-endpoint host clients are made on first use.
+func NewWithOptions(opts Options) *Client {
+	return &Client{proxy: opts.proxyFunc(), hosts: make(map[string]*fasthttp.HostClient)}
+}
 
-func (c *Client) host(ep *pipeline.Endpoint, u *url.URL) *fasthttp.HostClient {
+// Check validates what each endpoint's first call would otherwise find wrong: its URL, the proxy settings,
+// its ca_file. Main calls it at start so that a bad ca_file stops the server instead of failing every call.
+func (c *Client) Check(endpoints []pipeline.Endpoint) error {
+	return checkEndpoints(endpoints, func(ep *pipeline.Endpoint) error {
+		if _, err := resolveTarget(ep.URL, c.proxy); err != nil {
+			return err
+		}
+		if ep.CAFile != "" {
+			_, err := c.cas.pool(ep.CAFile)
+			return err
+		}
+		return nil
+	})
+}
+
+const (
+	// maxResponseBytes bounds one upstream answer held in memory.
+	maxResponseBytes = 256 << 20
+	// streamChunk is the most a Stream hands its sink at once.
+	streamChunk = 16 << 10
+)
+
+var streamBufs = sync.Pool{New: func() any { b := make([]byte, streamChunk); return &b }}
+
+func (c *Client) host(req *pipeline.UpstreamRequest) (*fasthttp.HostClient, error) {
+	ep := req.Endpoint
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if h := c.hosts[ep.Name]; h != nil {
-		return h
+		return h, nil
 	}
-	addr := u.Host
-	isTLS := u.Scheme == "https"
-	if u.Port() == "" {
-		if isTLS {
-			addr = net.JoinHostPort(u.Hostname(), "443")
-		} else {
-			addr = net.JoinHostPort(u.Hostname(), "80")
+	t, err := resolveTarget(req.URL, c.proxy)
+	if err != nil {
+		return nil, err
+	}
+	var roots *x509.CertPool // nil: the system's
+	if ep.CAFile != "" {
+		if roots, err = c.cas.pool(ep.CAFile); err != nil {
+			return nil, err
 		}
 	}
-	connect := ep.ConnectTimeout
 	h := &fasthttp.HostClient{
-		Addr:                          addr,
-		IsTLS:                         isTLS,
-		TLSConfig:                     &tls.Config{InsecureSkipVerify: ep.InsecureTLS, ServerName: u.Hostname()},
-		Dial:                          func(a string) (net.Conn, error) { return fasthttp.DialTimeout(a, connect) },
+		Addr:                          t.addr,
+		IsTLS:                         t.isTLS, // the dialer hands over conns that are TLS already
+		DialTimeout:                   newDialer(t, ep, roots).dial,
+		Transport:                     eofSplitter{},
+		RetryIfErr:                    retryStaleConn,
 		MaxConns:                      4096, // the dispatcher bounds calls in flight; this must not
 		MaxIdleConnDuration:           90 * time.Second,
 		MaxResponseBodySize:           maxResponseBytes,
@@ -58,19 +90,56 @@ func (c *Client) host(ep *pipeline.Endpoint, u *url.URL) *fasthttp.HostClient {
 		DisablePathNormalizing:        true,
 	}
 	c.hosts[ep.Name] = h
-	return h
+	return h, nil
+}
+
+// eofSplitter is the HostClient's transport: fasthttp's, with its io.EOF split in two. fasthttp reports
+// io.EOF both for a connection closed before any byte of the answer (a kept-alive one the upstream closed
+// while idle) and for a chunked body cut short when it reads the body whole; only the first may be resent.
+type eofSplitter struct{}
+
+var (
+	errUnanswered = errors.New("upstream closed the connection without answering")
+	errBrokeOff   = errors.New("upstream closed the connection mid-answer: unexpected EOF")
+)
+
+func (eofSplitter) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthttp.Response) (bool, error) {
+	retry, err := fasthttp.DefaultTransport.RoundTrip(hc, req, resp)
+	switch {
+	case err == nil:
+		return retry, nil
+	case resp.Header.ContentLength() != 0:
+		// The headers were read (fasthttp reset them before the attempt): part of the answer came, so the
+		// call must not be resent.
+		if err == io.EOF {
+			err = errBrokeOff
+		}
+		return false, err
+	case err == io.EOF:
+		return retry, errUnanswered
+	}
+	return retry, err
+}
+
+// retryStaleConn resends a call once when the connection broke before any byte of the answer came: that is
+// how a kept-alive connection the upstream closed while idle fails (uvicorn, in front of vLLM among others,
+// closes them after 5 s, well before our 90 s), and fasthttp never resends a POST by itself. net/http does the
+// same for reused connections. Timeouts are never retried.
+func retryStaleConn(_ *fasthttp.Request, attempts int, err error) (resetTimeout, retry bool) {
+	return false, attempts == 1 && (err == errUnanswered || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET))
 }
 
 // Do implements pipeline.Transport.
 func (c *Client) Do(req *pipeline.UpstreamRequest, resp *pipeline.UpstreamResponse) error {
-	freq, fresp, hc, err := c.prepare(req)
+	hc, freq, fresp, err := c.prepare(req)
 	if err != nil {
 		return err
 	}
 	defer fasthttp.ReleaseRequest(freq)
 	defer fasthttp.ReleaseResponse(fresp)
-	if err := hc.DoDeadline(freq, fresp, time.Now().Add(req.Endpoint.Timeout)); err != nil {
-		return callError(req, err)
+	deadline := time.Now().Add(req.Endpoint.Timeout)
+	if err := hc.DoDeadline(freq, fresp, deadline); err != nil {
+		return callError(req.Endpoint, deadline, err)
 	}
 	resp.Status = fresp.StatusCode()
 	resp.ContentType = string(fresp.Header.ContentType())
@@ -82,18 +151,19 @@ func (c *Client) Do(req *pipeline.UpstreamRequest, resp *pipeline.UpstreamRespon
 	return nil
 }
 
-// Stream implements pipeline.Transport. The whole-call deadline covers the body too: fasthttp keeps the
-// connection's read deadline while the body streams.
+// Stream implements pipeline.Transport. DoDeadline returns once the headers are in; the body is then read
+// under the call's deadline, which timedConn left on the connection.
 func (c *Client) Stream(req *pipeline.UpstreamRequest, sink pipeline.StreamSink) error {
-	freq, fresp, hc, err := c.prepare(req)
+	hc, freq, fresp, err := c.prepare(req)
 	if err != nil {
 		return err
 	}
 	defer fasthttp.ReleaseRequest(freq)
 	defer fasthttp.ReleaseResponse(fresp)
 	fresp.StreamBody = true
-	if err := hc.DoDeadline(freq, fresp, time.Now().Add(req.Endpoint.Timeout)); err != nil {
-		return callError(req, err)
+	deadline := time.Now().Add(req.Endpoint.Timeout)
+	if err := hc.DoDeadline(freq, fresp, deadline); err != nil {
+		return callError(req.Endpoint, deadline, err)
 	}
 	defer fresp.CloseBodyStream()
 	sink.Header(fresp.StatusCode(), string(fresp.Header.ContentType()), string(fresp.Header.Peek("Retry-After")))
@@ -102,7 +172,9 @@ func (c *Client) Stream(req *pipeline.UpstreamRequest, sink pipeline.StreamSink)
 		sink.Data(fresp.Body())
 		return nil
 	}
-	buf := make([]byte, 16<<10)
+	bp := streamBufs.Get().(*[]byte)
+	defer streamBufs.Put(bp)
+	buf := *bp
 	for {
 		n, err := body.Read(buf)
 		if n > 0 {
@@ -112,17 +184,16 @@ func (c *Client) Stream(req *pipeline.UpstreamRequest, sink pipeline.StreamSink)
 			return nil
 		}
 		if err != nil {
-			return callError(req, err)
+			return callError(req.Endpoint, deadline, err)
 		}
 	}
 }
 
-func (c *Client) prepare(req *pipeline.UpstreamRequest) (*fasthttp.Request, *fasthttp.Response, *fasthttp.HostClient, error) {
-	u, err := url.Parse(req.URL)
+func (c *Client) prepare(req *pipeline.UpstreamRequest) (*fasthttp.HostClient, *fasthttp.Request, *fasthttp.Response, error) {
+	hc, err := c.host(req)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("%w: bad endpoint URL %q: %v", pipeline.ErrUpstreamUnreachable, req.URL, err)
+		return nil, nil, nil, fmt.Errorf("%w: %v", pipeline.ErrUpstreamUnreachable, err)
 	}
-	hc := c.host(req.Endpoint, u)
 	freq := fasthttp.AcquireRequest()
 	freq.SetRequestURI(req.URL)
 	freq.Header.SetMethod(req.Method)
@@ -131,15 +202,22 @@ func (c *Client) prepare(req *pipeline.UpstreamRequest) (*fasthttp.Request, *fas
 	}
 	freq.Header.SetContentType("application/json")
 	freq.Header.Set("Accept-Encoding", "identity")
-	freq.SetBody(req.Body)
-	return freq, fasthttp.AcquireResponse(), hc, nil
+	freq.SetBodyRaw(req.Body) // no copy: req.Body outlives freq, which is released before Do/Stream returns
+	return hc, freq, fasthttp.AcquireResponse(), nil
 }
 
-// callError maps a fasthttp error to the pipeline's kinds: a timeout (504) or no answer (502).
-func callError(req *pipeline.UpstreamRequest, err error) error {
-	var ne net.Error
-	if errors.Is(err, fasthttp.ErrTimeout) || (errors.As(err, &ne) && ne.Timeout()) {
-		return fmt.Errorf("%w after %s", pipeline.ErrUpstreamTimeout, req.Endpoint.Timeout)
+// callError maps a fasthttp error to the pipeline's kinds, a timeout (504) or no answer (502), naming the
+// timeout that fired.
+func callError(ep *pipeline.Endpoint, deadline time.Time, err error) error {
+	switch {
+	case errors.Is(err, pipeline.ErrUpstreamTimeout) || errors.Is(err, pipeline.ErrUpstreamUnreachable):
+		return err // from the dialer, which named it
+	case !isTimeout(err):
+		return fmt.Errorf("%w: %v", pipeline.ErrUpstreamUnreachable, err)
+	case time.Now().Before(deadline):
+		// The one deadline earlier than the call's is the first-byte deadline timedConn set.
+		return fmt.Errorf("%w: no first byte within %s", pipeline.ErrUpstreamTimeout, ep.FirstByteTimeout)
+	default:
+		return fmt.Errorf("%w: call exceeded timeout %s", pipeline.ErrUpstreamTimeout, ep.Timeout)
 	}
-	return fmt.Errorf("%w: %v", pipeline.ErrUpstreamUnreachable, err)
 }
