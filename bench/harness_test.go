@@ -29,17 +29,24 @@ type proxy struct {
 
 func startProxy(tb testing.TB, upstreamURL string, memory bool) *proxy {
 	tb.Helper()
+	return startProxyWith(tb, upstreamURL, func(c *pipeline.Config) { c.MemoryEnabled = memory })
+}
+
+// startProxyWith is startProxy with the pipeline's config adjusted by tune.
+func startProxyWith(tb testing.TB, upstreamURL string, tune func(*pipeline.Config)) *proxy {
+	tb.Helper()
 	store, err := db.Open(filepath.Join(tb.TempDir(), "cache.db"), db.Options{})
 	if err != nil {
 		tb.Fatal(err)
 	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	writer := actors.NewWriter(store, actors.WriterConfig{}, quiet)
-	pipe, err := pipeline.New(pipeline.Config{
-		MemoryEnabled:         memory,
+	cfg := pipeline.Config{
 		MaxConcurrentRequests: 256,
 		Endpoints:             []pipeline.Endpoint{{Name: "fake", URL: upstreamURL, Weight: 1}},
-	}, store, writer, upstream.New())
+	}
+	tune(&cfg)
+	pipe, err := pipeline.New(cfg, store, writer, upstream.New())
 	if err != nil {
 		tb.Fatal(err)
 	}

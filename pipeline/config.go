@@ -102,6 +102,9 @@ type Config struct {
 	EjectFor            time.Duration // eject_seconds: how long an ejected endpoint rests before a probe; default 30 s
 	StandbyOnSaturation bool          // standby_on_saturation: standby endpoints also take calls while every weighted one is full
 
+	// NoStats turns the request counters off (they count nothing), to measure what counting costs.
+	NoStats bool
+
 	// Log gets the warnings of upstream ejections and recoveries; default slog.Default().
 	Log *slog.Logger
 

@@ -42,6 +42,7 @@ func RouteName(k Kind) string {
 // counters are the pipeline's figures. The stages add to them with atomic adds, which never block and
 // cost about what a channel send would without its contention; the stats actor samples them.
 type counters struct {
+	off         bool // Config.NoStats
 	requests    [NumKinds][NumOutcomes]atomic.Int64
 	tokensSaved atomic.Int64 // upstream total_tokens of the stored answers that hits served
 
@@ -49,7 +50,7 @@ type counters struct {
 }
 
 func (c *counters) count(k Kind, o Outcome) {
-	if int(k) < NumKinds {
+	if !c.off && int(k) < NumKinds {
 		c.requests[k][o].Add(1)
 	}
 }
@@ -57,7 +58,7 @@ func (c *counters) count(k Kind, o Outcome) {
 // hit counts a hit and the tokens its answer cost when it was fetched.
 func (c *counters) hit(k Kind, o Outcome, tokens int64) {
 	c.count(k, o)
-	if tokens > 0 {
+	if tokens > 0 && !c.off {
 		c.tokensSaved.Add(tokens)
 	}
 }

@@ -56,6 +56,7 @@ func New(cfg Config, store db.Store, writer *actors.Writer, transport Transport)
 		store:           store,
 		writer:          writer,
 		transport:       transport,
+		stats:           counters{off: cfg.NoStats},
 		keyCh:           make(chan *Request, cfg.StageQueueSize),
 		hitCh:           make(chan *Request, cfg.StageQueueSize),
 		missCh:          make(chan *Request, cfg.StageQueueSize),
