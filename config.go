@@ -364,6 +364,8 @@ func (c *fileConfig) pipelineConfig(getenv func(string) string) (pipeline.Config
 		IgnoreFields:   c.Cache.IgnoreFields,
 		Headers:        c.APIHeaders,
 
+		Trim: pipeline.TrimConfig{Enabled: c.ContextTrim.Enabled, MaxContextTokens: c.ContextTrim.MaxContextTokens,
+			ReserveOutputTokens: c.ContextTrim.ReserveOutputTokens, Tokenizer: c.ContextTrim.Tokenizer, Pass: c.ContextTrim.OnOverflow == "pass"},
 		MaxRetries:          c.MaxRetries,
 		RetryBackoff:        time.Duration(c.RetryBackoffMs) * time.Millisecond,
 		EjectAfter:          c.EjectAfter,

@@ -125,7 +125,6 @@ func start(cfg *fileConfig, getenv func(string) string, log *slog.Logger) (*app,
 	if err != nil {
 		return nil, err
 	}
-	warnUnimplemented(cfg, log)
 	transport, closeTransport, err := newTransport(cfg, pc.Endpoints, getenv)
 	if err != nil {
 		return nil, err
@@ -244,12 +243,4 @@ func newTransport(cfg *fileConfig, endpoints []pipeline.Endpoint, getenv func(st
 		return nil, nil, fmt.Errorf("config: %w", err)
 	}
 	return c, func() error { return nil }, nil
-}
-
-// warnUnimplemented says which configured knobs this version accepts but does not act on yet, so that a
-// user moving over from Local_LLM_Cache is not misled.
-func warnUnimplemented(cfg *fileConfig, log *slog.Logger) {
-	if cfg.ContextTrim.Enabled {
-		log.Warn("context_trim is not implemented yet; requests are sent untrimmed")
-	}
 }

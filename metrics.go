@@ -74,6 +74,10 @@ func (m *promMetrics) write(w io.Writer) {
 		}
 	}
 	m.counter("llmcache_tokens_saved_total", c.TokensSaved)
+	m.counter("llmcache_context_trim_runs_total", c.TrimRuns)
+	m.counter("llmcache_context_trim_trimmed_total", c.Trimmed)
+	m.counter("llmcache_context_trim_dropped_messages_total", c.TrimDropped)
+	m.counter("llmcache_context_trim_overflows_total", c.TrimOverflows)
 	m.gauge("llmcache_upstream_in_flight", float64(c.UpstreamInFlight))
 	m.gauge("llmcache_upstream_queued", float64(c.Queued))
 	m.gauge("llmcache_memory_entries", float64(c.MemoryEntries))

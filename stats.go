@@ -26,6 +26,7 @@ type statsReport struct {
 	Store              *db.Stats          `json:"store,omitempty"`
 	StoreError         string             `json:"store_error,omitempty"`
 	Maintenance        *maintenanceStats  `json:"maintenance,omitempty"`
+	ContextTrim        contextTrimStats   `json:"context_trim"`
 	DroppedReports     int64              `json:"stats_dropped_reports"` // upstream latency reports the stats actor had no room for
 }
 
@@ -40,6 +41,13 @@ type requestStats struct {
 	Partial    int64                       `json:"partial"`
 	Errors     int64                       `json:"errors"`
 	ByRoute    map[string]map[string]int64 `json:"by_route"` // route (chat, completions, embeddings, models) → outcome → count
+}
+
+type contextTrimStats struct {
+	Runs            int64 `json:"runs"`             // chat bodies counted on their way upstream
+	TrimmedRequests int64 `json:"trimmed_requests"` // bodies that lost messages
+	DroppedMessages int64 `json:"dropped_messages"`
+	Overflows       int64 `json:"overflows"` // too long even trimmed: rejected, or passed with on_overflow = "pass"
 }
 
 type memoryStats struct {
@@ -103,6 +111,7 @@ func (a *app) stats() any {
 			Queued: c.Queued, Endpoints: []endpointStats{}},
 		Writer:         a.writer.Stats(),
 		DroppedReports: v.Dropped,
+		ContextTrim:    contextTrimStats{Runs: c.TrimRuns, TrimmedRequests: c.Trimmed, DroppedMessages: c.TrimDropped, Overflows: c.TrimOverflows},
 	}
 	for k := range pipeline.NumKinds {
 		route := pipeline.RouteName(pipeline.Kind(k))

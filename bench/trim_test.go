@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"llmcache/bench/fakeupstream"
+	"llmcache/pipeline"
 	"llmcache/pipeline/trim"
 )
 
@@ -111,5 +113,29 @@ func TestTrimChatSize(t *testing.T) {
 	n := bytes.Count(body, []byte(`"role":`))
 	if n != 200 || res.PromptTokens < 45_000 || res.PromptTokens > 55_000 {
 		t.Fatalf("%d messages, %d tokens; want 200 and ~50k", n, res.PromptTokens)
+	}
+}
+
+// BenchmarkHitTrim shows that hits never tokenize: memory hits of the 200-message chat with context
+// trimming off and on (an 8k window, so its miss was trimmed), in one run; the figures should match.
+func BenchmarkHitTrim(b *testing.B) {
+	fake := startFake(b, fakeupstream.Options{})
+	body := trimChat()
+	for _, on := range []bool{false, true, false, true} {
+		name := "trim=off"
+		if on {
+			name = "trim=on"
+		}
+		b.Run(name, func(b *testing.B) {
+			p := startProxyWith(b, fake.URL(), func(c *pipeline.Config) {
+				c.MemoryEnabled = true
+				c.Trim = pipeline.TrimConfig{Enabled: on, MaxContextTokens: 8192}
+			})
+			warm(b, p, [][]byte{body})
+			measure(b, p.addr, func() []byte { return body }, nil)
+			if n := p.pipe.Counts().TrimRuns; on && n != 1 {
+				b.Fatalf("context trimming ran %d times, want once (the miss)", n)
+			}
+		})
 	}
 }

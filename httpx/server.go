@@ -256,6 +256,9 @@ func writeResponse(ctx *fasthttp.RequestCtx, r *pipeline.Request) {
 	if resp.Items != "" {
 		h.Set("X-Cache-Items", resp.Items)
 	}
+	if resp.Trimmed > 0 {
+		h.Set("X-Context-Trimmed", strconv.Itoa(resp.Trimmed))
+	}
 	if resp.RetryAfter != "" {
 		h.Set("Retry-After", resp.RetryAfter)
 	}

@@ -70,6 +70,15 @@ type Endpoint struct {
 	MaxContextTokens int    // context trimming budget for this endpoint; 0 = the global one
 }
 
+// TrimConfig is [context_trim]: chat requests are cut to fit the model's window on the miss path.
+type TrimConfig struct {
+	Enabled             bool
+	MaxContextTokens    int    // the window; an endpoint's MaxContextTokens wins
+	ReserveOutputTokens int    // 0 = the request's max_completion_tokens or max_tokens
+	Tokenizer           string // "o200k_base" (default) or "cl100k_base"
+	Pass                bool   // on_overflow = "pass": send a request that cannot fit untrimmed instead of a 400
+}
+
 // Config holds the knobs of the request pipeline. The zero value of a field means its default.
 type Config struct {
 	HitPoolSize           int           // cache_hit_pool_size, default 8
@@ -101,6 +110,8 @@ type Config struct {
 	EjectAfter          int           // eject_after: consecutive failures that eject an endpoint; default 5
 	EjectFor            time.Duration // eject_seconds: how long an ejected endpoint rests before a probe; default 30 s
 	StandbyOnSaturation bool          // standby_on_saturation: standby endpoints also take calls while every weighted one is full
+
+	Trim TrimConfig // [context_trim]
 
 	// NoStats turns the request counters off (they count nothing), to measure what counting costs.
 	NoStats bool

@@ -47,6 +47,8 @@ type counters struct {
 	tokensSaved atomic.Int64 // upstream total_tokens of the stored answers that hits served
 
 	upstreamCalls, upstreamErrors, retries, memInsertDrops, touchDrops, dbReadErrors atomic.Int64
+
+	trimRuns, trimmed, trimDropped, trimOverflows atomic.Int64 // context trimming: bodies counted, cut, messages dropped, too long
 }
 
 func (c *counters) count(k Kind, o Outcome) {
@@ -76,6 +78,8 @@ type Counts struct {
 	DBReadErrors     int64
 	MemoryEntries    int64
 	MemoryBytes      int64
+
+	TrimRuns, Trimmed, TrimDropped, TrimOverflows int64
 }
 
 // Outcome sums one outcome over every route.
@@ -102,6 +106,7 @@ func (p *Pipeline) Counts() Counts {
 		TokensSaved: s.tokensSaved.Load(), UpstreamCalls: s.upstreamCalls.Load(), UpstreamErrors: s.upstreamErrors.Load(),
 		Retries: s.retries.Load(), UpstreamInFlight: p.dispatch.inFlightGauge.Load(), Queued: p.dispatch.queuedGauge.Load(),
 		MemInsertDrops: s.memInsertDrops.Load(), DBReadErrors: s.dbReadErrors.Load(),
+		TrimRuns: s.trimRuns.Load(), Trimmed: s.trimmed.Load(), TrimDropped: s.trimDropped.Load(), TrimOverflows: s.trimOverflows.Load(),
 	}
 	for k := range s.requests {
 		for o := range s.requests[k] {

@@ -55,6 +55,13 @@ type call struct {
 	retryAfter string         // the last answer's Retry-After
 	avoid      *endpointState // where the last attempt failed: a retry goes elsewhere when it can
 	readyAt    time.Time      // when a retry may start
+
+	// Context trimming, by the call goroutine: the body trimmed for a window and model override, kept
+	// for retries.
+	trimBudget  int
+	trimModel   string
+	trimBody    []byte
+	trimDropped int
 }
 
 // dispatcher owns the flights, the FIFO queue of calls waiting for a slot, the endpoints' load and the
@@ -356,7 +363,8 @@ func (d *dispatcher) goLive(c *call) {
 
 func (d *dispatcher) answerLive(c *call, r *Request, follower bool) {
 	cache, status := missHeaders(&c.controls)
-	r.Resp = Response{Status: 200, Live: c.live, ContentType: "text/event-stream", HasKey: true, Cache: cache, Source: "upstream", CacheStatus: status}
+	r.Resp = Response{Status: 200, Live: c.live, ContentType: "text/event-stream", HasKey: true, Cache: cache, Source: "upstream", CacheStatus: status,
+		Trimmed: c.trimDropped}
 	if follower {
 		r.Resp.Source = "coalesced"
 	}
@@ -477,6 +485,19 @@ func (d *dispatcher) forget(c *call) {
 // client is lost. It never touches c.waiters, which the dispatcher goroutine owns.
 func (p *Pipeline) run(c *call) {
 	ep := c.ep
+	body := c.body
+	if ep.modelJSON != nil {
+		body = withModel(body, c.modelStart, c.modelEnd, ep.modelJSON)
+	}
+	if p.tokenizer != nil && c.kind == KindChat {
+		var e *Error
+		if body, e = p.trimFor(c, ep.cfg, body); e != nil {
+			// Nothing went upstream: no attempt, no retry, and the endpoint's health is not at stake.
+			c.resp = Response{Status: e.Status, Err: e, HasKey: true, Cache: "MISS", Source: "upstream", CacheStatus: "llmcache; fwd=miss; detail=context-too-long"}
+			c.result, c.retry = outcomeRefused, false
+			return
+		}
+	}
 	c.attempt++
 	ep.calls.Add(1)
 	p.stats.upstreamCalls.Add(1)
@@ -485,7 +506,8 @@ func (p *Pipeline) run(c *call) {
 		p.stats.retries.Add(1)
 	}
 	began := time.Now()
-	o := p.attempt(c)
+	o := p.attempt(c, body)
+	c.resp.Trimmed = c.trimDropped
 	detail := ""
 	if o != outcomeOK {
 		p.stats.upstreamErrors.Add(1)
@@ -504,13 +526,9 @@ func (p *Pipeline) run(c *call) {
 	c.retry = o.retryable() && c.live == nil && c.attempt <= p.cfg.MaxRetries
 }
 
-// attempt calls c.ep once and settles the answer into c.resp.
-func (p *Pipeline) attempt(c *call) outcome {
+// attempt sends body to c.ep once and settles the answer into c.resp.
+func (p *Pipeline) attempt(c *call, body []byte) outcome {
 	ep := c.ep
-	body := c.body
-	if ep.modelJSON != nil {
-		body = withModel(body, c.modelStart, c.modelEnd, ep.modelJSON)
-	}
 	req := UpstreamRequest{Endpoint: ep.cfg, Method: "POST", URL: ep.base + c.kind.path(), Body: body, Header: p.upstreamHeaders(c.header, ep.cfg)}
 	if !c.stream {
 		var resp UpstreamResponse

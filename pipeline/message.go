@@ -99,6 +99,7 @@ type Response struct {
 	HasKey      bool   // write X-Cache-Key
 	RetryAfter  string
 	Items       string      // X-Cache-Items for embeddings: "hits=N misses=M"
+	Trimmed     int         // X-Context-Trimmed: messages context trimming dropped from what went upstream
 	Err         *Error      // when set, the front end renders it instead of Body
 	Live        *LiveStream // when set, the front end streams it instead of Body
 }

@@ -13,6 +13,7 @@ import (
 
 	"llmcache/actors"
 	"llmcache/db"
+	"llmcache/pipeline/trim"
 )
 
 // Pipeline owns every stage goroutine: New starts them, Stop stops them in order.
@@ -30,6 +31,7 @@ type Pipeline struct {
 	models   *modelsActor
 
 	endpointVersion map[string]int64 // immutable after New
+	tokenizer       *trim.Tokenizer  // context trimming's; nil when it is off
 
 	keyWG, lookupWG, poolWG, shardWG, modelsWG sync.WaitGroup
 	keyQuit, memQuit                           chan struct{}
@@ -66,6 +68,14 @@ func New(cfg Config, store db.Store, writer *actors.Writer, transport Transport)
 	}
 	for _, e := range cfg.Endpoints {
 		p.endpointVersion[e.Name] = e.Version
+	}
+	if cfg.Trim.Enabled {
+		// Loaded now (a fraction of a second for o200k_base) rather than on the first long chat.
+		tok, err := trim.NewTokenizer(cfg.Trim.Tokenizer)
+		if err != nil {
+			return nil, fmt.Errorf("context_trim: %w", err)
+		}
+		p.tokenizer = tok
 	}
 	readers := make([]db.Reader, cfg.MissPoolSize)
 	for i := range readers {
