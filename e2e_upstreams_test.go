@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"math"
 	"net"
 	"strconv"
@@ -279,10 +280,11 @@ func TestE2EAllEndpointsDown(t *testing.T) {
 // to the other), probed after eject_seconds, and back in service when the probe succeeds.
 func TestE2EEjectionAndRecovery(t *testing.T) {
 	fakes := startFakes(t, 2, fakeupstream.Options{})
-	p := newTestProxy(t, func(c *fileConfig) {
+	var logs syncBuffer
+	p := newLoggedTestProxy(t, func(c *fileConfig) {
 		c.EjectAfter, c.EjectSeconds, c.RetryBackoffMs = 3, 1, 10
 		c.APIEndpoints = []endpointConfig{{Name: "flaky", URL: fakes[0].URL(), Weight: 1}, {Name: "steady", URL: fakes[1].URL(), Weight: 1}}
-	})
+	}, newLogger(&logs, "text", slog.LevelInfo))
 	fakes[0].FailNext(1000, 502, "", nil)
 	url := p.URL + "/v1/chat/completions"
 	expectAll200(t, sendPool(url, distinctBodies("eject", 40), 1, nil))
@@ -298,6 +300,10 @@ func TestE2EEjectionAndRecovery(t *testing.T) {
 	health, calls, _, _ = getUpstreamStats(t, p).endpoint(t, "flaky")
 	if health != "healthy" || calls < 3+8 {
 		t.Errorf("flaky after its rest: health %q, %d calls; want healthy and about half of the 20 new requests", health, calls)
+	}
+	text := logs.String()
+	if !strings.Contains(text, `level=WARN msg="upstream endpoint ejected" endpoint=flaky`) || !strings.Contains(text, `msg="upstream endpoint back in service" endpoint=flaky`) {
+		t.Errorf("the log does not tell of the ejection and the recovery:\n%s", text)
 	}
 }
 

@@ -494,7 +494,7 @@ func (p *Pipeline) run(c *call) {
 		if body, e = p.trimFor(c, ep.cfg, body); e != nil {
 			// Nothing went upstream: no attempt, no retry, and the endpoint's health is not at stake.
 			c.resp = Response{Status: e.Status, Err: e, HasKey: true, Cache: "MISS", Source: "upstream", CacheStatus: "llmcache; fwd=miss; detail=context-too-long"}
-			c.result, c.retry = outcomeRefused, false
+			c.result, c.retry = outcomeNotSent, false
 			return
 		}
 	}

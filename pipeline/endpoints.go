@@ -36,6 +36,7 @@ const (
 	outcomeServerError                // 5xx
 	outcomeInvalid                    // 200 with a body that is not the JSON the route promises
 	outcomeCut                        // a live stream that broke off after reaching clients: not retried
+	outcomeNotSent                    // nothing was sent (the request could not fit the context window)
 	outcomeCount
 )
 
@@ -49,7 +50,7 @@ func (o outcome) retryable() bool {
 }
 
 // failure reports whether the outcome counts against the endpoint's health.
-func (o outcome) failure() bool { return o != outcomeOK && o != outcomeRefused }
+func (o outcome) failure() bool { return o != outcomeOK && o != outcomeRefused && o != outcomeNotSent }
 
 // errorKinds names the error outcomes in /stats and /metrics.
 var errorKinds = [outcomeCount]string{
@@ -151,6 +152,12 @@ func (e *endpointState) setHealth(h Health) {
 // settleHealth applies an attempt's outcome to the endpoint: eject_after consecutive failures eject it for
 // eject_seconds; a failed probe ejects it again; any answer from it (even a 400) shows it works.
 func (d *dispatcher) settleHealth(e *endpointState, o outcome, now time.Time) {
+	if o == outcomeNotSent {
+		if e.health == Probing {
+			e.setHealth(Ejected) // its rest is over: the next call probes it
+		}
+		return
+	}
 	if !o.failure() {
 		e.failures = 0
 		if e.health != Healthy {

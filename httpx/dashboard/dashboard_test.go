@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -216,22 +217,10 @@ func TestGapsBreakLines(t *testing.T) {
 		for _, s := range segs {
 			lens = append(lens, len(s))
 		}
-		if !slicesEqual(lens, c.lens) {
+		if !slices.Equal(lens, c.lens) {
 			t.Errorf("%s: segment lengths %v, want %v", c.line, lens, c.lens)
 		}
 	}
-}
-
-func slicesEqual(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func TestLonePointIsDrawn(t *testing.T) {
