@@ -330,7 +330,7 @@ func (c *fileConfig) validate() error {
 		}
 		name := e.Name
 		if name == "" {
-			name = e.URL
+			name = pipeline.RedactURL(e.URL) // as the pipeline names it
 		}
 		if names[name] {
 			return fmt.Errorf("config: %s.name %q is used by two endpoints; give each a distinct name", key, name)

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -341,4 +342,60 @@ func TestE2EStandby(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestE2ERetryAfterMovesToAnotherEndpoint: a 429 with a long Retry-After from one endpoint sends the retry
+// to the other at once, and no new call goes to the first until its Retry-After has passed.
+func TestE2ERetryAfterMovesToAnotherEndpoint(t *testing.T) {
+	fakes := startFakes(t, 2, fakeupstream.Options{})
+	p := newTestProxy(t, func(c *fileConfig) {
+		c.RetryBackoffMs = 10
+		c.APIEndpoints = []endpointConfig{{Name: "a", URL: fakes[0].URL(), Weight: 1}, {Name: "b", URL: fakes[1].URL(), Weight: 1}}
+	})
+	fakes[0].FailNext(1, 429, "", map[string]string{"Retry-After": "60"})
+	began := time.Now()
+	resp, body := p.Post("/v1/chat/completions", chatBody("rate limited at a"))
+	if resp.StatusCode != 200 || time.Since(began) > 10*time.Second {
+		t.Fatalf("status %d after %v: %s; want b's answer at once", resp.StatusCode, time.Since(began), body)
+	}
+	expectAll200(t, sendPool(p.URL+"/v1/chat/completions", distinctBodies("while a rests", 6), 1, nil))
+	if a, b := fakes[0].CallsTo("chat"), fakes[1].CallsTo("chat"); a != 1 || b != 7 {
+		t.Errorf("calls: a %d, b %d; want a's one 429, then everything on b during its Retry-After", a, b)
+	}
+}
+
+// TestE2ERetryWaitingForASlotDoesNotSpin: a retry whose pause is over but which finds every upstream slot
+// taken waits for one without burning a core (the dispatcher once re-armed its timer for a time already
+// past and spun until a slot freed).
+func TestE2ERetryWaitingForASlotDoesNotSpin(t *testing.T) {
+	p := newTestProxy(t, func(c *fileConfig) { c.MaxConcurrentRequests, c.RetryBackoffMs = 1, 300 })
+	url := p.URL + "/v1/chat/completions"
+	p.Fake.FailNext(1, 500, "", nil)
+	retried := make(chan result, 1)
+	go func() { retried <- send(testClient, url, chatBody("fails once, then waits for the slot")) }()
+	waitFor(t, "the first attempt", func() bool { return p.Fake.CallsTo("chat") == 1 })
+	slow := make(chan result, 1)
+	// Takes the only slot during the retry's pause, and keeps it for 1.5 s.
+	go func() { slow <- send(testClient, url, chatBody("holds the slot"), "X-Fake-Delay-Ms", "1500") }()
+	waitFor(t, "the slow call at the upstream", func() bool { return p.Fake.InFlight() == 1 })
+	before := cpuTime(t)
+	time.Sleep(time.Second)
+	if used := cpuTime(t) - before; used > 500*time.Millisecond {
+		t.Errorf("the process used %v of CPU in 1 s while a retry waited for a slot; want it idle", used)
+	}
+	for _, c := range []chan result{slow, retried} {
+		if r := <-c; r.err != nil || r.status != 200 {
+			t.Fatalf("status %d, err %v: %s", r.status, r.err, r.body)
+		}
+	}
+}
+
+// cpuTime is the CPU this process has used, user and system.
+func cpuTime(t *testing.T) time.Duration {
+	t.Helper()
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		t.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -3,9 +3,10 @@ package main
 import (
 	"io"
 	"log/slog"
-	"net/url"
 	"strconv"
 	"strings"
+
+	"llmcache/pipeline"
 )
 
 // newLogger makes the process's logger: text (default) or JSON lines (log_format = "json").
@@ -67,20 +68,11 @@ func effectiveConfig(c *fileConfig) []any {
 	for i, e := range c.APIEndpoints {
 		name := e.Name
 		if name == "" {
-			name = e.URL
+			name = pipeline.RedactURL(e.URL)
 		}
-		attrs = append(attrs, slog.Group("endpoint_"+strconv.Itoa(i), "name", name, "url", maskURL(e.URL), "weight", e.Weight,
+		attrs = append(attrs, slog.Group("endpoint_"+strconv.Itoa(i), "name", name, "url", pipeline.RedactURL(e.URL), "weight", e.Weight,
 			"model", e.Model, "api_key", masked(e.APIKey), "api_key_env", e.APIKeyEnv, "headers", maskedHeaders(e.Headers),
 			"max_concurrent", e.MaxConcurrent, "timeout_seconds", e.TimeoutSeconds, "insecure_tls", e.InsecureTLS))
 	}
 	return attrs
-}
-
-// maskURL hides a password written into a URL (http://user:pass@host).
-func maskURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return raw
-	}
-	return u.Redacted()
 }

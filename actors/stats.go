@@ -61,9 +61,9 @@ type upstreamReport struct {
 // has a few calls, else from the one before, so they always describe recent calls. Each window is a
 // reservoir of at most 1,000 samples (valyala/histogram), so memory stays bounded under any load.
 type endpointLatency struct {
-	cur, prev *histogram.Fast
-	curN      int
-	prom      *metrics.PrometheusHistogram
+	cur, prev   *histogram.Fast
+	curN, prevN int
+	prom        *metrics.PrometheusHistogram
 }
 
 // minWindowCalls is how many calls the current window needs before its quantiles are shown.
@@ -179,12 +179,11 @@ func (s *Stats) run() {
 		case now := <-tick.C:
 			s.tick(now)
 		case <-swap.C:
+			// Always swap: an endpoint idle for two windows shows no quantiles rather than old ones.
 			for _, e := range s.endpoints {
-				if e.curN > 0 {
-					e.prev, e.cur = e.cur, e.prev
-					e.cur.Reset()
-					e.curN = 0
-				}
+				e.prev, e.cur = e.cur, e.prev
+				e.prevN, e.curN = e.curN, 0
+				e.cur.Reset()
 			}
 		case <-logC:
 			v := s.view()
@@ -247,10 +246,8 @@ func (s *Stats) view() StatsView {
 	var qs [3]float64
 	for name, e := range s.endpoints {
 		h := e.prev
-		if e.curN >= minWindowCalls {
-			h = e.cur
-		} else if e.curN > 0 && math.IsNaN(h.Quantile(0.5)) {
-			h = e.cur // nothing older: a few calls beat none
+		if e.curN >= minWindowCalls || e.prevN == 0 {
+			h = e.cur // an empty one gives NaN
 		}
 		h.Quantiles(qs[:0], []float64{0.5, 0.9, 0.99})
 		v.Latency[name] = LatencyQuantiles{P50MS: qs[0], P90MS: qs[1], P99MS: qs[2]}

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"fmt"
 	"log/slog"
+	"net/url"
 	"time"
 )
 
@@ -123,6 +124,17 @@ type Config struct {
 	OnUpstream func(endpoint string, took time.Duration)
 }
 
+// RedactURL is url without what may hold a credential (user:password@, the query, the fragment): the
+// default endpoint name, which reaches logs, /stats, /metrics and error bodies.
+func RedactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	u.User, u.RawQuery, u.ForceQuery, u.Fragment, u.RawFragment = nil, "", false, "", ""
+	return u.String()
+}
+
 func (c *Config) setDefaults() {
 	if c.HitPoolSize <= 0 {
 		c.HitPoolSize = 8
@@ -175,7 +187,7 @@ func (c *Config) setDefaults() {
 	for i := range c.Endpoints {
 		e := &c.Endpoints[i]
 		if e.Name == "" {
-			e.Name = e.URL
+			e.Name = RedactURL(e.URL)
 		}
 		if e.ConnectTimeout <= 0 {
 			e.ConnectTimeout = 10 * time.Second

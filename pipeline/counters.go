@@ -91,12 +91,24 @@ func (c Counts) Outcome(o Outcome) int64 {
 	return n
 }
 
-// Hits is memory plus SQLite hits over every route.
-func (c Counts) Hits() int64 { return c.Outcome(OutcomeMemoryHit) + c.Outcome(OutcomeDBHit) }
+// answers sums outcomes over the routes that carry model answers: the models listing is left out of the
+// hit rate, which is about what the cache saves.
+func (c Counts) answers(os ...Outcome) int64 {
+	var n int64
+	for _, k := range []Kind{KindChat, KindCompletion, KindEmbedding} {
+		for _, o := range os {
+			n += c.Requests[k][o]
+		}
+	}
+	return n
+}
 
-// Fetched is the requests answered by an upstream call of their own: the hit rate's other side.
+// Hits is memory plus SQLite hits of model answers (chat, completions, embeddings).
+func (c Counts) Hits() int64 { return c.answers(OutcomeMemoryHit, OutcomeDBHit) }
+
+// Fetched is the model answers fetched upstream for their own request: the hit rate's other side.
 func (c Counts) Fetched() int64 {
-	return c.Outcome(OutcomeMiss) + c.Outcome(OutcomeRefresh) + c.Outcome(OutcomeBypass) + c.Outcome(OutcomePartial)
+	return c.answers(OutcomeMiss, OutcomeRefresh, OutcomeBypass, OutcomePartial)
 }
 
 // Counts returns a snapshot of the counters.

@@ -55,6 +55,7 @@ type call struct {
 	retryAfter string         // the last answer's Retry-After
 	avoid      *endpointState // where the last attempt failed: a retry goes elsewhere when it can
 	readyAt    time.Time      // when a retry may start
+	probe      bool           // this attempt probes an endpoint back from its rest
 
 	// Context trimming, by the call goroutine: the body trimmed for a window and model override, kept
 	// for retries.
@@ -142,12 +143,15 @@ func (d *dispatcher) loop() {
 		case c := <-d.done:
 			d.complete(c)
 		case <-wake.C:
-			d.expireQueued(time.Now())
 		}
-		d.pump()
+		now := time.Now()
+		d.expireQueued(now)
+		d.pump(now)
 		d.queuedGauge.Store(int64(len(d.queue) + len(d.retries)))
-		if at, ok := d.nextWake(); ok {
-			wake.Reset(time.Until(at))
+		// Only times still ahead: what pump could not start at now waits for a slot, and a call's end
+		// (done) runs pump again. Setting the timer for a time already passed would spin the loop.
+		if at, ok := d.nextWake(now); ok {
+			wake.Reset(at.Sub(now))
 		} else {
 			wake.Stop()
 		}
@@ -157,12 +161,12 @@ func (d *dispatcher) loop() {
 	}
 }
 
-// nextWake is when the loop must look again without a message: the queue head's timeout, the first retry's
-// pause, or an ejected endpoint's rest ending while calls wait.
-func (d *dispatcher) nextWake() (time.Time, bool) {
+// nextWake is the first time after now when the loop must look again without a message: the queue head's
+// timeout, a retry's pause ending, or, while calls wait, an endpoint's rest or Retry-After ending.
+func (d *dispatcher) nextWake(now time.Time) (time.Time, bool) {
 	var at time.Time
 	earlier := func(t time.Time) {
-		if at.IsZero() || t.Before(at) {
+		if t.After(now) && (at.IsZero() || t.Before(at)) {
 			at = t
 		}
 	}
@@ -177,6 +181,7 @@ func (d *dispatcher) nextWake() (time.Time, bool) {
 			if e.health == Ejected {
 				earlier(e.ejectedUntil)
 			}
+			earlier(e.notBefore)
 		}
 	}
 	return at, !at.IsZero()
@@ -222,8 +227,8 @@ func (d *dispatcher) expireQueued(now time.Time) {
 		d.queue[0] = nil
 		d.queue = d.queue[1:]
 		d.forget(c)
+		d.p.stats.count(c.kind, OutcomeError) // once per call: its followers were counted as coalesced
 		for _, r := range c.waiters {
-			d.p.stats.count(r.Kind, OutcomeError)
 			r.fail(errQueueTimeout)
 		}
 	}
@@ -232,14 +237,13 @@ func (d *dispatcher) expireQueued(now time.Time) {
 // pump starts waiting calls, retries whose pause is over first, while the global limit and some endpoint's
 // own limit allow. When every endpoint is ejected and resting, waiting calls are answered at once: waiting
 // out the queue timeout would not help.
-func (d *dispatcher) pump() {
-	now := time.Now()
+func (d *dispatcher) pump(now time.Time) {
 	for d.inFlight < d.p.cfg.MaxConcurrentRequests {
 		c, retry := d.next(now)
 		if c == nil {
 			return
 		}
-		ep, why := d.pick(c.avoid, now)
+		ep, probe, why := d.pick(c.avoid, now)
 		if ep == nil && why == saturated {
 			return
 		}
@@ -253,7 +257,7 @@ func (d *dispatcher) pump() {
 			d.answerDown(c, now)
 			continue
 		}
-		c.ep = ep
+		c.ep, c.probe = ep, probe
 		ep.inFlight++
 		ep.inFlightG.Store(int64(ep.inFlight))
 		d.inFlight++
@@ -309,13 +313,13 @@ func (d *dispatcher) answerDown(c *call, now time.Time) {
 	d.finish(c)
 }
 
-// scheduleRetry puts c back to wait for another attempt after an exponential pause with jitter, or the
-// upstream's Retry-After when that is longer. A pause longer than the queue timeout is not waited for:
-// the client gets the last answer now.
+// scheduleRetry puts c back to wait for another attempt after an exponential pause with jitter. When no
+// other endpoint can take it, the failed endpoint's Retry-After is waited for if it is longer. A pause
+// longer than the queue timeout is not waited for: the client gets the last answer now.
 func (d *dispatcher) scheduleRetry(c *call, now time.Time) bool {
 	base := d.p.cfg.RetryBackoff << min(c.attempt-1, 10)
 	pause := base/2 + rand.N(base/2+1)
-	if ra, ok := parseRetryAfter(c.retryAfter, now); ok && ra > pause {
+	if ra, ok := parseRetryAfter(c.retryAfter, now); ok && ra > pause && !d.otherUsable(c.ep, now) {
 		pause = ra
 	}
 	if pause > d.p.cfg.QueueTimeout {
@@ -385,7 +389,11 @@ func (d *dispatcher) complete(c *call) {
 	c.ep.inFlightG.Store(int64(c.ep.inFlight))
 	d.inFlight--
 	d.inFlightGauge.Store(int64(d.inFlight))
-	d.settleHealth(c.ep, c.result, now)
+	if ra, ok := parseRetryAfter(c.retryAfter, now); ok && c.result.failure() {
+		// The endpoint asked for a pause: no new call goes to it before then (others may take them).
+		c.ep.notBefore = now.Add(ra)
+	}
+	d.settleHealth(c.ep, c.result, c.probe, now)
 	if c.retry {
 		c.retry = false
 		if d.scheduleRetry(c, now) {
@@ -439,8 +447,11 @@ func (d *dispatcher) usableNow(e *memEntry, ctl *Controls) bool {
 
 // answerRecent answers r from f's stored answer, as a memory hit would.
 func (d *dispatcher) answerRecent(f *call, r *Request) {
-	d.p.stats.hit(r.Kind, OutcomeMemoryHit, f.entry.tokens)
-	if !answerHit(r, f.resp.Body, f.resp.ContentType, "memory") {
+	kind := r.Kind // r belongs to the front end once answered
+	if answerHit(r, f.resp.Body, f.resp.ContentType, "memory") {
+		d.p.stats.hit(kind, OutcomeMemoryHit, f.entry.tokens)
+	} else {
+		d.p.stats.count(kind, OutcomeError)
 		r.fail(&Error{Status: 502, Type: "server_error", Code: "upstream_invalid_response", Message: "cannot replay the stored answer as a stream"})
 	}
 }

@@ -89,6 +89,7 @@ type endpointState struct {
 	failures     int       // consecutive failed attempts
 	health       Health    // mirrored in healthGauge for readers
 	ejectedUntil time.Time // while Ejected
+	notBefore    time.Time // its last failure's Retry-After: no new call before then
 
 	// Counters, readable from any goroutine.
 	healthGauge atomic.Int32
@@ -151,7 +152,13 @@ func (e *endpointState) setHealth(h Health) {
 
 // settleHealth applies an attempt's outcome to the endpoint: eject_after consecutive failures eject it for
 // eject_seconds; a failed probe ejects it again; any answer from it (even a 400) shows it works.
-func (d *dispatcher) settleHealth(e *endpointState, o outcome, now time.Time) {
+//
+// While a probe is out only the probe decides: calls started before the ejection and ending now say
+// nothing about whether the rest helped.
+func (d *dispatcher) settleHealth(e *endpointState, o outcome, probe bool, now time.Time) {
+	if e.health == Probing && !probe {
+		return
+	}
 	if o == outcomeNotSent {
 		if e.health == Probing {
 			e.setHealth(Ejected) // its rest is over: the next call probes it
@@ -182,6 +189,9 @@ func (d *dispatcher) settleHealth(e *endpointState, o outcome, now time.Time) {
 
 // usable reports whether e may take a call now (ignoring its own limit), and whether that call is a probe.
 func (e *endpointState) usable(now time.Time) (ok, probe bool) {
+	if now.Before(e.notBefore) {
+		return false, false
+	}
 	switch e.health {
 	case Healthy:
 		return true, false
@@ -189,6 +199,20 @@ func (e *endpointState) usable(now time.Time) (ok, probe bool) {
 		return !now.Before(e.ejectedUntil), true
 	}
 	return false, false // a probe is out
+}
+
+// up reports whether e is in service or will be without a rest: healthy (perhaps pausing for a
+// Retry-After) or being probed. Calls wait for such an endpoint rather than fail.
+func (e *endpointState) up() bool { return e.health != Ejected }
+
+// otherUsable reports whether an endpoint other than e could take a call now, for a retry.
+func (d *dispatcher) otherUsable(e *endpointState, now time.Time) bool {
+	for _, o := range d.endpoints {
+		if ok, _ := o.usable(now); o != e && ok {
+			return true
+		}
+	}
+	return false
 }
 
 func (e *endpointState) full() bool {
@@ -208,20 +232,21 @@ const (
 // preferring any other endpoint to avoid (the one a retry just failed on). Standby endpoints (weight 0) take
 // calls only while every weighted endpoint is ejected, or, with standby_on_saturation, also while every
 // usable weighted one is full. With no weighted endpoint configured, all count as weight 1.
-func (d *dispatcher) pick(avoid *endpointState, now time.Time) (*endpointState, pickResult) {
+func (d *dispatcher) pick(avoid *endpointState, now time.Time) (e *endpointState, probe bool, why pickResult) {
 	anyWeighted, weightedUp, anyUp := false, false, false
 	for _, e := range d.endpoints {
 		ok, _ := e.usable(now)
 		if e.cfg.Weight > 0 {
 			anyWeighted = true
-			weightedUp = weightedUp || ok // a weighted endpoint being probed still counts as ejected
+			// A weighted endpoint being probed still counts as ejected; one pausing for a Retry-After does not.
+			weightedUp = weightedUp || ok || e.health == Healthy
 		}
-		if ok || e.health == Probing {
+		if ok || e.up() {
 			anyUp = true
 		}
 	}
 	if !anyUp {
-		return nil, allDown
+		return nil, false, allDown
 	}
 	tiers := []bool{false} // false: the weighted tier; true: the standby tier
 	if !anyWeighted {
@@ -232,18 +257,18 @@ func (d *dispatcher) pick(avoid *endpointState, now time.Time) (*endpointState, 
 		tiers = []bool{false, true}
 	}
 	for _, standby := range tiers {
-		if e := d.pickIn(standby, avoid, now); e != nil {
-			return e, picked
+		if e, probe := d.pickIn(standby, avoid, now); e != nil {
+			return e, probe, picked
 		}
-		if e := d.pickIn(standby, nil, now); e != nil {
-			return e, picked
+		if e, probe := d.pickIn(standby, nil, now); e != nil {
+			return e, probe, picked
 		}
 	}
-	return nil, saturated
+	return nil, false, saturated
 }
 
 // pickIn runs one round of smooth weighted round robin over one tier, skipping avoid.
-func (d *dispatcher) pickIn(standby bool, avoid *endpointState, now time.Time) *endpointState {
+func (d *dispatcher) pickIn(standby bool, avoid *endpointState, now time.Time) (*endpointState, bool) {
 	total := 0
 	var best *endpointState
 	bestProbe := false
@@ -263,11 +288,11 @@ func (d *dispatcher) pickIn(standby bool, avoid *endpointState, now time.Time) *
 		}
 	}
 	if best == nil {
-		return nil
+		return nil, false
 	}
 	best.current -= total
 	if bestProbe {
 		best.setHealth(Probing)
 	}
-	return best
+	return best, bestProbe
 }

@@ -56,8 +56,10 @@ func (p *Pipeline) runHitWorker() {
 			}
 			e := r.entry
 			touches.add(e.key, nowMillis())
-			p.stats.hit(r.Kind, OutcomeMemoryHit, e.tokens)
-			if !answerHit(r, e.body, e.contentType, "memory") {
+			kind := r.Kind // r belongs to the front end once answered
+			if answerHit(r, e.body, e.contentType, "memory") {
+				p.stats.hit(kind, OutcomeMemoryHit, e.tokens)
+			} else {
 				r.refetch = true
 				p.toMissPool(r)
 			}

@@ -139,12 +139,12 @@ func New(cfg Config, store db.Store, writer *actors.Writer, transport Transport)
 func (p *Pipeline) Submit(r *Request) {
 	if r.Kind == KindModels {
 		if !enqueue(p.models.in, r, r.Arrived.Add(p.cfg.QueueTimeout)) {
-			r.fail(errOverloaded)
+			p.overloaded(r)
 		}
 		return
 	}
 	if !enqueue(p.keyCh, r, r.Arrived.Add(p.cfg.QueueTimeout)) {
-		r.fail(errOverloaded)
+		p.overloaded(r)
 	}
 }
 
@@ -220,20 +220,26 @@ func (p *Pipeline) runKeying(k *keyer) {
 		}
 		s := p.shardFor(&r.Key)
 		if !enqueue(s.lookups, r, r.Arrived.Add(p.cfg.QueueTimeout)) {
-			r.fail(errOverloaded)
+			p.overloaded(r)
 		}
 	}
 }
 
+// overloaded answers r 503 when a stage queue stayed full past its deadline, and counts the error.
+func (p *Pipeline) overloaded(r *Request) {
+	p.stats.count(r.Kind, OutcomeError)
+	r.fail(errOverloaded)
+}
+
 func (p *Pipeline) toHitPool(r *Request) {
 	if !enqueue(p.hitCh, r, r.Arrived.Add(p.cfg.QueueTimeout)) {
-		r.fail(errOverloaded)
+		p.overloaded(r)
 	}
 }
 
 func (p *Pipeline) toMissPool(r *Request) {
 	if !enqueue(p.missCh, r, r.Arrived.Add(p.cfg.QueueTimeout)) {
-		r.fail(errOverloaded)
+		p.overloaded(r)
 	}
 }
 
