@@ -9,6 +9,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"llmcache/bench/fakeupstream"
+	"llmcache/pipeline"
 )
 
 // BenchmarkMissLatency is the miss path's added latency: one connection, one request at a time, every
@@ -36,4 +37,8 @@ func BenchmarkMissLatency(b *testing.B) {
 	b.Run("path=direct-upstream", func(b *testing.B) { run(b, fake.Addr()) })
 	b.Run("path=bare-reverse-proxy", func(b *testing.B) { run(b, startBareProxy(b, fake.Addr())) })
 	b.Run("path=llmcache", func(b *testing.B) { run(b, startProxy(b, fake.URL(), true).addr) })
+	// The same with cache_mode = off: no SQLite read, no write; what is left is the stages and the parsing.
+	b.Run("path=llmcache/cache_mode=off", func(b *testing.B) {
+		run(b, startProxyWith(b, fake.URL(), func(c *pipeline.Config) { c.MemoryEnabled, c.Mode = true, pipeline.ModeOff }).addr)
+	})
 }
