@@ -2,7 +2,10 @@ package main
 
 import (
 	"reflect"
+	"strings"
 	"testing"
+
+	"llmcache/pipeline"
 )
 
 // TestShippedConfigIsTheDefaults: config.toml documents every key with its default; loading it must give
@@ -26,5 +29,43 @@ func TestShippedConfigIsTheDefaults(t *testing.T) {
 	want := defaultConfig()
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("config.toml differs from the defaults:\n got  %+v\n want %+v", got, want)
+	}
+}
+
+// TestEnableThinkingFromEnvironment: ENABLE_THINKING overrides the file's enable_thinking, and reaches the
+// pipeline as the forced value.
+func TestEnableThinkingFromEnvironment(t *testing.T) {
+	for _, c := range []struct {
+		env  string
+		want pipeline.Thinking
+	}{{"", pipeline.ThinkingAbsent}, {"true", pipeline.ThinkingTrue}, {"false", pipeline.ThinkingFalse}, {"0", pipeline.ThinkingFalse}} {
+		cfg := defaultConfig()
+		cfg.APIEndpoints = []endpointConfig{{URL: "http://127.0.0.1:1"}}
+		getenv := func(name string) string {
+			if name == "ENABLE_THINKING" {
+				return c.env
+			}
+			return ""
+		}
+		if err := applyEnv(&cfg, getenv); err != nil {
+			t.Fatal(err)
+		}
+		pc, err := cfg.pipelineConfig(getenv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pc.EnableThinking != c.want {
+			t.Errorf("ENABLE_THINKING=%q: pipeline gets %v, want %v", c.env, pc.EnableThinking, c.want)
+		}
+	}
+	cfg := defaultConfig()
+	maybe := func(name string) string {
+		if name == "ENABLE_THINKING" {
+			return "maybe"
+		}
+		return ""
+	}
+	if err := applyEnv(&cfg, maybe); err == nil || !strings.Contains(err.Error(), "ENABLE_THINKING") {
+		t.Errorf("a value that is not a boolean: err %v, want one naming the variable", err)
 	}
 }

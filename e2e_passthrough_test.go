@@ -148,6 +148,32 @@ func TestE2EEnableThinkingForwarded(t *testing.T) {
 	}
 }
 
+// TestE2EThinkingFieldPlacement: thinking_field puts the forced value at the top level only, in
+// chat_template_kwargs only, or both; with enable_thinking absent the client's own value passes through.
+func TestE2EThinkingFieldPlacement(t *testing.T) {
+	off := false
+	sent := `{"model":"fake-model","enable_thinking":true,"chat_template_kwargs":{"enable_thinking":true,"x":1},"messages":[{"role":"user","content":"place it"}]}`
+	for _, c := range []struct {
+		field          string
+		force          *bool
+		top, templated string
+	}{
+		{"top_level", &off, "false", "true"},
+		{"chat_template_kwargs", &off, "true", "false"},
+		{"both", &off, "false", "false"},
+		{"both", nil, "true", "true"}, // absent: the client's values untouched
+	} {
+		p := newTestProxy(t, func(cfg *fileConfig) { cfg.ThinkingField, cfg.EnableThinking = c.field, c.force })
+		fwd := decodeMembers(t, forwarded(t, p, sent).Body)
+		kw := decodeMembers(t, fwd["chat_template_kwargs"])
+		if string(fwd["enable_thinking"]) != c.top || string(kw["enable_thinking"]) != c.templated || string(kw["x"]) != "1" {
+			t.Errorf("thinking_field %s, enable_thinking %v: forwarded top %s, kwargs %s; want %s and %s",
+				c.field, c.force != nil, fwd["enable_thinking"], fwd["chat_template_kwargs"], c.top, c.templated)
+		}
+		p.Stop()
+	}
+}
+
 func countOf(m map[string]json.RawMessage, keys ...string) int {
 	n := 0
 	for _, k := range keys {
