@@ -266,6 +266,12 @@ func TestE2EBinaryBadConfig(t *testing.T) {
 		{"unknown cache_mode", "cache_mode = \"sometimes\"\n" + endpoint, nil, "cache_mode"},
 		{"bad environment", endpoint, []string{"MAX_CONCURRENT_REQUESTS=lots"}, "MAX_CONCURRENT_REQUESTS"},
 		{"pool of 0 from the environment", endpoint, []string{"CACHE_HIT_POOL_SIZE=0"}, "cache_hit_pool_size"},
+		{"use_curl without a curl binary", "use_curl = true\n" + endpoint, []string{"PATH=" + dir}, "no curl binary"},
+		{"missing ca_file", "\n[[api_endpoints]]\nurl = \"https://127.0.0.1:9\"\nca_file = \"/nonexistent/ca.pem\"\n", nil, "ca_file"},
+		{"unknown log_format", "log_format = \"xml\"\n" + endpoint, nil, "log_format"},
+		{"unknown tokenizer", "[context_trim]\ntokenizer = \"gpt2\"\n" + endpoint, nil, "tokenizer"},
+		{"unknown on_overflow", "[context_trim]\non_overflow = \"truncate\"\n" + endpoint, nil, "on_overflow"},
+		{"negative max_retries", "max_retries = -1\n" + endpoint, nil, "max_retries"},
 	}
 	for _, c := range cases {
 		path := filepath.Join(dir, strings.ReplaceAll(c.name, " ", "_")+".toml")
