@@ -20,7 +20,10 @@ const (
 // trimChat is a 200-message chat of about 50k o200k_base tokens: a system prompt, user and
 // assistant turns alternating English and Chinese/Japanese text, and every tenth turn an assistant
 // message with two tool calls followed by their two results.
-func trimChat() []byte {
+func trimChat() []byte { return trimChatWith("") }
+
+// trimChatWith is trimChat with nonce in every message, so that no message was counted before.
+func trimChatWith(nonce string) []byte {
 	var msgs []string
 	add := func(m map[string]any) {
 		b, _ := json.Marshal(m)
@@ -28,9 +31,9 @@ func trimChat() []byte {
 	}
 	add(map[string]any{"role": "system", "content": "You are a careful assistant. Answer in the user's language."})
 	for i := 0; len(msgs) < 200; i++ {
-		text := strings.Repeat(englishText, 9)
+		text := nonce + strings.Repeat(englishText, 9)
 		if i%2 == 1 {
-			text = strings.Repeat(cjkText, 7)
+			text = nonce + strings.Repeat(cjkText, 7)
 		}
 		n := strconv.Itoa(i)
 		switch {
@@ -52,31 +55,46 @@ func trimChat() []byte {
 
 // BenchmarkTrim200Messages trims the chat to an 8k window (7k for the prompt after max_tokens),
 // which counts only the turns it keeps; the baseline, window=128k, counts all of it and keeps it.
+// history=new makes every message new to the tokenizer's memo (a first sight); history=seen trims the
+// same chat again, as each turn of a replayed conversation repeats the history before it.
 func BenchmarkTrim200Messages(b *testing.B) {
 	tok, err := trim.NewTokenizer("o200k_base")
 	if err != nil {
 		b.Fatal(err)
 	}
-	body := trimChat()
+	seq := 0
 	for _, tc := range []struct {
 		name   string
 		window int
 	}{{"window=8k", 8192}, {"window=128k", 128_000}} {
-		b.Run(tc.name, func(b *testing.B) {
-			res, err := trim.Trim(body, trim.Options{MaxContextTokens: tc.window, Tokenizer: tok})
-			if err != nil {
-				b.Fatal(err)
+		for _, seen := range []bool{false, true} {
+			name := tc.name + "/history=new"
+			if seen {
+				name = tc.name + "/history=seen"
 			}
-			b.SetBytes(int64(len(body)))
-			b.ReportAllocs()
-			for b.Loop() {
-				if _, err := trim.Trim(body, trim.Options{MaxContextTokens: tc.window, Tokenizer: tok}); err != nil {
+			b.Run(name, func(b *testing.B) {
+				body := trimChat()
+				res, err := trim.Trim(body, trim.Options{MaxContextTokens: tc.window, Tokenizer: tok})
+				if err != nil {
 					b.Fatal(err)
 				}
-			}
-			b.ReportMetric(float64(res.PromptTokens), "kept-tokens")
-			b.ReportMetric(float64(res.Dropped), "dropped-msgs")
-		})
+				b.SetBytes(int64(len(body)))
+				b.ReportAllocs()
+				for b.Loop() {
+					if !seen {
+						b.StopTimer()
+						seq++
+						body = trimChatWith("run " + strconv.Itoa(seq) + ". ")
+						b.StartTimer()
+					}
+					if _, err := trim.Trim(body, trim.Options{MaxContextTokens: tc.window, Tokenizer: tok}); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(res.PromptTokens), "kept-tokens")
+				b.ReportMetric(float64(res.Dropped), "dropped-msgs")
+			})
+		}
 	}
 }
 

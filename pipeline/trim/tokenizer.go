@@ -22,6 +22,8 @@ type Tokenizer struct {
 	short map[uint64]int
 	// next returns the end of the pre-tokenizer piece that starts at text[i]; text is valid UTF-8.
 	next func(text string, i int) int
+	// memo holds the counts of messages seen before (see memo.go).
+	memo *memo
 }
 
 // encodings loads each vocabulary at most once per process: o200k_base takes ~0.3 s to parse and
@@ -53,7 +55,7 @@ func load(name string, next func(string, int) int) (*Tokenizer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot load tokenizer %s: %w", name, err)
 	}
-	t := &Tokenizer{name: name, ranks: ranks, pairs: new([1 << 16]int), short: make(map[uint64]int), next: next}
+	t := &Tokenizer{name: name, ranks: ranks, pairs: new([1 << 16]int), short: make(map[uint64]int), next: next, memo: newMemo()}
 	for i := range t.pairs {
 		t.pairs[i] = noRank
 	}

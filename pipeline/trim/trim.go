@@ -115,10 +115,15 @@ func Trim(body []byte, opt Options) (Result, error) {
 	}
 	ts := newTurns(msgs)
 	count := func(i int) (int, error) {
+		k := tok.memo.key(body[spans[i].start:spans[i].end])
+		if n, ok := tok.memo.get(k); ok {
+			return n, nil
+		}
 		n, err := tok.countMessage(&msgs[i])
 		if err != nil {
 			return 0, fmt.Errorf("cannot trim: message %d: %w", i, err)
 		}
+		tok.memo.put(k, n)
 		return n, nil
 	}
 	for i := range msgs {

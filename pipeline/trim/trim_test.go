@@ -378,3 +378,35 @@ func TestConcurrentTrim(t *testing.T) {
 		}
 	}
 }
+
+// TestMemoKeepsResults: a chat trimmed again (its messages' counts now remembered), or trimmed after a
+// chat sharing some of its messages, gives exactly what it gave the first time.
+func TestMemoKeepsResults(t *testing.T) {
+	tok := tokenizer(t, "o200k_base")
+	history := []string{msg("system", "Be brief.")}
+	for i := range 40 {
+		history = append(history, user(fmt.Sprintf("question %d: %s", i, strings.Repeat("多语言 text 🧪 ", 30))), msg("assistant", "an answer"))
+	}
+	opt := Options{MaxContextTokens: 2000, Tokenizer: tok}
+	a := request("", append(history, user("first new question"))...)
+	first, err := Trim(a, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := Trim(a, opt)
+	if err != nil || again.Dropped != first.Dropped || again.PromptTokens != first.PromptTokens || !bytes.Equal(again.Body, first.Body) {
+		t.Fatalf("trimmed again: %+v, err %v; first time dropped %d, %d tokens", again.Dropped, err, first.Dropped, first.PromptTokens)
+	}
+	b := request("", append(history, user("a different last question, somewhat longer than the first"))...)
+	fresh := &Tokenizer{}
+	*fresh = *tok
+	fresh.memo = newMemo() // the same vocabulary, nothing remembered
+	want, err := Trim(b, Options{MaxContextTokens: 2000, Tokenizer: fresh})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Trim(b, opt)
+	if err != nil || got.Dropped != want.Dropped || got.PromptTokens != want.PromptTokens || !bytes.Equal(got.Body, want.Body) {
+		t.Errorf("a chat sharing remembered messages: dropped %d, %d tokens; counted afresh: dropped %d, %d tokens", got.Dropped, got.PromptTokens, want.Dropped, want.PromptTokens)
+	}
+}
