@@ -116,6 +116,12 @@ func TestE2EStatsAndMetricsCountAKnownMix(t *testing.T) {
 	post("/v1/chat/completions", `{"model":`, 400)         // malformed: an error on the chat route
 	p.Fake.FailNext(1, 500, "", nil)
 	post("/v1/chat/completions", chatBody("mix fails"), 500)
+	if resp, b := p.Post("/v1/chat/completions", chatBody("mix one"), "Cache-Control", "no-cache"); resp.StatusCode != 200 {
+		t.Fatalf("refresh: %d %s", resp.StatusCode, b)
+	}
+	if resp, b := p.Post("/v1/chat/completions", chatBody("mix bypass"), "X-Cache-Mode", "off"); resp.StatusCode != 200 {
+		t.Fatalf("bypass: %d %s", resp.StatusCode, b)
+	}
 	completion := post("/v1/completions", completionBody("mix prompt", false, false), 200)
 	post("/v1/completions", completionBody("mix prompt", false, false), 200) // hit
 	post("/v1/embeddings", `{"model":"emb","input":["x","y"]}`, 200)
@@ -128,7 +134,7 @@ func TestE2EStatsAndMetricsCountAKnownMix(t *testing.T) {
 	}
 
 	want := routeOutcomes{
-		"chat":        {"miss": 3, "memory_hit": 2, "error": 2},
+		"chat":        {"miss": 3, "memory_hit": 2, "error": 2, "refresh": 1, "bypass": 1},
 		"completions": {"miss": 1, "memory_hit": 1},
 		"embeddings":  {"miss": 1, "memory_hit": 1, "partial": 1},
 		"models":      {"miss": 1, "memory_hit": 1},
@@ -155,8 +161,8 @@ func TestE2EStatsAndMetricsCountAKnownMix(t *testing.T) {
 	if v, _ := metricValue(t, families, "llmcache_tokens_saved_total", nil); int64(v) != saved {
 		t.Errorf("/metrics llmcache_tokens_saved_total = %v, want %d", v, saved)
 	}
-	if v, typ := metricValue(t, families, "llmcache_upstream_calls_total", map[string]string{"endpoint": "fake"}); v != 7 || typ != dto.MetricType_COUNTER {
-		t.Errorf("llmcache_upstream_calls_total{endpoint=fake} = %v (%v), want 7 (models listings are not calls of the dispatcher)", v, typ)
+	if v, typ := metricValue(t, families, "llmcache_upstream_calls_total", map[string]string{"endpoint": "fake"}); v != 9 || typ != dto.MetricType_COUNTER {
+		t.Errorf("llmcache_upstream_calls_total{endpoint=fake} = %v (%v), want 9 (models listings are not calls of the dispatcher)", v, typ)
 	}
 	if v, _ := metricValue(t, families, "llmcache_upstream_errors_total", map[string]string{"endpoint": "fake", "kind": "status_5xx"}); v != 1 {
 		t.Errorf("upstream 5xx errors = %v, want 1", v)
