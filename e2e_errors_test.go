@@ -238,3 +238,18 @@ func TestE2ENonEmptyAnswersStored(t *testing.T) {
 	}
 	expectCalls(t, p, 2)
 }
+
+// TestE2EFirstByteTimeout: an upstream that sends nothing within first_byte_timeout_seconds is a 504 naming
+// that timeout, although the whole-call timeout is far away.
+func TestE2EFirstByteTimeout(t *testing.T) {
+	p := newTestProxy(t, func(c *fileConfig) {
+		c.MaxRetries = 0
+		c.APIEndpoints[0].FirstByteTimeoutSeconds = 0.3
+		c.APIEndpoints[0].TimeoutSeconds = 60
+	})
+	r, b := p.Post("/v1/chat/completions", chatBody("slow to start"), "X-Fake-Delay-Ms", "5000")
+	expectError(t, "first byte timeout", r, b, 504)
+	if !strings.Contains(string(b), "first byte") {
+		t.Errorf("the error does not say which timeout fired: %s", b)
+	}
+}
