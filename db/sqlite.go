@@ -48,6 +48,12 @@ const (
 	walSizeLimit = 64 << 20
 	// writerCacheKiB is the writer's page cache (readers keep the default).
 	writerCacheKiB = 8 << 10
+	// walAutoCheckpointPages is how many WAL pages (32 MB) wait before a commit copies them into the
+	// database. SQLite's default of 1,000 checkpointed after nearly every batch under load; waiting longer
+	// copies each hot page (index interiors, the table's last leaves) once instead of once per batch:
+	// BenchmarkWriter 22,100-22,500 -> 23,500-27,100 answers/s in alternating runs. It stays under
+	// walSizeLimit, so the file still shrinks back after a checkpoint.
+	walAutoCheckpointPages = 8000
 )
 
 const (
@@ -121,8 +127,8 @@ func (s *SQLite) init() error {
 	if !strings.EqualFold(mode, "wal") {
 		return fmt.Errorf("cannot open cache db %q: cannot enable WAL mode (journal_mode is %q)", s.path, mode)
 	}
-	if err := c.Exec(fmt.Sprintf(`PRAGMA synchronous = NORMAL; PRAGMA journal_size_limit = %d; PRAGMA cache_size = -%d`,
-		walSizeLimit, writerCacheKiB)); err != nil {
+	if err := c.Exec(fmt.Sprintf(`PRAGMA synchronous = NORMAL; PRAGMA journal_size_limit = %d; PRAGMA cache_size = -%d; PRAGMA wal_autocheckpoint = %d`,
+		walSizeLimit, writerCacheKiB, walAutoCheckpointPages)); err != nil {
 		return fmt.Errorf("cannot open cache db %q: %w", s.path, err)
 	}
 	if err := migrate(c, s.path); err != nil {
