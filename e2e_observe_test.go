@@ -150,6 +150,10 @@ func TestE2EStatsAndMetricsCountAKnownMix(t *testing.T) {
 			if int64(v) != n || typ != dto.MetricType_COUNTER {
 				t.Errorf("/metrics llmcache_requests_total{route=%q,outcome=%q} = %v (%v), /stats says %d", route, outcome, v, typ, n)
 			}
+			v, typ = metricValue(t, families, "llmcache_request_duration_seconds", map[string]string{"route": route, "outcome": outcome})
+			if int64(v) != n || typ != dto.MetricType_HISTOGRAM {
+				t.Errorf("/metrics llmcache_request_duration_seconds{route=%q,outcome=%q} has %v samples (%v), /stats counts %d", route, outcome, v, typ, n)
+			}
 		}
 	}
 	saved := 2*totalTokens(t, first) + totalTokens(t, completion)

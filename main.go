@@ -153,7 +153,7 @@ func start(cfg *fileConfig, getenv func(string) string, log *slog.Logger) (*app,
 	metrics.app = a
 	statsActor.Start(a.statsSample, a.summary)
 	hc := cfg.httpConfig()
-	hc.Log, hc.Metrics, hc.Dashboard = log, metrics.write, a.dashboard
+	hc.Log, hc.Metrics, hc.Dashboard, hc.Observe = log, metrics.write, a.dashboard, metrics.observe
 	if cfg.IdleFlush.Enabled {
 		hc.Activity = &actors.Activity{}
 		a.idle = actors.NewIdleFlusher(actors.IdleConfig{Timeout: seconds(cfg.IdleFlush.IdleTimeoutSeconds),

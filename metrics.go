@@ -4,6 +4,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 
@@ -17,11 +18,64 @@ type promMetrics struct {
 	mu  sync.Mutex // one scrape at a time: the copy and the write go together
 	set *metrics.Set
 	app *app
+
+	// durations are llmcache_request_duration_seconds by route and outcome, made at start so that a
+	// request only picks one (no name to build, no map to look up).
+	durations [pipeline.NumKinds][pipeline.NumOutcomes]*metrics.PrometheusHistogram
 }
 
 func newPromMetrics() *promMetrics {
 	metrics.ExposeMetadata(true) // # TYPE lines, so counters and gauges parse as such
-	return &promMetrics{set: metrics.NewSet()}
+	m := &promMetrics{set: metrics.NewSet()}
+	for k := range pipeline.NumKinds {
+		route := pipeline.RouteName(pipeline.Kind(k))
+		if route == "other" {
+			continue
+		}
+		for o := range pipeline.NumOutcomes {
+			m.durations[k][o] = m.set.NewPrometheusHistogramExt(
+				label("llmcache_request_duration_seconds", "route", route, "outcome", o.String()), requestBuckets)
+		}
+	}
+	return m
+}
+
+// requestBuckets span a memory hit (tens of µs) to a long generation.
+var requestBuckets = []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600}
+
+// observe records one answered request (httpx.Config.Observe): the time to its answer's headers, by route
+// and outcome.
+func (m *promMetrics) observe(kind pipeline.Kind, resp *pipeline.Response, took time.Duration) {
+	if int(kind) >= pipeline.NumKinds {
+		return
+	}
+	if h := m.durations[kind][responseOutcome(resp)]; h != nil {
+		h.Update(took.Seconds())
+	}
+}
+
+// responseOutcome reads a request's outcome back from its answer's cache headers.
+func responseOutcome(r *pipeline.Response) pipeline.Outcome {
+	switch {
+	case r.Err != nil || r.Status >= 400:
+		return pipeline.OutcomeError
+	case r.Source == "coalesced":
+		return pipeline.OutcomeCoalesced
+	}
+	switch r.Cache {
+	case "HIT", "STALE":
+		if r.Source == "db" {
+			return pipeline.OutcomeDBHit
+		}
+		return pipeline.OutcomeMemoryHit
+	case "REFRESH":
+		return pipeline.OutcomeRefresh
+	case "BYPASS":
+		return pipeline.OutcomeBypass
+	case "PARTIAL":
+		return pipeline.OutcomePartial
+	}
+	return pipeline.OutcomeMiss
 }
 
 // labelEscaper escapes a label value as the text format wants: backslash, double quote, newline.

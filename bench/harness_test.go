@@ -35,6 +35,12 @@ func startProxy(tb testing.TB, upstreamURL string, memory bool) *proxy {
 // startProxyWith is startProxy with the pipeline's config adjusted by tune.
 func startProxyWith(tb testing.TB, upstreamURL string, tune func(*pipeline.Config)) *proxy {
 	tb.Helper()
+	return startProxyFull(tb, upstreamURL, tune, func(*httpx.Config) {})
+}
+
+// startProxyFull is startProxy with the pipeline's and the front end's configs adjusted.
+func startProxyFull(tb testing.TB, upstreamURL string, tune func(*pipeline.Config), tuneHTTP func(*httpx.Config)) *proxy {
+	tb.Helper()
 	store, err := db.Open(filepath.Join(tb.TempDir(), "cache.db"), db.Options{})
 	if err != nil {
 		tb.Fatal(err)
@@ -51,7 +57,9 @@ func startProxyWith(tb testing.TB, upstreamURL string, tune func(*pipeline.Confi
 		tb.Fatal(err)
 	}
 	p := &proxy{store: store, writer: writer, pipe: pipe}
-	p.server = httpx.New(httpx.Config{}, pipe, func() error { return nil })
+	hc := httpx.Config{}
+	tuneHTTP(&hc)
+	p.server = httpx.New(hc, pipe, func() error { return nil })
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
