@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"path/filepath"
 	"testing"
+	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
 
 	"llmcache/actors"
@@ -38,7 +40,10 @@ func TestMemoryHitAllocs(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pipe.Stop()
-	s := New(Config{}, pipe, func() error { return nil })
+	// As main wires it: every answer updates a request-duration histogram.
+	durations := metrics.NewSet().NewPrometheusHistogram("llmcache_request_duration_seconds")
+	s := New(Config{Observe: func(_ pipeline.Kind, _ *pipeline.Response, took time.Duration) { durations.Update(took.Seconds()) }},
+		pipe, func() error { return nil })
 
 	var ctx fasthttp.RequestCtx
 	body := fakeupstream.ChatRequest(7)
