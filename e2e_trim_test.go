@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"llmcache/bench/fakeupstream"
 )
 
 // longChat is a system message and n-1 alternating user/assistant turns of English, Chinese, Japanese
@@ -176,5 +178,39 @@ func TestE2EContextTrimEndpointWindow(t *testing.T) {
 	if resp.StatusCode != 200 || resp.Header.Get("X-Context-Trimmed") == "" || len(upstreamMessages(t, p, 0)) >= 100 {
 		t.Fatalf("status %d, X-Context-Trimmed %q, %d messages upstream; want the endpoint's 1,500-token window applied",
 			resp.StatusCode, resp.Header.Get("X-Context-Trimmed"), len(upstreamMessages(t, p, 0)))
+	}
+}
+
+// TestE2EContextTrimLargerWindowElsewhere: a chat whose last message alone overflows one endpoint's window
+// goes to an endpoint whose window holds it, instead of a 400; one too long for every window gets the 400.
+func TestE2EContextTrimLargerWindowElsewhere(t *testing.T) {
+	fakes := startFakes(t, 2, fakeupstream.Options{})
+	p := newTestProxy(t, func(c *fileConfig) {
+		c.ContextTrim.Enabled, c.ContextTrim.MaxContextTokens = true, 1000
+		c.APIEndpoints = []endpointConfig{
+			{Name: "small", URL: fakes[0].URL(), Weight: 5},
+			{Name: "large", URL: fakes[1].URL(), Weight: 1, MaxContextTokens: 8000},
+		}
+	})
+	long := strings.Repeat("a question that needs a large window ", 150) // ~1,200 tokens
+	for i := range 4 {
+		body := `{"model":"` + testModel + `","messages":[{"role":"user","content":"` + long + strconv.Itoa(i) + `"}]}`
+		resp, b := p.Post("/v1/chat/completions", body)
+		if resp.StatusCode != 200 {
+			t.Fatalf("request %d: status %d: %s; want the large endpoint's answer", i, resp.StatusCode, b)
+		}
+	}
+	if small, large := fakes[0].CallsTo("chat"), fakes[1].CallsTo("chat"); small != 0 || large != 4 {
+		t.Errorf("calls: small %d, large %d; want every long chat on the large endpoint", small, large)
+	}
+	huge := strings.Repeat("far too long for any window ", 3000)
+	resp, b := p.Post("/v1/chat/completions", `{"model":"`+testModel+`","messages":[{"role":"user","content":"`+huge+`"}]}`)
+	if resp.StatusCode != 400 || !strings.Contains(string(b), "context_length_exceeded") {
+		t.Errorf("a chat too long for every window: status %d: %s; want 400 context_length_exceeded", resp.StatusCode, b)
+	}
+	// Short chats still follow the weights.
+	expectAll200(t, sendPool(p.URL+"/v1/chat/completions", distinctBodies("short", 12), 1, nil))
+	if small := fakes[0].CallsTo("chat"); small < 8 {
+		t.Errorf("short chats: small got %d of 12, want its weighted share (10)", small)
 	}
 }

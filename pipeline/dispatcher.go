@@ -56,6 +56,7 @@ type call struct {
 	avoid      *endpointState // where the last attempt failed: a retry goes elsewhere when it can
 	readyAt    time.Time      // when a retry may start
 	probe      bool           // this attempt probes an endpoint back from its rest
+	minWindow  int            // set when the chat did not fit an endpoint's window: only larger ones may take it
 
 	// Context trimming, by the call goroutine: the body trimmed for a window and model override, kept
 	// for retries.
@@ -102,6 +103,12 @@ func newDispatcher(p *Pipeline) *dispatcher {
 	for i := range p.cfg.Endpoints {
 		e := &p.cfg.Endpoints[i]
 		st := &endpointState{cfg: e, base: endpointBase(e.URL)}
+		if p.cfg.Trim.Enabled {
+			st.window = p.cfg.Trim.MaxContextTokens
+			if e.MaxContextTokens > 0 {
+				st.window = e.MaxContextTokens
+			}
+		}
 		if e.Model != "" {
 			st.modelJSON, _ = json.Marshal(e.Model)
 		}
@@ -243,7 +250,7 @@ func (d *dispatcher) pump(now time.Time) {
 		if c == nil {
 			return
 		}
-		ep, probe, why := d.pick(c.avoid, now)
+		ep, probe, why := d.pick(c.avoid, c.minWindow, now)
 		if ep == nil && why == saturated {
 			return
 		}
@@ -394,6 +401,12 @@ func (d *dispatcher) complete(c *call) {
 		c.ep.notBefore = now.Add(ra)
 	}
 	d.settleHealth(c.ep, c.result, c.probe, now)
+	if c.result == outcomeNotSent && d.someFits(c.minWindow) {
+		// Too long for that endpoint's window, not for another's: go there at once, no attempt spent.
+		c.readyAt, c.avoid = now, nil
+		d.retries = append(d.retries, c)
+		return
+	}
 	if c.retry {
 		c.retry = false
 		if d.scheduleRetry(c, now) {

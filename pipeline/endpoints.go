@@ -82,6 +82,7 @@ type endpointState struct {
 	cfg       *Endpoint
 	base      string // URL ending in /v1
 	modelJSON []byte // cfg.Model as a JSON string, nil when there is no override
+	window    int    // context window for trimming (its max_context_tokens, else the global one); 0 = trimming off
 
 	// Scheduling, owned by the dispatcher goroutine.
 	current      int // smooth weighted round robin state
@@ -215,6 +216,19 @@ func (d *dispatcher) otherUsable(e *endpointState, now time.Time) bool {
 	return false
 }
 
+// someFits reports whether any endpoint's window is at least minWindow tokens.
+func (d *dispatcher) someFits(minWindow int) bool {
+	for _, e := range d.endpoints {
+		if e.fits(minWindow) {
+			return true
+		}
+	}
+	return false
+}
+
+// fits reports whether e's context window is at least minWindow tokens (0: any will do).
+func (e *endpointState) fits(minWindow int) bool { return minWindow == 0 || e.window == 0 || e.window >= minWindow }
+
 func (e *endpointState) full() bool {
 	return e.cfg.MaxConcurrent > 0 && e.inFlight >= e.cfg.MaxConcurrent
 }
@@ -231,10 +245,14 @@ const (
 // pick chooses an endpoint by smooth weighted round robin among the usable ones under their own limit,
 // preferring any other endpoint to avoid (the one a retry just failed on). Standby endpoints (weight 0) take
 // calls only while every weighted endpoint is ejected, or, with standby_on_saturation, also while every
-// usable weighted one is full. With no weighted endpoint configured, all count as weight 1.
-func (d *dispatcher) pick(avoid *endpointState, now time.Time) (e *endpointState, probe bool, why pickResult) {
+// usable weighted one is full. With no weighted endpoint configured, all count as weight 1. Endpoints
+// whose context window is below minWindow (a chat too long for a smaller one) are left out altogether.
+func (d *dispatcher) pick(avoid *endpointState, minWindow int, now time.Time) (e *endpointState, probe bool, why pickResult) {
 	anyWeighted, weightedUp, anyUp := false, false, false
 	for _, e := range d.endpoints {
+		if !e.fits(minWindow) {
+			continue
+		}
 		ok, _ := e.usable(now)
 		if e.cfg.Weight > 0 {
 			anyWeighted = true
@@ -257,10 +275,10 @@ func (d *dispatcher) pick(avoid *endpointState, now time.Time) (e *endpointState
 		tiers = []bool{false, true}
 	}
 	for _, standby := range tiers {
-		if e, probe := d.pickIn(standby, avoid, now); e != nil {
+		if e, probe := d.pickIn(standby, avoid, minWindow, now); e != nil {
 			return e, probe, picked
 		}
-		if e, probe := d.pickIn(standby, nil, now); e != nil {
+		if e, probe := d.pickIn(standby, nil, minWindow, now); e != nil {
 			return e, probe, picked
 		}
 	}
@@ -268,12 +286,12 @@ func (d *dispatcher) pick(avoid *endpointState, now time.Time) (e *endpointState
 }
 
 // pickIn runs one round of smooth weighted round robin over one tier, skipping avoid.
-func (d *dispatcher) pickIn(standby bool, avoid *endpointState, now time.Time) (*endpointState, bool) {
+func (d *dispatcher) pickIn(standby bool, avoid *endpointState, minWindow int, now time.Time) (*endpointState, bool) {
 	total := 0
 	var best *endpointState
 	bestProbe := false
 	for _, e := range d.endpoints {
-		if (e.cfg.Weight == 0) != standby || e == avoid || e.full() {
+		if (e.cfg.Weight == 0) != standby || e == avoid || e.full() || !e.fits(minWindow) {
 			continue
 		}
 		ok, probe := e.usable(now)

@@ -10,7 +10,8 @@ import (
 // remembering the result on c so that a retry on an endpoint with the same window does not count again.
 // It runs on the miss path only, in the call's goroutine, on the copy that goes upstream: the key was
 // computed from the client's request, so hits never tokenize. A request whose kept part alone is too long
-// gets a 400 context_length_exceeded, or goes untrimmed with on_overflow = "pass".
+// gets a 400 context_length_exceeded, or goes untrimmed with on_overflow = "pass"; before the 400 the
+// dispatcher tries the endpoints with larger windows, if any.
 func (p *Pipeline) trimFor(c *call, ep *Endpoint, body []byte) ([]byte, *Error) {
 	window := p.cfg.Trim.MaxContextTokens
 	if ep.MaxContextTokens > 0 {
@@ -27,6 +28,7 @@ func (p *Pipeline) trimFor(c *call, ep *Endpoint, body []byte) ([]byte, *Error) 
 		if p.cfg.Trim.Pass {
 			return body, nil
 		}
+		c.minWindow = window + 1 // the dispatcher may find an endpoint with a larger window
 		return nil, &Error{Status: 400, Type: "invalid_request_error", Code: "context_length_exceeded", Param: "messages",
 			Message: "the messages that must be kept (system and developer messages and the last turn) do not fit the model's context window: " + err.Error()}
 	case err != nil:
