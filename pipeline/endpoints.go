@@ -227,7 +227,9 @@ func (d *dispatcher) someFits(minWindow int) bool {
 }
 
 // fits reports whether e's context window is at least minWindow tokens (0: any will do).
-func (e *endpointState) fits(minWindow int) bool { return minWindow == 0 || e.window == 0 || e.window >= minWindow }
+func (e *endpointState) fits(minWindow int) bool {
+	return minWindow == 0 || e.window == 0 || e.window >= minWindow
+}
 
 func (e *endpointState) full() bool {
 	return e.cfg.MaxConcurrent > 0 && e.inFlight >= e.cfg.MaxConcurrent
