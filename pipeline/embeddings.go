@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strconv"
 	"sync"
-	"time"
 
 	json "github.com/goccy/go-json"
 
@@ -191,9 +190,7 @@ func (p *Pipeline) serveEmbedding(rd db.Reader, e *db.Entry, touches *touchBatch
 		return
 	}
 	if c.Mode == ModeReadOnly {
-		p.stats.count(r.Kind, OutcomeError)
-		r.Resp.HasKey, r.Resp.Cache, r.Resp.CacheStatus = true, "MISS", "llmcache; fwd=miss; detail=read-only"
-		r.fail(errCacheMiss)
+		p.readOnlyMiss(r)
 		return
 	}
 	seen := make(map[db.Key]bool)
@@ -210,21 +207,7 @@ func (p *Pipeline) serveEmbedding(rd db.Reader, e *db.Entry, touches *touchBatch
 		list = append(list, r.Body[it.start:it.end]...)
 	}
 	body, ms, me, err := p.upstreamEmbeddingBody(r, list)
-	if err != nil {
-		p.stats.count(r.Kind, OutcomeError)
-		r.fail(invalidRequest("", "cannot prepare the upstream request: "+err.Error()))
-		return
-	}
-	cl := &call{
-		key: r.Key, kind: r.Kind, body: body, modelStart: ms, modelEnd: me,
-		coalesce: !c.NoCache && c.Mode == ModeReadWrite,
-		enqueued: time.Now(), waiters: []*Request{r},
-		controls: r.Controls, asked: ec.model, header: clientHeaders(r), emb: ec,
-	}
-	if !p.dispatch.submit(cl) {
-		p.stats.count(r.Kind, OutcomeError)
-		r.fail(errOverloaded)
-	}
+	p.dispatchMiss(r, body, ms, me, err, ec.model, ec)
 }
 
 // memItems looks the items up in the memory stage, one query per shard involved, all at once, and fills

@@ -58,26 +58,37 @@ func (p *Pipeline) serveMiss(rd db.Reader, e *db.Entry, parser, sub *canon.Parse
 		}
 	}
 	if c.Mode == ModeReadOnly {
-		p.stats.count(r.Kind, OutcomeError)
-		r.Resp.HasKey, r.Resp.Cache, r.Resp.CacheStatus = true, "MISS", "llmcache; fwd=miss; detail=read-only"
-		r.fail(errCacheMiss)
+		p.readOnlyMiss(r)
 		return
 	}
 	body, ms, me, err := p.upstreamBody(parser, sub, r)
+	p.dispatchMiss(r, body, ms, me, err, askedModel(r), nil)
+}
+
+// readOnlyMiss answers a miss in read_only mode: 404 cache_miss, never an upstream call.
+func (p *Pipeline) readOnlyMiss(r *Request) {
+	p.stats.count(r.Kind, OutcomeError)
+	r.Resp.HasKey, r.Resp.Cache, r.Resp.CacheStatus = true, "MISS", "llmcache; fwd=miss; detail=read-only"
+	r.fail(errCacheMiss)
+}
+
+// dispatchMiss hands r's upstream call (body, with its model value at [ms, me)) to the dispatcher, or
+// answers r when the body could not be prepared (err) or the dispatcher stays full.
+func (p *Pipeline) dispatchMiss(r *Request, body []byte, ms, me int, err error, asked string, emb *embCall) {
 	if err != nil {
 		p.stats.count(r.Kind, OutcomeError)
 		r.fail(invalidRequest("", "cannot prepare the upstream request: "+err.Error()))
 		return
 	}
+	c := &r.Controls
 	cl := &call{
 		key: r.Key, kind: r.Kind, body: body, modelStart: ms, modelEnd: me,
 		coalesce: !c.NoCache && c.Mode == ModeReadWrite,
-		stream:   r.Stream,
+		stream:   r.Stream && emb == nil,
 		enqueued: time.Now(), waiters: []*Request{r},
-		controls: r.Controls, asked: askedModel(r), header: clientHeaders(r),
+		controls: r.Controls, asked: asked, header: clientHeaders(r), emb: emb,
 	}
 	if !p.dispatch.submit(cl) {
-		p.stats.count(r.Kind, OutcomeError)
-		r.fail(errOverloaded)
+		p.overloaded(r)
 	}
 }
