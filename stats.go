@@ -25,6 +25,7 @@ type statsReport struct {
 	Writer             actors.WriterStats `json:"writer"`
 	Store              *db.Stats          `json:"store,omitempty"`
 	StoreError         string             `json:"store_error,omitempty"`
+	DBReadErrors       int64              `json:"store_read_errors"` // failed SQLite reads, answered as misses
 	Maintenance        *maintenanceStats  `json:"maintenance,omitempty"`
 	ContextTrim        contextTrimStats   `json:"context_trim"`
 	DroppedReports     int64              `json:"stats_dropped_reports"` // upstream latency reports the stats actor had no room for
@@ -51,8 +52,10 @@ type contextTrimStats struct {
 }
 
 type memoryStats struct {
-	Entries int64 `json:"entries"`
-	Bytes   int64 `json:"bytes"`
+	Entries     int64 `json:"entries"`
+	Bytes       int64 `json:"bytes"`
+	InsertDrops int64 `json:"insert_drops"` // answers the memory stage had no room to take (still on disk)
+	TouchDrops  int64 `json:"touch_drops"`  // hit-count updates dropped while the writer's queue was full
 }
 
 type upstreamStats struct {
@@ -106,7 +109,8 @@ func (a *app) stats() any {
 			ByRoute: map[string]map[string]int64{}},
 		RequestsLastMinute: v.RequestsLastMinute,
 		TokensSaved:        c.TokensSaved,
-		Memory:             memoryStats{Entries: c.MemoryEntries, Bytes: c.MemoryBytes},
+		Memory:             memoryStats{Entries: c.MemoryEntries, Bytes: c.MemoryBytes, InsertDrops: c.MemInsertDrops, TouchDrops: c.TouchDrops},
+		DBReadErrors:       c.DBReadErrors,
 		Upstream: upstreamStats{Calls: c.UpstreamCalls, Errors: c.UpstreamErrors, Retries: c.Retries, InFlight: c.UpstreamInFlight,
 			Queued: c.Queued, Endpoints: []endpointStats{}},
 		Writer:         a.writer.Stats(),

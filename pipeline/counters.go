@@ -74,8 +74,9 @@ type Counts struct {
 	Retries          int64
 	UpstreamInFlight int64
 	Queued           int64 // calls waiting for an upstream slot or a retry
-	MemInsertDrops   int64
-	DBReadErrors     int64
+	MemInsertDrops   int64 // answers the memory stage had no room to take (they are still on disk)
+	TouchDrops       int64 // hit-count updates dropped because the writer's queue was full
+	DBReadErrors     int64 // SQLite reads that failed (served as misses)
 	MemoryEntries    int64
 	MemoryBytes      int64
 
@@ -117,7 +118,7 @@ func (p *Pipeline) Counts() Counts {
 	c := Counts{
 		TokensSaved: s.tokensSaved.Load(), UpstreamCalls: s.upstreamCalls.Load(), UpstreamErrors: s.upstreamErrors.Load(),
 		Retries: s.retries.Load(), UpstreamInFlight: p.dispatch.inFlightGauge.Load(), Queued: p.dispatch.queuedGauge.Load(),
-		MemInsertDrops: s.memInsertDrops.Load(), DBReadErrors: s.dbReadErrors.Load(),
+		MemInsertDrops: s.memInsertDrops.Load(), TouchDrops: s.touchDrops.Load(), DBReadErrors: s.dbReadErrors.Load(),
 		TrimRuns: s.trimRuns.Load(), Trimmed: s.trimmed.Load(), TrimDropped: s.trimDropped.Load(), TrimOverflows: s.trimOverflows.Load(),
 	}
 	for k := range s.requests {
