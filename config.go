@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -248,14 +249,14 @@ func (c *fileConfig) validate() error {
 		{"eject_seconds", c.EjectSeconds},
 	}
 	for _, p := range positive {
-		if p.v <= 0 {
+		if !(p.v > 0) || math.IsInf(p.v, 0) { // also NaN and inf, which TOML can spell
 			return fmt.Errorf("config: %s must be greater than 0 (got %v)", p.key, p.v)
 		}
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		return fmt.Errorf("config: log_format must be \"text\" or \"json\" (got %q)", c.LogFormat)
 	}
-	if c.StatsLogInterval < 0 {
+	if !finiteNonNegative(c.StatsLogInterval) {
 		return fmt.Errorf("config: stats_log_interval_seconds must be 0 (no summary line) or more (got %v)", c.StatsLogInterval)
 	}
 	if c.MaxRetries < 0 {
@@ -274,13 +275,13 @@ func (c *fileConfig) validate() error {
 	if c.ContextTrim.ReserveOutputTokens < 0 {
 		return fmt.Errorf("config: context_trim.reserve_output_tokens must be 0 (use the request's max_tokens) or more (got %d)", c.ContextTrim.ReserveOutputTokens)
 	}
-	if c.ModelsTTLSeconds < 0 {
+	if !finiteNonNegative(c.ModelsTTLSeconds) {
 		return fmt.Errorf("config: models_ttl_seconds must be 0 or more (got %v)", c.ModelsTTLSeconds)
 	}
 	if c.CacheMaintenance.MaxDBBytes < 0 {
 		return fmt.Errorf("config: cache_maintenance.max_db_bytes must be 0 (no limit) or more (got %d)", c.CacheMaintenance.MaxDBBytes)
 	}
-	if c.CacheMaintenance.RetentionDays < 0 {
+	if !finiteNonNegative(c.CacheMaintenance.RetentionDays) {
 		return fmt.Errorf("config: cache_maintenance.retention_days must be 0 or more (got %v)", c.CacheMaintenance.RetentionDays)
 	}
 	if _, err := pipeline.ParseMode(c.CacheMode); err != nil {
@@ -324,7 +325,7 @@ func (c *fileConfig) validate() error {
 			k string
 			v float64
 		}{{"connect_timeout_seconds", e.ConnectTimeoutSeconds}, {"first_byte_timeout_seconds", e.FirstByteTimeoutSeconds}, {"timeout_seconds", e.TimeoutSeconds}} {
-			if t.v < 0 {
+			if !finiteNonNegative(t.v) {
 				return fmt.Errorf("config: %s.%s must be more than 0 (got %v)", key, t.k, t.v)
 			}
 		}
@@ -339,6 +340,9 @@ func (c *fileConfig) validate() error {
 	}
 	return nil
 }
+
+// finiteNonNegative is what a duration in seconds may be: 0 or more, and not NaN or inf.
+func finiteNonNegative(v float64) bool { return v >= 0 && !math.IsInf(v, 0) }
 
 func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
 

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -67,5 +69,31 @@ func TestEnableThinkingFromEnvironment(t *testing.T) {
 	}
 	if err := applyEnv(&cfg, maybe); err == nil || !strings.Contains(err.Error(), "ENABLE_THINKING") {
 		t.Errorf("a value that is not a boolean: err %v, want one naming the variable", err)
+	}
+}
+
+// TestNotANumberRefused: TOML can spell nan and inf; no duration or size may take them.
+func TestNotANumberRefused(t *testing.T) {
+	for _, line := range []string{
+		"queue_timeout_seconds = nan", "queue_timeout_seconds = inf", "eject_seconds = nan",
+		"models_ttl_seconds = nan", "stats_log_interval_seconds = inf",
+		"[cache_maintenance]\nretention_days = nan",
+		"[[api_endpoints]]\nurl = \"http://127.0.0.1:9\"\ntimeout_seconds = nan",
+	} {
+		path := filepath.Join(t.TempDir(), "c.toml")
+		text := line + "\n"
+		if !strings.Contains(line, "api_endpoints") {
+			text = line + "\n[[api_endpoints]]\nurl = \"http://127.0.0.1:9\"\n"
+		}
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := loadConfig(path, false)
+		if err == nil {
+			err = cfg.validate()
+		}
+		if err == nil {
+			t.Errorf("%q was accepted", line)
+		}
 	}
 }
