@@ -326,7 +326,7 @@ func (c *fileConfig) validate() error {
 			v float64
 		}{{"connect_timeout_seconds", e.ConnectTimeoutSeconds}, {"first_byte_timeout_seconds", e.FirstByteTimeoutSeconds}, {"timeout_seconds", e.TimeoutSeconds}} {
 			if !finiteNonNegative(t.v) {
-				return fmt.Errorf("config: %s.%s must be more than 0 (got %v)", key, t.k, t.v)
+				return fmt.Errorf("config: %s.%s must be more than 0, or 0 for the default (got %v)", key, t.k, t.v)
 			}
 		}
 		name := e.Name

@@ -275,6 +275,9 @@ func TestE2EAllEndpointsDown(t *testing.T) {
 	if ra, err := strconv.Atoi(resp.Header.Get("Retry-After")); err != nil || ra < 1 {
 		t.Errorf("Retry-After %q, want the seconds until a probe", resp.Header.Get("Retry-After"))
 	}
+	if resp, body := p.Get("/healthz"); resp.StatusCode != 503 || !strings.Contains(string(body), "ejected") {
+		t.Errorf("/healthz with every endpoint ejected: %d %s, want 503 degraded", resp.StatusCode, body)
+	}
 }
 
 // TestE2EEjectionAndRecovery: an endpoint failing eject_after times in a row is ejected (its traffic goes

@@ -215,12 +215,18 @@ func (a *app) stopActors() {
 	}
 }
 
-// health is /healthz: degraded when the last write to the store failed.
+// health is /healthz (DESIGN section 3): degraded when the last write to the store failed, or when no
+// upstream endpoint is usable.
 func (a *app) health() error {
 	if s := a.writer.Stats(); s.LastError != "" {
 		return fmt.Errorf("cannot write to the cache db: %s", s.LastError)
 	}
-	return nil
+	for _, e := range a.pipe.Endpoints() {
+		if e.Health != pipeline.Ejected {
+			return nil
+		}
+	}
+	return errors.New("every upstream endpoint is ejected after repeated failures; hits are still served")
 }
 
 // newTransport makes the upstream transport (curl's with use_curl) honouring use_proxy, and checks every

@@ -20,7 +20,7 @@ const (
 // ParseMode reads the config and header spelling of a mode.
 func ParseMode(s string) (Mode, error) {
 	switch s {
-	case "read_write", "":
+	case "read_write":
 		return ModeReadWrite, nil
 	case "read_only":
 		return ModeReadOnly, nil
