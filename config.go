@@ -275,6 +275,35 @@ func (c *fileConfig) validate() error {
 	if c.ContextTrim.ReserveOutputTokens < 0 {
 		return fmt.Errorf("config: context_trim.reserve_output_tokens must be 0 (use the request's max_tokens) or more (got %d)", c.ContextTrim.ReserveOutputTokens)
 	}
+	if r := c.ContextTrim.ReserveOutputTokens; r > 0 {
+		if r >= c.ContextTrim.MaxContextTokens {
+			return fmt.Errorf("config: context_trim.reserve_output_tokens (%d) must be below context_trim.max_context_tokens (%d): no prompt would fit", r, c.ContextTrim.MaxContextTokens)
+		}
+		for i, e := range c.APIEndpoints {
+			if e.MaxContextTokens > 0 && r >= e.MaxContextTokens {
+				return fmt.Errorf("config: context_trim.reserve_output_tokens (%d) must be below api_endpoints[%d].max_context_tokens (%d): no prompt would fit", r, i, e.MaxContextTokens)
+			}
+		}
+	}
+	// Durations beyond ~31 years would overflow Go's time.Duration (and mean "never" anyway).
+	for _, d := range []struct {
+		key   string
+		v     float64
+		scale float64 // seconds per unit
+	}{
+		{"queue_timeout_seconds", c.QueueTimeoutSeconds, 1}, {"shutdown_timeout_seconds", c.ShutdownTimeoutSeconds, 1},
+		{"models_ttl_seconds", c.ModelsTTLSeconds, 1}, {"eject_seconds", c.EjectSeconds, 1},
+		{"stats_log_interval_seconds", c.StatsLogInterval, 1}, {"retry_backoff_ms", float64(c.RetryBackoffMs), 0.001},
+		{"idle_flush.idle_timeout_seconds", c.IdleFlush.IdleTimeoutSeconds, 1},
+		{"idle_flush.check_interval_seconds", c.IdleFlush.CheckIntervalSeconds, 1},
+		{"cache.flush_interval_ms", float64(c.Cache.FlushInterval), 0.001},
+		{"cache_maintenance.interval_hours", c.CacheMaintenance.IntervalHours, 3600},
+		{"cache_maintenance.retention_days", c.CacheMaintenance.RetentionDays, 86400},
+	} {
+		if d.v*d.scale > maxSeconds {
+			return fmt.Errorf("config: %s is too large (got %v; at most %v)", d.key, d.v, maxSeconds/d.scale)
+		}
+	}
 	if !finiteNonNegative(c.ModelsTTLSeconds) {
 		return fmt.Errorf("config: models_ttl_seconds must be 0 or more (got %v)", c.ModelsTTLSeconds)
 	}
@@ -325,7 +354,7 @@ func (c *fileConfig) validate() error {
 			k string
 			v float64
 		}{{"connect_timeout_seconds", e.ConnectTimeoutSeconds}, {"first_byte_timeout_seconds", e.FirstByteTimeoutSeconds}, {"timeout_seconds", e.TimeoutSeconds}} {
-			if !finiteNonNegative(t.v) {
+			if !finiteNonNegative(t.v) || t.v > maxSeconds {
 				return fmt.Errorf("config: %s.%s must be more than 0, or 0 for the default (got %v)", key, t.k, t.v)
 			}
 		}
@@ -343,6 +372,9 @@ func (c *fileConfig) validate() error {
 
 // finiteNonNegative is what a duration in seconds may be: 0 or more, and not NaN or inf.
 func finiteNonNegative(v float64) bool { return v >= 0 && !math.IsInf(v, 0) }
+
+// maxSeconds bounds every duration in the file: about 31 years.
+const maxSeconds = 1e9
 
 func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
 

@@ -97,3 +97,30 @@ func TestNotANumberRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestImpossibleWindowsAndDurationsRefused: an output reserve that leaves no room for a prompt, and
+// durations too long for Go's time.Duration, stop the start naming the key.
+func TestImpossibleWindowsAndDurationsRefused(t *testing.T) {
+	for _, c := range []struct{ text, names string }{
+		{"[context_trim]\nmax_context_tokens = 4096\nreserve_output_tokens = 4096\n", "reserve_output_tokens"},
+		{"[context_trim]\nreserve_output_tokens = 3000\n[[api_endpoints]]\nurl = \"http://127.0.0.1:8\"\nmax_context_tokens = 2048\n", "api_endpoints[1].max_context_tokens"},
+		{"queue_timeout_seconds = 1e10\n", "queue_timeout_seconds"},
+		{"[cache_maintenance]\ninterval_hours = 1e7\n", "interval_hours"},
+	} {
+		path := filepath.Join(t.TempDir(), "c.toml")
+		text := c.text + "[[api_endpoints]]\nurl = \"http://127.0.0.1:9\"\n"
+		if strings.Contains(c.text, "api_endpoints") {
+			text = strings.Replace(c.text, "[[api_endpoints]]", "[[api_endpoints]]\nurl = \"http://127.0.0.1:9\"\n[[api_endpoints]]", 1)
+		}
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := loadConfig(path, false)
+		if err == nil {
+			err = cfg.validate()
+		}
+		if err == nil || !strings.Contains(err.Error(), c.names) {
+			t.Errorf("%q: err %v, want one naming %s", c.text, err, c.names)
+		}
+	}
+}

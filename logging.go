@@ -53,13 +53,20 @@ func effectiveConfig(c *fileConfig) []any {
 		"use_curl", c.UseCurl, "use_proxy", c.UseProxy, "thinking_field", c.ThinkingField,
 		"cache_hit_pool_size", c.CacheHitPoolSize, "cache_miss_pool_size", c.CacheMissPoolSize,
 		"max_concurrent_requests", c.MaxConcurrentRequests, "queue_timeout_seconds", c.QueueTimeoutSeconds,
-		"max_retries", c.MaxRetries, "eject_after", c.EjectAfter, "eject_seconds", c.EjectSeconds,
+		"max_retries", c.MaxRetries, "retry_backoff_ms", c.RetryBackoffMs, "eject_after", c.EjectAfter, "eject_seconds", c.EjectSeconds,
+		"max_body_bytes", c.MaxBodyBytes, "max_embedding_inputs", c.MaxEmbeddingInputs, "models_ttl_seconds", c.ModelsTTLSeconds,
+		"shutdown_timeout_seconds", c.ShutdownTimeoutSeconds,
 		"standby_on_saturation", c.StandbyOnSaturation, "admin_token", masked(c.AdminToken),
 		"log_format", c.LogFormat, "stats_log_interval_seconds", c.StatsLogInterval,
 		slog.Group("cache", "enabled", c.Cache.Enabled, "max_items", c.Cache.MaxItems, "max_bytes", c.Cache.MaxBytes,
-			"batch_write_size", c.Cache.BatchWriteSize, "flush_interval_ms", c.Cache.FlushInterval),
+			"batch_write_size", c.Cache.BatchWriteSize, "flush_interval_ms", c.Cache.FlushInterval, "ignore_fields", c.Cache.IgnoreFields),
+		slog.Group("idle_flush", "enabled", c.IdleFlush.Enabled, "idle_timeout_seconds", c.IdleFlush.IdleTimeoutSeconds,
+			"check_interval_seconds", c.IdleFlush.CheckIntervalSeconds),
+		slog.Group("cache_maintenance", "enabled", c.CacheMaintenance.Enabled, "interval_hours", c.CacheMaintenance.IntervalHours,
+			"retention_days", c.CacheMaintenance.RetentionDays, "cleanup_on_startup", c.CacheMaintenance.CleanupOnStartup,
+			"min_hit_count", c.CacheMaintenance.MinHitCount, "max_db_bytes", c.CacheMaintenance.MaxDBBytes),
 		slog.Group("context_trim", "enabled", c.ContextTrim.Enabled, "max_context_tokens", c.ContextTrim.MaxContextTokens,
-			"tokenizer", c.ContextTrim.Tokenizer, "on_overflow", c.ContextTrim.OnOverflow),
+			"tokenizer", c.ContextTrim.Tokenizer, "reserve_output_tokens", c.ContextTrim.ReserveOutputTokens, "on_overflow", c.ContextTrim.OnOverflow),
 		"api_headers", maskedHeaders(c.APIHeaders),
 	}
 	if c.EnableThinking != nil {
@@ -72,7 +79,9 @@ func effectiveConfig(c *fileConfig) []any {
 		}
 		attrs = append(attrs, slog.Group("endpoint_"+strconv.Itoa(i), "name", name, "url", pipeline.RedactURL(e.URL), "weight", e.Weight,
 			"model", e.Model, "api_key", masked(e.APIKey), "api_key_env", e.APIKeyEnv, "headers", maskedHeaders(e.Headers),
-			"max_concurrent", e.MaxConcurrent, "timeout_seconds", e.TimeoutSeconds, "insecure_tls", e.InsecureTLS))
+			"version", e.Version, "max_concurrent", e.MaxConcurrent, "connect_timeout_seconds", e.ConnectTimeoutSeconds,
+			"first_byte_timeout_seconds", e.FirstByteTimeoutSeconds, "timeout_seconds", e.TimeoutSeconds,
+			"max_context_tokens", e.MaxContextTokens, "insecure_tls", e.InsecureTLS, "ca_file", e.CAFile))
 	}
 	return attrs
 }

@@ -90,6 +90,13 @@ type WriterStats struct {
 	LastError     string `json:"last_error"`      // empty when the last write succeeded
 }
 
+// shutdownRetries and shutdownRetryPause bound how long a stop keeps trying to write what waits: three
+// more tries, each also waiting up to the store's busy timeout for a lock.
+const (
+	shutdownRetries    = 3
+	shutdownRetryPause = 500 * time.Millisecond
+)
+
 // NewWriter starts the writer over store. The writer owns the store's write methods from now on.
 func NewWriter(store db.Store, cfg WriterConfig, log *slog.Logger) *Writer {
 	cfg.setDefaults()
@@ -203,7 +210,14 @@ func (w *Writer) loop() {
 		j.sync <- syncResult{n: n, err: err}
 	}
 	shutdown := func() {
-		if err := flush(); err != nil {
+		// Every answer waiting here was acknowledged: a passing error (a lock held by another process,
+		// say) gets a few more tries before they are given up.
+		err := flush()
+		for try := 0; err != nil && try < shutdownRetries; try++ {
+			time.Sleep(shutdownRetryPause)
+			err = flush()
+		}
+		if err != nil {
 			w.log.Error("cannot write cached answers at shutdown; they are lost", "entries", len(batch.Puts), "err", err)
 		}
 		if err := w.store.Checkpoint(); err != nil {

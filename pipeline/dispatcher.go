@@ -430,8 +430,10 @@ func (d *dispatcher) complete(c *call) {
 	d.inFlight--
 	d.inFlightGauge.Store(int64(d.inFlight))
 	if ra, ok := parseRetryAfter(c.retryAfter, now); ok && c.result.failure() {
-		// The endpoint asked for a pause: no new call goes to it before then (others may take them).
-		c.ep.notBefore = now.Add(ra)
+		// The endpoint asked for a pause: no new call goes to it before then (others may take them). At most
+		// eject_seconds, as long as a failing endpoint rests: one "Retry-After: 86400" must not take an
+		// endpoint out for a day.
+		c.ep.notBefore = now.Add(min(ra, d.p.cfg.EjectFor))
 	}
 	d.settleHealth(c.ep, c.result, c.probe, now)
 	if c.result == outcomeNotSent && d.someFits(c.minWindow) {

@@ -105,6 +105,7 @@ func (p *Pipeline) memLookup(s *memShard, r *Request) {
 	now := nowMillis()
 	if e.expiresAt != 0 && now >= e.expiresAt {
 		s.unlink(n)
+		s.publish()
 		p.toMissPool(r)
 		return
 	}
@@ -147,6 +148,7 @@ func (s *memShard) answerItems(q *itemQuery) {
 		}
 		if n.e.expiresAt != 0 && now >= n.e.expiresAt {
 			s.unlink(n)
+			s.publish()
 			continue
 		}
 		s.moveToFront(n)

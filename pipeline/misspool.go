@@ -83,7 +83,8 @@ func (p *Pipeline) dispatchMiss(r *Request, body []byte, ms, me int, err error, 
 	c := &r.Controls
 	cl := &call{
 		key: r.Key, kind: r.Kind, body: body, modelStart: ms, modelEnd: me,
-		coalesce: !c.NoCache && c.Mode == ModeReadWrite,
+		// A no-store leader would leave its followers, told MISS, with an answer that was never stored.
+		coalesce: !c.NoCache && !c.NoStore && c.Mode == ModeReadWrite,
 		stream:   r.Stream && emb == nil,
 		enqueued: time.Now(), waiters: []*Request{r},
 		controls: r.Controls, asked: asked, header: clientHeaders(r), emb: emb,
