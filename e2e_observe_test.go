@@ -162,6 +162,11 @@ func TestE2EStatsAndMetricsCountAKnownMix(t *testing.T) {
 	if tokens != saved {
 		t.Errorf("/stats tokens_saved = %d, want %d (the usage of the answers hits served)", tokens, saved)
 	}
+	var hitRate float64
+	json.Unmarshal(all["hit_rate"], &hitRate)
+	if v, typ := metricValue(t, families, "llmcache_hit_ratio", nil); v != hitRate || typ != dto.MetricType_GAUGE || hitRate == 0 {
+		t.Errorf("/metrics llmcache_hit_ratio = %v (%v), /stats hit_rate = %v", v, typ, hitRate)
+	}
 	if v, _ := metricValue(t, families, "llmcache_tokens_saved_total", nil); int64(v) != saved {
 		t.Errorf("/metrics llmcache_tokens_saved_total = %v, want %d", v, saved)
 	}

@@ -128,6 +128,9 @@ func (m *promMetrics) write(w io.Writer) {
 		}
 	}
 	m.counter("llmcache_tokens_saved_total", c.TokensSaved)
+	if total := c.Hits() + c.Fetched(); total > 0 { // DESIGN §8 asks for the hit rate itself, as /stats has it
+		m.gauge("llmcache_hit_ratio", float64(c.Hits())/float64(total))
+	}
 	m.counter("llmcache_context_trim_runs_total", c.TrimRuns)
 	m.counter("llmcache_context_trim_trimmed_total", c.Trimmed)
 	m.counter("llmcache_context_trim_dropped_messages_total", c.TrimDropped)
