@@ -14,6 +14,7 @@ import (
 	"llmcache/actors"
 	"llmcache/httpx"
 	"llmcache/pipeline"
+	"llmcache/pipeline/wire"
 )
 
 // fileConfig is the schema of config.toml (DESIGN section 7). Key names follow the Rust project
@@ -333,8 +334,8 @@ func (c *fileConfig) validate() error {
 		if e.URL == "" {
 			return fmt.Errorf("config: %s.url is required", key)
 		}
-		if !strings.HasPrefix(e.URL, "http://") && !strings.HasPrefix(e.URL, "https://") {
-			return fmt.Errorf("config: %s.url must start with http:// or https:// (got %q)", key, e.URL)
+		if err := wire.CheckBaseURL(e.URL); err != nil {
+			return fmt.Errorf("config: %s.url %q cannot be a base URL: %v", key, pipeline.RedactURL(e.URL), err)
 		}
 		if e.Weight < 0 {
 			return fmt.Errorf("config: %s.weight must be 0 (standby) or more (got %d)", key, e.Weight)
@@ -423,12 +424,12 @@ func (c *fileConfig) pipelineConfig(getenv func(string) string) (pipeline.Config
 			}
 		}
 		pc.Endpoints = append(pc.Endpoints, pipeline.Endpoint{
-			Name: e.Name, URL: e.URL, Weight: e.Weight, Model: e.Model, Version: e.Version, APIKey: key,
-			Headers: e.Headers, MaxConcurrent: e.MaxConcurrent, InsecureTLS: e.InsecureTLS, CAFile: e.CAFile,
-			MaxContextTokens: e.MaxContextTokens,
-			ConnectTimeout:   seconds(e.ConnectTimeoutSeconds),
-			FirstByteTimeout: seconds(e.FirstByteTimeoutSeconds),
-			Timeout:          seconds(e.TimeoutSeconds),
+			Target: wire.Target{Name: e.Name, URL: e.URL, InsecureTLS: e.InsecureTLS, CAFile: e.CAFile,
+				ConnectTimeout:   seconds(e.ConnectTimeoutSeconds),
+				FirstByteTimeout: seconds(e.FirstByteTimeoutSeconds),
+				Timeout:          seconds(e.TimeoutSeconds)},
+			Weight: e.Weight, Model: e.Model, Version: e.Version, APIKey: key,
+			Headers: e.Headers, MaxConcurrent: e.MaxConcurrent, MaxContextTokens: e.MaxContextTokens,
 		})
 	}
 	return pc, nil

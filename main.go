@@ -20,6 +20,7 @@ import (
 	"llmcache/httpx"
 	"llmcache/httpx/upstream"
 	"llmcache/pipeline"
+	"llmcache/pipeline/wire"
 )
 
 func main() {
@@ -233,19 +234,23 @@ func (a *app) health() error {
 // endpoint's URL, proxy and CA file now, so that a mistake stops the start instead of failing calls.
 func newTransport(cfg *fileConfig, endpoints []pipeline.Endpoint, getenv func(string) string) (pipeline.Transport, func() error, error) {
 	opts := upstream.Options{UseProxy: cfg.UseProxy, Getenv: getenv}
+	targets := make([]wire.Target, len(endpoints))
+	for i := range endpoints {
+		targets[i] = endpoints[i].Target
+	}
 	if cfg.UseCurl {
 		c, err := upstream.NewCurl(opts)
 		if err != nil {
 			return nil, nil, err
 		}
-		if err := c.Check(endpoints); err != nil {
+		if err := c.Check(targets); err != nil {
 			c.Close()
 			return nil, nil, fmt.Errorf("config: %w", err)
 		}
 		return c, c.Close, nil
 	}
 	c := upstream.NewWithOptions(opts)
-	if err := c.Check(endpoints); err != nil {
+	if err := c.Check(targets); err != nil {
 		return nil, nil, fmt.Errorf("config: %w", err)
 	}
 	return c, func() error { return nil }, nil

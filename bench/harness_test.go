@@ -16,6 +16,7 @@ import (
 	"llmcache/httpx"
 	"llmcache/httpx/upstream"
 	"llmcache/pipeline"
+	"llmcache/pipeline/wire"
 )
 
 // proxy is llmcache assembled as main.go assembles it, on a loopback port, for benchmarks.
@@ -49,7 +50,7 @@ func startProxyFull(tb testing.TB, upstreamURL string, tune func(*pipeline.Confi
 	writer := actors.NewWriter(store, actors.WriterConfig{}, quiet)
 	cfg := pipeline.Config{
 		MaxConcurrentRequests: 256,
-		Endpoints:             []pipeline.Endpoint{{Name: "fake", URL: upstreamURL, Weight: 1}},
+		Endpoints:             []pipeline.Endpoint{{Target: wire.Target{Name: "fake", URL: upstreamURL}, Weight: 1}},
 	}
 	tune(&cfg)
 	pipe, err := pipeline.New(cfg, store, writer, upstream.New())

@@ -11,7 +11,6 @@ import (
 	json "github.com/goccy/go-json"
 	"github.com/valyala/fasthttp"
 
-	"llmcache/db"
 	"llmcache/pipeline"
 )
 
@@ -54,7 +53,7 @@ func (s *Server) cacheDelete(ctx *fasthttp.RequestCtx) {
 			Message: "cache/delete takes {\"keys\":[...]} or {\"namespace\":..,\"model\":..,\"older_than_seconds\":..}: " + err.Error()})
 		return
 	}
-	var f db.Filter
+	var f pipeline.Selection
 	for _, k := range req.Keys {
 		b, err := hex.DecodeString(k)
 		if err != nil || len(b) != 32 {
@@ -62,7 +61,7 @@ func (s *Server) cacheDelete(ctx *fasthttp.RequestCtx) {
 				Message: "keys must be 64-hex-digit cache keys (as in X-Cache-Key); got " + strconv.Quote(k)})
 			return
 		}
-		f.Keys = append(f.Keys, db.Key(b))
+		f.Keys = append(f.Keys, pipeline.Key(b))
 	}
 	f.Namespace, f.Model = req.Namespace, req.Model
 	if req.OlderThanSeconds != nil {
@@ -70,9 +69,9 @@ func (s *Server) cacheDelete(ctx *fasthttp.RequestCtx) {
 			writeError(ctx, &pipeline.Error{Status: 400, Type: "invalid_request_error", Param: "older_than_seconds", Message: "older_than_seconds must be 0 or more"})
 			return
 		}
-		f.OlderThan = time.Now().Add(-time.Duration(*req.OlderThanSeconds * float64(time.Second))).UnixMilli()
+		f.OlderThan = time.Now().Add(-time.Duration(*req.OlderThanSeconds * float64(time.Second)))
 	}
-	if len(f.Keys) == 0 && f.Namespace == nil && f.Model == "" && f.OlderThan == 0 {
+	if len(f.Keys) == 0 && f.Namespace == nil && f.Model == "" && f.OlderThan.IsZero() {
 		writeError(ctx, &pipeline.Error{Status: 400, Type: "invalid_request_error",
 			Message: "say what to delete: keys, namespace, model or older_than_seconds (POST /cache/flushall empties the cache)"})
 		return
@@ -85,10 +84,10 @@ func (s *Server) cacheFlushAll(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, e)
 		return
 	}
-	s.deleted(ctx, db.Filter{All: true})
+	s.deleted(ctx, pipeline.Selection{All: true})
 }
 
-func (s *Server) deleted(ctx *fasthttp.RequestCtx, f db.Filter) {
+func (s *Server) deleted(ctx *fasthttp.RequestCtx, f pipeline.Selection) {
 	n, err := s.pipe.Delete(f)
 	if err != nil {
 		writeError(ctx, &pipeline.Error{Status: 500, Type: "server_error", Code: "cache_db_error", Message: "cannot delete: " + err.Error()})

@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"net/url"
 	"time"
+
+	"llmcache/pipeline/wire"
 )
 
 // Mode is how a request may use the cache (DESIGN section 3, per-request controls).
@@ -53,22 +55,17 @@ const (
 	ThinkingTrue
 )
 
-// Endpoint is one upstream from [[api_endpoints]] (DESIGN section 6).
+// Endpoint is one upstream from [[api_endpoints]] (DESIGN section 6). The embedded Target is what the
+// transports see of it.
 type Endpoint struct {
-	Name             string            // default: the URL; recorded with every entry it answers
-	URL              string            // base URL; "/v1/chat/completions" is appended, or "/chat/completions" when it already ends in /v1
+	wire.Target
 	Weight           int               // 0 = standby
 	Model            string            // overrides the request's model upstream when set
 	Version          int64             // entries it answers are stamped max(cache_version, Version)
 	APIKey           string            // sent as Authorization: Bearer; empty = forward the client's Authorization
 	Headers          map[string]string // added to every call to this endpoint
 	MaxConcurrent    int               // 0 = only the global limit applies
-	ConnectTimeout   time.Duration     // default 10 s
-	FirstByteTimeout time.Duration     // default 300 s
-	Timeout          time.Duration     // the whole call; default 600 s
-	InsecureTLS      bool
-	CAFile           string // PEM certificates trusted in addition to the system's
-	MaxContextTokens int    // context trimming budget for this endpoint; 0 = the global one
+	MaxContextTokens int               // context trimming budget for this endpoint; 0 = the global one
 }
 
 // TrimConfig is [context_trim]: chat requests are cut to fit the model's window on the miss path.

@@ -14,6 +14,7 @@ import (
 
 	"llmcache/db"
 	"llmcache/pipeline/canon"
+	"llmcache/pipeline/wire"
 )
 
 // call is one upstream call and everyone waiting for it: a flight. waiters[0] is the leader, whose body and
@@ -106,7 +107,10 @@ func newDispatcher(p *Pipeline) *dispatcher {
 	}
 	for i := range p.cfg.Endpoints {
 		e := &p.cfg.Endpoints[i]
-		st := &endpointState{cfg: e, base: endpointBase(e.URL)}
+		st := &endpointState{cfg: e}
+		for _, k := range []Kind{KindChat, KindCompletion, KindEmbedding} {
+			st.urls[k] = wire.RouteURL(e.URL, k.path())
+		}
 		if p.cfg.Trim.Enabled {
 			st.window = p.cfg.Trim.MaxContextTokens
 			if e.MaxContextTokens > 0 {
@@ -588,9 +592,9 @@ func (p *Pipeline) run(c *call) {
 // attempt sends body to c.ep once and settles the answer into c.resp.
 func (p *Pipeline) attempt(c *call, body []byte) outcome {
 	ep := c.ep
-	req := UpstreamRequest{Endpoint: ep.cfg, Method: "POST", URL: ep.base + c.kind.path(), Body: body, Header: p.upstreamHeaders(c.header, ep.cfg)}
+	req := wire.Request{Target: &ep.cfg.Target, Method: "POST", URL: ep.urls[c.kind], Body: body, Header: p.upstreamHeaders(c.header, ep.cfg)}
 	if !c.stream {
-		var resp UpstreamResponse
+		var resp wire.Response
 		err := p.transport.Do(&req, &resp)
 		if c.emb != nil && err == nil && resp.Status == 200 {
 			return p.settleEmbedding(c, &resp)
@@ -601,7 +605,7 @@ func (p *Pipeline) attempt(c *call, body []byte) outcome {
 	err := p.transport.Stream(&req, rec)
 	if c.live == nil {
 		// Not an SSE answer (an error status, or an upstream that ignored "stream"): handled whole.
-		resp := UpstreamResponse{Status: rec.status, ContentType: rec.contentType, RetryAfter: rec.retryAfter, Body: rec.body}
+		resp := wire.Response{Status: rec.status, ContentType: rec.contentType, RetryAfter: rec.retryAfter, Body: rec.body}
 		if resp.Body == nil {
 			resp.Body = []byte{}
 		}
@@ -629,7 +633,7 @@ func (p *Pipeline) attempt(c *call, body []byte) outcome {
 	}
 	// Stored before [DONE] reaches the stream's readers (streamRecorder holds it back), so that an identical
 	// request sent after [DONE] reached a client finds it.
-	o := p.settle(c, &UpstreamResponse{Status: 200, ContentType: "application/json", Body: assembled}, nil)
+	o := p.settle(c, &wire.Response{Status: 200, ContentType: "application/json", Body: assembled}, nil)
 	c.live.end(rec.done)
 	return o
 }
@@ -647,11 +651,11 @@ func missHeaders(ctl *Controls) (cache, status string) {
 
 // settle turns an upstream answer (or the failure to get one) into c.resp, and stores it when it is worth
 // keeping.
-func (p *Pipeline) settle(c *call, resp *UpstreamResponse, err error) outcome {
+func (p *Pipeline) settle(c *call, resp *wire.Response, err error) outcome {
 	ep := c.ep
 	if err != nil {
 		e := &Error{Status: 502, Message: "upstream " + ep.cfg.Name + " unreachable: " + err.Error(), Type: "server_error", Code: "upstream_unreachable"}
-		if errors.Is(err, ErrUpstreamTimeout) {
+		if errors.Is(err, wire.ErrTimeout) {
 			e = &Error{Status: 504, Message: "upstream " + ep.cfg.Name + " timed out: " + err.Error(), Type: "server_error", Code: "upstream_timeout"}
 		}
 		c.resp = Response{Status: e.Status, Err: e, HasKey: true, Cache: "MISS", Source: "upstream", CacheStatus: "llmcache; fwd=miss; detail=upstream-error"}

@@ -15,6 +15,7 @@ import (
 
 	"llmcache/db"
 	"llmcache/pipeline/canon"
+	"llmcache/pipeline/wire"
 )
 
 // Embeddings are cached per input item (DESIGN section 4): a request for 100 inputs of which 97 are cached
@@ -280,7 +281,7 @@ type embeddingAnswer struct {
 
 // settleEmbedding takes the upstream's vectors for the missing items, stores each as its own entry, and
 // answers with every item in the client's order and encoding.
-func (p *Pipeline) settleEmbedding(c *call, resp *UpstreamResponse) outcome {
+func (p *Pipeline) settleEmbedding(c *call, resp *wire.Response) outcome {
 	ec, ep := c.emb, c.ep
 	var a embeddingAnswer
 	if err := json.Unmarshal(resp.Body, &a); err != nil || len(a.Data) != len(ec.ask) {

@@ -80,9 +80,9 @@ func statusOutcome(status int) outcome {
 // scheduling fields; call goroutines read the immutable ones and add to the counters.
 type endpointState struct {
 	cfg       *Endpoint
-	base      string // URL ending in /v1
-	modelJSON []byte // cfg.Model as a JSON string, nil when there is no override
-	window    int    // context window for trimming (its max_context_tokens, else the global one); 0 = trimming off
+	urls      [NumKinds]string // the URL of each cached route on this endpoint
+	modelJSON []byte           // cfg.Model as a JSON string, nil when there is no override
+	window    int              // context window for trimming (its max_context_tokens, else the global one); 0 = trimming off
 
 	// Scheduling, owned by the dispatcher goroutine.
 	current      int // smooth weighted round robin state

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	json "github.com/goccy/go-json"
+
+	"llmcache/pipeline/wire"
 )
 
 // modelsFetchTimeout bounds one endpoint's answer to GET /models: a listing must not hang behind a slow
@@ -97,8 +99,8 @@ func (a *modelsActor) fetch(r *Request) ([]byte, error) {
 	for i := range a.p.cfg.Endpoints {
 		ep := a.p.cfg.Endpoints[i] // a copy: the listing gets its own timeout
 		ep.Timeout = min(ep.Timeout, modelsFetchTimeout)
-		req := UpstreamRequest{Endpoint: &ep, Method: "GET", URL: endpointBase(ep.URL) + "/models", Header: a.p.upstreamHeaders(client, &ep)}
-		var resp UpstreamResponse
+		req := wire.Request{Target: &ep.Target, Method: "GET", URL: wire.RouteURL(ep.URL, "/models"), Header: a.p.upstreamHeaders(client, &ep)}
+		var resp wire.Response
 		if err := a.p.transport.Do(&req, &resp); err != nil {
 			lastErr = err
 			continue

@@ -179,10 +179,27 @@ func (p *Pipeline) Endpoints() []EndpointCounts {
 	return out
 }
 
-// Delete removes the entries f selects: from SQLite through the writer (after what waits there, so an
-// answer stored just before is deleted too), and from memory: the keys named, or everything when f filters
+// Key is a cache key: the SHA-256 of a request's framed canonical record (DESIGN section 4).
+type Key = db.Key
+
+// Selection names the cached answers an admin delete removes: the keys given, or those matching every
+// filter set. All alone selects everything.
+type Selection struct {
+	Keys      []Key
+	Namespace *string   // nil: any namespace ("" is the default one)
+	Model     string    // the model the client asked for
+	OlderThan time.Time // stored before then
+	All       bool
+}
+
+// Delete removes the answers sel names: from SQLite through the writer (after what waits there, so an
+// answer stored just before is deleted too), and from memory: the keys named, or everything when sel filters
 // by namespace, model or age, which memory entries do not record (they reload from SQLite on demand).
-func (p *Pipeline) Delete(f db.Filter) (int64, error) {
+func (p *Pipeline) Delete(sel Selection) (int64, error) {
+	f := db.Filter{Keys: sel.Keys, Namespace: sel.Namespace, Model: sel.Model, All: sel.All}
+	if !sel.OlderThan.IsZero() {
+		f.OlderThan = sel.OlderThan.UnixMilli()
+	}
 	n, err := p.writer.Do(func(s db.Store) (int64, error) { return s.Delete(f) })
 	p.generation.Add(1)
 	all := f.All || f.Namespace != nil || f.Model != "" || f.OlderThan != 0 || f.ExpiredBy != 0 || len(f.Keys) == 0

@@ -90,7 +90,7 @@ func (l *LiveStream) CopyTo(w StreamWriter) error {
 // taking a truncated answer for a whole one.
 var cutEvent = []byte("event: error\ndata: {\"error\":{\"message\":\"the upstream stream broke off before it finished\",\"type\":\"server_error\",\"param\":null,\"code\":\"upstream_stream_cut\"}}\n\n")
 
-// streamRecorder is the StreamSink of a streamed upstream call. An SSE answer with status 200 goes live
+// streamRecorder is the wire.StreamSink of a streamed upstream call. An SSE answer with status 200 goes live
 // (every streaming waiter is answered with the LiveStream at once) and is assembled for storage; any other
 // answer is buffered whole and handled like a non-streamed one.
 type streamRecorder struct {

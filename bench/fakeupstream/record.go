@@ -13,6 +13,7 @@ import (
 type Recorded struct {
 	Method string
 	Path   string
+	Query  string // the raw query string, without '?'
 	Header map[string]string // canonical header names; repeated headers joined with ", "
 	Body   []byte
 	At     time.Time
@@ -64,11 +65,11 @@ func (r *ring[T]) each(f func(*T)) {
 func (r *ring[T]) reset() { r.next, r.n = 0, 0 }
 
 // recSlot holds one request as a single byte buffer that is reused when the
-// slot is overwritten: method | path | raw header block | body.
+// slot is overwritten: method | path | query | raw header block | body.
 type recSlot struct {
 	at               time.Time
 	buf              []byte
-	mEnd, pEnd, hEnd int
+	mEnd, pEnd, qEnd, hEnd int
 }
 
 // recorder keeps the most recent requests. Adding one costs a lock and a copy
@@ -92,10 +93,11 @@ const maxReusedSlotBuf = 64 << 10
 func (rc *recorder) add(ctx *fasthttp.RequestCtx) {
 	method := ctx.Method()
 	path := ctx.Path()
+	query := ctx.URI().QueryString()
 	hdr := ctx.Request.Header.RawHeaders()
 	body := ctx.PostBody()
 	at := ctx.Time()
-	total := len(method) + len(path) + len(hdr) + len(body)
+	total := len(method) + len(path) + len(query) + len(hdr) + len(body)
 
 	rc.mu.Lock()
 	sl := rc.r.slot()
@@ -107,6 +109,8 @@ func (rc *recorder) add(ctx *fasthttp.RequestCtx) {
 	sl.mEnd = len(buf)
 	buf = append(buf, path...)
 	sl.pEnd = len(buf)
+	buf = append(buf, query...)
+	sl.qEnd = len(buf)
 	buf = append(buf, hdr...)
 	sl.hEnd = len(buf)
 	buf = append(buf, body...)
@@ -122,7 +126,8 @@ func (rc *recorder) list() []Recorded {
 		out = append(out, Recorded{
 			Method: string(sl.buf[:sl.mEnd]),
 			Path:   string(sl.buf[sl.mEnd:sl.pEnd]),
-			Header: parseRawHeaders(sl.buf[sl.pEnd:sl.hEnd]),
+			Query:  string(sl.buf[sl.pEnd:sl.qEnd]),
+			Header: parseRawHeaders(sl.buf[sl.qEnd:sl.hEnd]),
 			Body:   bytes.Clone(sl.buf[sl.hEnd:]),
 			At:     sl.at,
 		})

@@ -6,7 +6,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
-	"llmcache/pipeline"
+	"llmcache/pipeline/wire"
 )
 
 // benchUpstream serves a fixed answer with fasthttp, which allocates next to nothing, so that the figures
@@ -40,7 +40,7 @@ func BenchmarkClient(b *testing.B) {
 		b.ReportAllocs()
 		b.SetBytes(int64(len(body)))
 		for b.Loop() {
-			var resp pipeline.UpstreamResponse
+			var resp wire.Response
 			if err := c.Do(req, &resp); err != nil {
 				b.Fatal(err)
 			}

@@ -15,7 +15,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
-	"llmcache/pipeline"
+	"llmcache/pipeline/wire"
 )
 
 // Client is the built-in transport: one fasthttp HostClient per endpoint, keeping connections alive.
@@ -37,8 +37,8 @@ func NewWithOptions(opts Options) *Client {
 
 // Check validates what each endpoint's first call would otherwise find wrong: its URL, the proxy settings,
 // its ca_file. Main calls it at start so that a bad ca_file stops the server instead of failing every call.
-func (c *Client) Check(endpoints []pipeline.Endpoint) error {
-	return checkEndpoints(endpoints, func(ep *pipeline.Endpoint) error {
+func (c *Client) Check(endpoints []wire.Target) error {
+	return checkEndpoints(endpoints, func(ep *wire.Target) error {
 		if _, err := resolveTarget(ep.URL, c.proxy); err != nil {
 			return err
 		}
@@ -59,8 +59,8 @@ const (
 
 var streamBufs = sync.Pool{New: func() any { b := make([]byte, streamChunk); return &b }}
 
-func (c *Client) host(req *pipeline.UpstreamRequest) (*fasthttp.HostClient, error) {
-	ep := req.Endpoint
+func (c *Client) host(req *wire.Request) (*fasthttp.HostClient, error) {
+	ep := req.Target
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if h := c.hosts[ep.Name]; h != nil {
@@ -129,17 +129,17 @@ func retryStaleConn(_ *fasthttp.Request, attempts int, err error) (resetTimeout,
 	return false, attempts == 1 && (err == errUnanswered || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET))
 }
 
-// Do implements pipeline.Transport.
-func (c *Client) Do(req *pipeline.UpstreamRequest, resp *pipeline.UpstreamResponse) error {
+// Do implements pipeline's Transport.
+func (c *Client) Do(req *wire.Request, resp *wire.Response) error {
 	hc, freq, fresp, err := c.prepare(req)
 	if err != nil {
 		return err
 	}
 	defer fasthttp.ReleaseRequest(freq)
 	defer fasthttp.ReleaseResponse(fresp)
-	deadline := time.Now().Add(req.Endpoint.Timeout)
+	deadline := time.Now().Add(req.Target.Timeout)
 	if err := hc.DoDeadline(freq, fresp, deadline); err != nil {
-		return callError(req.Endpoint, deadline, err)
+		return callError(req.Target, deadline, err)
 	}
 	resp.Status = fresp.StatusCode()
 	resp.ContentType = string(fresp.Header.ContentType())
@@ -151,9 +151,9 @@ func (c *Client) Do(req *pipeline.UpstreamRequest, resp *pipeline.UpstreamRespon
 	return nil
 }
 
-// Stream implements pipeline.Transport. DoDeadline returns once the headers are in; the body is then read
+// Stream implements pipeline's Transport. DoDeadline returns once the headers are in; the body is then read
 // under the call's deadline, which timedConn left on the connection.
-func (c *Client) Stream(req *pipeline.UpstreamRequest, sink pipeline.StreamSink) error {
+func (c *Client) Stream(req *wire.Request, sink wire.StreamSink) error {
 	hc, freq, fresp, err := c.prepare(req)
 	if err != nil {
 		return err
@@ -161,9 +161,9 @@ func (c *Client) Stream(req *pipeline.UpstreamRequest, sink pipeline.StreamSink)
 	defer fasthttp.ReleaseRequest(freq)
 	defer fasthttp.ReleaseResponse(fresp)
 	fresp.StreamBody = true
-	deadline := time.Now().Add(req.Endpoint.Timeout)
+	deadline := time.Now().Add(req.Target.Timeout)
 	if err := hc.DoDeadline(freq, fresp, deadline); err != nil {
-		return callError(req.Endpoint, deadline, err)
+		return callError(req.Target, deadline, err)
 	}
 	defer fresp.CloseBodyStream()
 	sink.Header(fresp.StatusCode(), string(fresp.Header.ContentType()), string(fresp.Header.Peek("Retry-After")))
@@ -184,15 +184,15 @@ func (c *Client) Stream(req *pipeline.UpstreamRequest, sink pipeline.StreamSink)
 			return nil
 		}
 		if err != nil {
-			return callError(req.Endpoint, deadline, err)
+			return callError(req.Target, deadline, err)
 		}
 	}
 }
 
-func (c *Client) prepare(req *pipeline.UpstreamRequest) (*fasthttp.HostClient, *fasthttp.Request, *fasthttp.Response, error) {
+func (c *Client) prepare(req *wire.Request) (*fasthttp.HostClient, *fasthttp.Request, *fasthttp.Response, error) {
 	hc, err := c.host(req)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("%w: %v", pipeline.ErrUpstreamUnreachable, err)
+		return nil, nil, nil, fmt.Errorf("%w: %v", wire.ErrUnreachable, err)
 	}
 	freq := fasthttp.AcquireRequest()
 	freq.SetRequestURI(req.URL)
@@ -208,16 +208,16 @@ func (c *Client) prepare(req *pipeline.UpstreamRequest) (*fasthttp.HostClient, *
 
 // callError maps a fasthttp error to the pipeline's kinds, a timeout (504) or no answer (502), naming the
 // timeout that fired.
-func callError(ep *pipeline.Endpoint, deadline time.Time, err error) error {
+func callError(ep *wire.Target, deadline time.Time, err error) error {
 	switch {
-	case errors.Is(err, pipeline.ErrUpstreamTimeout) || errors.Is(err, pipeline.ErrUpstreamUnreachable):
+	case errors.Is(err, wire.ErrTimeout) || errors.Is(err, wire.ErrUnreachable):
 		return err // from the dialer, which named it
 	case !isTimeout(err):
-		return fmt.Errorf("%w: %v", pipeline.ErrUpstreamUnreachable, err)
+		return fmt.Errorf("%w: %v", wire.ErrUnreachable, err)
 	case time.Now().Before(deadline):
 		// The one deadline earlier than the call's is the first-byte deadline timedConn set.
-		return fmt.Errorf("%w: no first byte within %s", pipeline.ErrUpstreamTimeout, ep.FirstByteTimeout)
+		return fmt.Errorf("%w: no first byte within %s", wire.ErrTimeout, ep.FirstByteTimeout)
 	default:
-		return fmt.Errorf("%w: call exceeded timeout %s", pipeline.ErrUpstreamTimeout, ep.Timeout)
+		return fmt.Errorf("%w: call exceeded timeout %s", wire.ErrTimeout, ep.Timeout)
 	}
 }

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"llmcache/pipeline"
+	"llmcache/pipeline/wire"
 )
 
 // fullListener returns the address of a listener whose accept queue is full: Linux drops further SYNs, so a
@@ -48,10 +48,10 @@ func TestConnectTimeout(t *testing.T) {
 		tr := newT(Options{})
 		ep := endpoint(url)
 		ep.ConnectTimeout = 300 * time.Millisecond
-		err := within(t, 5*time.Second, func() error { return tr.Do(request(ep, "/"), &pipeline.UpstreamResponse{}) })
-		wantKind(t, err, pipeline.ErrUpstreamTimeout, "connect timeout 300ms")
+		err := within(t, 5*time.Second, func() error { return tr.Do(request(ep, "/"), &wire.Response{}) })
+		wantKind(t, err, wire.ErrTimeout, "connect timeout 300ms")
 		s := &sink{}
 		err = within(t, 5*time.Second, func() error { return tr.Stream(request(ep, "/"), s) })
-		wantKind(t, err, pipeline.ErrUpstreamTimeout, "connect timeout 300ms")
+		wantKind(t, err, wire.ErrTimeout, "connect timeout 300ms")
 	})
 }

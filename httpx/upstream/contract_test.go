@@ -13,10 +13,10 @@ import (
 	"testing"
 	"time"
 
-	"llmcache/pipeline"
+	"llmcache/pipeline/wire"
 )
 
-// The contract every pipeline.Transport keeps, run over both transports.
+// The contract every transport keeps (the pipeline's Transport interface), run over both transports.
 
 func TestRelaysStatusBodyAndHeaders(t *testing.T) {
 	t.Parallel()
@@ -38,7 +38,7 @@ func TestRelaysStatusBodyAndHeaders(t *testing.T) {
 				wantRA = "7"
 			}
 			wantBody := fmt.Sprintf(`{"status":%d}`, code)
-			var resp pipeline.UpstreamResponse
+			var resp wire.Response
 			if err := tr.Do(request(ep, fmt.Sprintf("/status/%d", code)), &resp); err != nil {
 				t.Fatalf("Do %d: %v", code, err)
 			}
@@ -64,7 +64,7 @@ func TestDoBodiesAreFresh(t *testing.T) {
 	eachTransport(t, func(t *testing.T, newT func(Options) transport) {
 		tr := newT(Options{})
 		ep := endpoint(srv.URL)
-		var a, b pipeline.UpstreamResponse
+		var a, b wire.Response
 		if err := tr.Do(request(ep, "/aaaa"), &a); err != nil {
 			t.Fatal(err)
 		}
@@ -96,7 +96,7 @@ func TestSendsEveryHeader(t *testing.T) {
 		tr := newT(Options{})
 		ep := endpoint(srv.URL)
 		body := `{"model":"m","padding":"` + strings.Repeat("x", 4000) + `"}` // over curl's 1 KiB Expect threshold
-		req := &pipeline.UpstreamRequest{Endpoint: ep, Method: "POST", URL: srv.URL + "/v1/chat/completions?t=" + t.Name(), Body: []byte(body),
+		req := &wire.Request{Target: ep, Method: "POST", URL: srv.URL + "/v1/chat/completions?t=" + t.Name(), Body: []byte(body),
 			Header: [][2]string{
 				{"Authorization", "Bearer sk-secret-123"},
 				{"X-Custom", "one"},
@@ -104,7 +104,7 @@ func TestSendsEveryHeader(t *testing.T) {
 				{"X-Empty", ""},
 				{"OpenAI-Organization", "org-1"},
 			}}
-		var resp pipeline.UpstreamResponse
+		var resp wire.Response
 		if err := tr.Do(req, &resp); err != nil {
 			t.Fatal(err)
 		}
@@ -184,11 +184,11 @@ func TestConnectionRefusedIsUnreachable(t *testing.T) {
 	url := "http://" + freeAddr(t)
 	eachTransport(t, func(t *testing.T, newT func(Options) transport) {
 		tr := newT(Options{})
-		err := tr.Do(request(endpoint(url), "/v1/models"), &pipeline.UpstreamResponse{})
-		wantKind(t, err, pipeline.ErrUpstreamUnreachable)
+		err := tr.Do(request(endpoint(url), "/v1/models"), &wire.Response{})
+		wantKind(t, err, wire.ErrUnreachable)
 		s := &sink{}
 		err = tr.Stream(request(endpoint(url), "/v1/models"), s)
-		wantKind(t, err, pipeline.ErrUpstreamUnreachable)
+		wantKind(t, err, wire.ErrUnreachable)
 		if s.headers != 0 {
 			t.Error("the sink got a header")
 		}
@@ -213,15 +213,15 @@ func TestFirstByteTimeout(t *testing.T) {
 		ep.FirstByteTimeout = 300 * time.Millisecond
 		// A fast call first, so that the built-in client's slow calls reuse its kept-alive connection: the
 		// first-byte deadline must be armed again for each call.
-		var resp pipeline.UpstreamResponse
+		var resp wire.Response
 		if err := tr.Do(request(ep, "/fast"), &resp); err != nil || string(resp.Body) != "fast" {
 			t.Fatalf("fast call: %v %q", err, resp.Body)
 		}
 		err := within(t, 5*time.Second, func() error { return tr.Do(request(ep, "/slow"), &resp) })
-		wantKind(t, err, pipeline.ErrUpstreamTimeout, "no first byte within 300ms")
+		wantKind(t, err, wire.ErrTimeout, "no first byte within 300ms")
 		s := &sink{}
 		err = within(t, 5*time.Second, func() error { return tr.Stream(request(ep, "/slow"), s) })
-		wantKind(t, err, pipeline.ErrUpstreamTimeout, "no first byte within 300ms")
+		wantKind(t, err, wire.ErrTimeout, "no first byte within 300ms")
 		if s.headers != 0 {
 			t.Error("the sink got a header")
 		}
@@ -270,11 +270,11 @@ func TestWholeCallTimeoutCoversTheBody(t *testing.T) {
 		tr := newT(Options{})
 		ep := endpoint(srv.URL)
 		ep.Timeout = 700 * time.Millisecond
-		err := within(t, 5*time.Second, func() error { return tr.Do(request(ep, "/"), &pipeline.UpstreamResponse{}) })
-		wantKind(t, err, pipeline.ErrUpstreamTimeout, "call exceeded timeout 700ms")
+		err := within(t, 5*time.Second, func() error { return tr.Do(request(ep, "/"), &wire.Response{}) })
+		wantKind(t, err, wire.ErrTimeout, "call exceeded timeout 700ms")
 		s := &sink{}
 		err = within(t, 5*time.Second, func() error { return tr.Stream(request(ep, "/"), s) })
-		wantKind(t, err, pipeline.ErrUpstreamTimeout, "call exceeded timeout 700ms")
+		wantKind(t, err, wire.ErrTimeout, "call exceeded timeout 700ms")
 		if s.headers != 1 || s.body() != "data: 1\n\n" {
 			t.Errorf("sink got %d headers and %q before the timeout, want 1 and the first event", s.headers, s.body())
 		}
@@ -303,12 +303,12 @@ func TestBodyCutMidStreamIsUnreachable(t *testing.T) {
 			path += "?t=" + t.Name()
 			s := &sink{}
 			err := tr.Stream(request(ep, path), s)
-			wantKind(t, err, pipeline.ErrUpstreamUnreachable)
+			wantKind(t, err, wire.ErrUnreachable)
 			if s.headers != 1 || s.body() != "data: 1\n\n" {
 				t.Errorf("%s: sink got %d headers and %q, want 1 and the first event", path, s.headers, s.body())
 			}
-			err = tr.Do(request(ep, path), &pipeline.UpstreamResponse{})
-			wantKind(t, err, pipeline.ErrUpstreamUnreachable)
+			err = tr.Do(request(ep, path), &wire.Response{})
+			wantKind(t, err, wire.ErrUnreachable)
 		}
 		mu.Lock()
 		defer mu.Unlock()
@@ -335,7 +335,7 @@ func TestIdleConnectionClosedByUpstream(t *testing.T) {
 		tr := newT(Options{})
 		ep := endpoint(srv.URL)
 		for i := range 3 {
-			var resp pipeline.UpstreamResponse
+			var resp wire.Response
 			if err := tr.Do(request(ep, "/"), &resp); err != nil || string(resp.Body) != "ok" {
 				t.Fatalf("call %d: %v %q", i, err, resp.Body)
 			}
@@ -366,7 +366,7 @@ func TestLargeBodies(t *testing.T) {
 		tr := newT(Options{})
 		req := request(endpoint(srv.URL), "/")
 		req.Body = body
-		var resp pipeline.UpstreamResponse
+		var resp wire.Response
 		if err := tr.Do(req, &resp); err != nil || resp.Status != 200 || !bytes.Equal(resp.Body, answer) {
 			t.Fatalf("Do: %v %d, %d bytes", err, resp.Status, len(resp.Body))
 		}

@@ -15,7 +15,7 @@ import (
 	"sync"
 	"time"
 
-	"llmcache/pipeline"
+	"llmcache/pipeline/wire"
 )
 
 // Curl is the use_curl transport: every call runs the curl binary, for networks where only curl is set up.
@@ -61,8 +61,8 @@ func newCurl(opts Options, name string) (*Curl, error) {
 
 // Check validates each endpoint's URL and proxy settings and builds the CA bundle of each ca_file, so that a
 // bad file stops the server at start.
-func (c *Curl) Check(endpoints []pipeline.Endpoint) error {
-	return checkEndpoints(endpoints, func(ep *pipeline.Endpoint) error {
+func (c *Curl) Check(endpoints []wire.Target) error {
+	return checkEndpoints(endpoints, func(ep *wire.Target) error {
 		if _, err := resolveTarget(ep.URL, c.proxy); err != nil {
 			return err
 		}
@@ -144,8 +144,8 @@ func (c *Curl) systemRoots() []byte {
 	return nil
 }
 
-// Do implements pipeline.Transport.
-func (c *Curl) Do(req *pipeline.UpstreamRequest, resp *pipeline.UpstreamResponse) error {
+// Do implements pipeline's Transport.
+func (c *Curl) Do(req *wire.Request, resp *wire.Response) error {
 	r, err := c.start(req, false)
 	if err != nil {
 		return err
@@ -185,9 +185,9 @@ func (c *Curl) Do(req *pipeline.UpstreamRequest, resp *pipeline.UpstreamResponse
 	return nil
 }
 
-// Stream implements pipeline.Transport. curl runs with --no-buffer, so each piece reaches the sink as it
+// Stream implements pipeline's Transport. curl runs with --no-buffer, so each piece reaches the sink as it
 // arrives.
-func (c *Curl) Stream(req *pipeline.UpstreamRequest, sink pipeline.StreamSink) error {
+func (c *Curl) Stream(req *wire.Request, sink wire.StreamSink) error {
 	r, err := c.start(req, true)
 	if err != nil {
 		return err
@@ -216,7 +216,7 @@ func (c *Curl) Stream(req *pipeline.UpstreamRequest, sink pipeline.StreamSink) e
 
 // curlRun is one running curl.
 type curlRun struct {
-	ep       *pipeline.Endpoint
+	ep       *wire.Target
 	cmd      *exec.Cmd
 	cancel   context.CancelFunc
 	out      *os.File // curl's stdout: the answer's header blocks (--include), then its body
@@ -232,31 +232,31 @@ type curlRun struct {
 // curlGrace is how long after the call's deadline a curl that ignored its --max-time gets killed.
 const curlGrace = 2 * time.Second
 
-func (c *Curl) start(req *pipeline.UpstreamRequest, stream bool) (*curlRun, error) {
-	ep := req.Endpoint
+func (c *Curl) start(req *wire.Request, stream bool) (*curlRun, error) {
+	ep := req.Target
 	t, err := resolveTarget(req.URL, c.proxy)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", pipeline.ErrUpstreamUnreachable, err)
+		return nil, fmt.Errorf("%w: %v", wire.ErrUnreachable, err)
 	}
 	var bundle string
 	if ep.CAFile != "" && !ep.InsecureTLS {
 		if bundle, err = c.bundle(ep.CAFile); err != nil {
-			return nil, fmt.Errorf("%w: %v", pipeline.ErrUpstreamUnreachable, err)
+			return nil, fmt.Errorf("%w: %v", wire.ErrUnreachable, err)
 		}
 	}
 	cfg, err := curlConfig(req, t, bundle, stream)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", pipeline.ErrUpstreamUnreachable, err)
+		return nil, fmt.Errorf("%w: %v", wire.ErrUnreachable, err)
 	}
 	outR, outW, err := os.Pipe()
 	if err != nil {
-		return nil, fmt.Errorf("%w: cannot run curl: %v", pipeline.ErrUpstreamUnreachable, err)
+		return nil, fmt.Errorf("%w: cannot run curl: %v", wire.ErrUnreachable, err)
 	}
 	cfgR, cfgW, err := os.Pipe()
 	if err != nil {
 		outR.Close()
 		outW.Close()
-		return nil, fmt.Errorf("%w: cannot run curl: %v", pipeline.ErrUpstreamUnreachable, err)
+		return nil, fmt.Errorf("%w: cannot run curl: %v", wire.ErrUnreachable, err)
 	}
 	r := &curlRun{ep: ep, out: outR, start: time.Now()}
 	r.deadline = r.start.Add(ep.Timeout)
@@ -278,7 +278,7 @@ func (c *Curl) start(req *pipeline.UpstreamRequest, stream bool) (*curlRun, erro
 		cancel()
 		outR.Close()
 		cfgW.Close()
-		return nil, fmt.Errorf("%w: cannot run curl: %v", pipeline.ErrUpstreamUnreachable, err)
+		return nil, fmt.Errorf("%w: cannot run curl: %v", wire.ErrUnreachable, err)
 	}
 	r.writer.Go(func() {
 		// A curl that dies before reading it makes this fail with EPIPE, which finish's exit status explains.
@@ -383,19 +383,19 @@ func (r *curlRun) finish(readErr error) error {
 	var exit *exec.ExitError
 	switch {
 	case r.timeout != "":
-		return fmt.Errorf("%w: %s", pipeline.ErrUpstreamTimeout, r.timeout)
+		return fmt.Errorf("%w: %s", wire.ErrTimeout, r.timeout)
 	case r.killed:
-		return fmt.Errorf("%w: %v", pipeline.ErrUpstreamUnreachable, readErr)
+		return fmt.Errorf("%w: %v", wire.ErrUnreachable, readErr)
 	case errors.As(waitErr, &exit) && exit.ExitCode() > 0:
 		return curlError(r.ep, exit.ExitCode(), time.Since(r.start), r.stderr.String())
 	case waitErr != nil:
 		// Killed by the context: curl outlived its --max-time by curlGrace.
 		if time.Now().After(r.deadline) {
-			return fmt.Errorf("%w: call exceeded timeout %s", pipeline.ErrUpstreamTimeout, r.ep.Timeout)
+			return fmt.Errorf("%w: call exceeded timeout %s", wire.ErrTimeout, r.ep.Timeout)
 		}
-		return fmt.Errorf("%w: curl: %v", pipeline.ErrUpstreamUnreachable, waitErr)
+		return fmt.Errorf("%w: curl: %v", wire.ErrUnreachable, waitErr)
 	case readErr != nil:
-		return fmt.Errorf("%w: %v", pipeline.ErrUpstreamUnreachable, readErr)
+		return fmt.Errorf("%w: %v", wire.ErrUnreachable, readErr)
 	}
 	return nil
 }
@@ -404,22 +404,22 @@ func (r *curlRun) finish(readErr error) error {
 // --max-time firing while connecting also reads "Connection timed out"); every other failure means no
 // complete answer came, among them 6 (DNS), 7 (refused), 35 and 60 (TLS), 52 (empty reply), 56 (reset, proxy
 // refused the CONNECT) and 18 (body cut short).
-func curlError(ep *pipeline.Endpoint, code int, elapsed time.Duration, stderr string) error {
+func curlError(ep *wire.Target, code int, elapsed time.Duration, stderr string) error {
 	msg := strings.TrimSpace(stderr)
 	if msg == "" {
 		msg = fmt.Sprintf("curl exited with status %d", code)
 	}
 	if code == 28 {
 		if elapsed >= ep.Timeout {
-			return fmt.Errorf("%w: call exceeded timeout %s: %s", pipeline.ErrUpstreamTimeout, ep.Timeout, msg)
+			return fmt.Errorf("%w: call exceeded timeout %s: %s", wire.ErrTimeout, ep.Timeout, msg)
 		}
-		return fmt.Errorf("%w: connect timeout %s: %s", pipeline.ErrUpstreamTimeout, ep.ConnectTimeout, msg)
+		return fmt.Errorf("%w: connect timeout %s: %s", wire.ErrTimeout, ep.ConnectTimeout, msg)
 	}
-	return fmt.Errorf("%w: %s", pipeline.ErrUpstreamUnreachable, msg)
+	return fmt.Errorf("%w: %s", wire.ErrUnreachable, msg)
 }
 
 // curlConfig writes the curl config file for one call: everything but -q and the config's own path.
-func curlConfig(req *pipeline.UpstreamRequest, t target, caBundle string, stream bool) ([]byte, error) {
+func curlConfig(req *wire.Request, t target, caBundle string, stream bool) ([]byte, error) {
 	var b bytes.Buffer
 	var bad error
 	opt := func(name, value string) {
@@ -442,7 +442,7 @@ func curlConfig(req *pipeline.UpstreamRequest, t target, caBundle string, stream
 		b.WriteString("\"\n")
 	}
 	flag := func(name string) { b.WriteString(name); b.WriteByte('\n') }
-	ep := req.Endpoint
+	ep := req.Target
 
 	opt("url", req.URL)
 	if req.Method == "HEAD" {

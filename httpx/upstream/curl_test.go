@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"llmcache/pipeline"
+	"llmcache/pipeline/wire"
 )
 
 func newTestCurl(t *testing.T, opts Options) *Curl {
@@ -138,7 +138,7 @@ func TestCurlCommandLineShowsNoSecret(t *testing.T) {
 	c := newTestCurl(t, Options{})
 	req := request(endpoint(srv.URL), "/")
 	req.Header = [][2]string{{"Authorization", "Bearer " + secret}}
-	var resp pipeline.UpstreamResponse
+	var resp wire.Response
 	if err := c.Do(req, &resp); err != nil || string(resp.Body) != "Bearer "+secret {
 		t.Fatalf("Do: %v %q", err, resp.Body)
 	}
@@ -186,24 +186,24 @@ func TestCurlBundleAddsTheCAFileToTheSystemRoots(t *testing.T) {
 
 func TestCurlExitStatuses(t *testing.T) {
 	t.Parallel()
-	ep := &pipeline.Endpoint{ConnectTimeout: 10 * time.Second, Timeout: 600 * time.Second}
+	ep := &wire.Target{ConnectTimeout: 10 * time.Second, Timeout: 600 * time.Second}
 	for _, c := range []struct {
 		code    int
 		elapsed time.Duration
 		kind    error
 		says    string
 	}{
-		{28, 10 * time.Second, pipeline.ErrUpstreamTimeout, "connect timeout 10s"},
-		{28, 600 * time.Second, pipeline.ErrUpstreamTimeout, "call exceeded timeout 10m0s"},
-		{6, 0, pipeline.ErrUpstreamUnreachable, "curl says"},
-		{7, 0, pipeline.ErrUpstreamUnreachable, "curl says"},
-		{18, 0, pipeline.ErrUpstreamUnreachable, "curl says"},
-		{35, 0, pipeline.ErrUpstreamUnreachable, "curl says"},
-		{52, 0, pipeline.ErrUpstreamUnreachable, "curl says"},
-		{56, 0, pipeline.ErrUpstreamUnreachable, "curl says"},
-		{60, 0, pipeline.ErrUpstreamUnreachable, "curl says"},
+		{28, 10 * time.Second, wire.ErrTimeout, "connect timeout 10s"},
+		{28, 600 * time.Second, wire.ErrTimeout, "call exceeded timeout 10m0s"},
+		{6, 0, wire.ErrUnreachable, "curl says"},
+		{7, 0, wire.ErrUnreachable, "curl says"},
+		{18, 0, wire.ErrUnreachable, "curl says"},
+		{35, 0, wire.ErrUnreachable, "curl says"},
+		{52, 0, wire.ErrUnreachable, "curl says"},
+		{56, 0, wire.ErrUnreachable, "curl says"},
+		{60, 0, wire.ErrUnreachable, "curl says"},
 	} {
 		wantKind(t, curlError(ep, c.code, c.elapsed, "curl says\n"), c.kind, c.says)
 	}
-	wantKind(t, curlError(ep, 3, 0, ""), pipeline.ErrUpstreamUnreachable, "curl exited with status 3")
+	wantKind(t, curlError(ep, 3, 0, ""), wire.ErrUnreachable, "curl exited with status 3")
 }

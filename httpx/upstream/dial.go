@@ -15,7 +15,7 @@ import (
 	"strings"
 	"time"
 
-	"llmcache/pipeline"
+	"llmcache/pipeline/wire"
 )
 
 // dialer opens the built-in client's connections to one endpoint: TCP to the upstream or to its proxy, a
@@ -33,7 +33,7 @@ type dialer struct {
 
 // newDialer makes the dialer of one endpoint; roots are the CAs its certificates are checked against (nil:
 // the system's).
-func newDialer(t target, ep *pipeline.Endpoint, roots *x509.CertPool) *dialer {
+func newDialer(t target, ep *wire.Target, roots *x509.CertPool) *dialer {
 	d := &dialer{t: t, connectTO: ep.ConnectTimeout, callTO: ep.Timeout, firstByte: ep.FirstByteTimeout}
 	if t.isTLS {
 		d.tls = &tls.Config{ServerName: t.url.Hostname(), RootCAs: roots, InsecureSkipVerify: ep.InsecureTLS}
@@ -71,9 +71,9 @@ func (d *dialer) dial(addr string, remaining time.Duration) (net.Conn, error) {
 		return &timedConn{Conn: conn, firstByte: d.firstByte}, nil
 	}
 	if ctx.Err() != nil || isTimeout(err) {
-		return nil, fmt.Errorf("%w: %s: %v", pipeline.ErrUpstreamTimeout, fired, err)
+		return nil, fmt.Errorf("%w: %s: %v", wire.ErrTimeout, fired, err)
 	}
-	return nil, fmt.Errorf("%w: %v", pipeline.ErrUpstreamUnreachable, err)
+	return nil, fmt.Errorf("%w: %v", wire.ErrUnreachable, err)
 }
 
 func (d *dialer) open(ctx context.Context, addr string) (net.Conn, error) {

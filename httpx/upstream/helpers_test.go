@@ -22,13 +22,14 @@ import (
 	"testing"
 	"time"
 
-	"llmcache/pipeline"
+	"llmcache/pipeline/wire"
 )
 
 // transport is what both transports offer main.
 type transport interface {
-	pipeline.Transport
-	Check(endpoints []pipeline.Endpoint) error
+	Do(req *wire.Request, resp *wire.Response) error
+	Stream(req *wire.Request, sink wire.StreamSink) error
+	Check(endpoints []wire.Target) error
 }
 
 // transports is the table every contract test runs over.
@@ -59,13 +60,13 @@ func eachTransport(t *testing.T, f func(t *testing.T, newT func(Options) transpo
 }
 
 // endpoint returns an endpoint with generous timeouts; tests shorten the one they exercise.
-func endpoint(url string) *pipeline.Endpoint {
-	return &pipeline.Endpoint{Name: url, URL: url, ConnectTimeout: 5 * time.Second, FirstByteTimeout: 5 * time.Second, Timeout: 10 * time.Second}
+func endpoint(url string) *wire.Target {
+	return &wire.Target{Name: url, URL: url, ConnectTimeout: 5 * time.Second, FirstByteTimeout: 5 * time.Second, Timeout: 10 * time.Second}
 }
 
-func request(ep *pipeline.Endpoint, path string) *pipeline.UpstreamRequest {
-	return &pipeline.UpstreamRequest{
-		Endpoint: ep, Method: "POST", URL: ep.URL + path,
+func request(ep *wire.Target, path string) *wire.Request {
+	return &wire.Request{
+		Target: ep, Method: "POST", URL: ep.URL + path,
 		Header: [][2]string{{"Authorization", "Bearer sk-test"}},
 		Body:   []byte(`{"model":"m","messages":[]}`),
 	}

@@ -11,7 +11,7 @@ import (
 
 	"golang.org/x/net/http/httpproxy"
 
-	"llmcache/pipeline"
+	"llmcache/pipeline/wire"
 )
 
 // Options configure both transports.
@@ -145,7 +145,7 @@ func readCAFile(file string) ([]byte, error) {
 }
 
 // checkEndpoints runs check on every endpoint and names the endpoint in each error.
-func checkEndpoints(endpoints []pipeline.Endpoint, check func(ep *pipeline.Endpoint) error) error {
+func checkEndpoints(endpoints []wire.Target, check func(ep *wire.Target) error) error {
 	var errs []error
 	for i := range endpoints {
 		if err := check(&endpoints[i]); err != nil {

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"llmcache/pipeline"
+	"llmcache/pipeline/wire"
 )
 
 // testProxy is a forward proxy that only tunnels (CONNECT), counting what it is asked. It maps upstream.test
@@ -189,10 +189,10 @@ func TestProxyCarriesCalls(t *testing.T) {
 				tr := newT(Options{UseProxy: true, Getenv: getenv})
 				ep := endpoint(target)
 				ep.CAFile = ca.caFile
-				if err := tr.Check([]pipeline.Endpoint{*ep}); err != nil {
+				if err := tr.Check([]wire.Target{*ep}); err != nil {
 					t.Fatal(err)
 				}
-				var resp pipeline.UpstreamResponse
+				var resp wire.Response
 				if err := tr.Do(request(ep, "/v1/chat/completions"), &resp); err != nil || resp.Status != 200 || string(resp.Body) != "ok" {
 					t.Fatalf("Do through the proxy: %v %d %q", err, resp.Status, resp.Body)
 				}
@@ -224,8 +224,8 @@ func wantDirect(t *testing.T, tr transport, proxy *testProxy, target string) {
 	t.Helper()
 	ep := endpoint(target)
 	ep.ConnectTimeout = 2 * time.Second // in case this network's DNS hangs rather than answers
-	err := tr.Do(request(ep, "/v1/models"), &pipeline.UpstreamResponse{})
-	if !errors.Is(err, pipeline.ErrUpstreamUnreachable) && !errors.Is(err, pipeline.ErrUpstreamTimeout) {
+	err := tr.Do(request(ep, "/v1/models"), &wire.Response{})
+	if !errors.Is(err, wire.ErrUnreachable) && !errors.Is(err, wire.ErrTimeout) {
 		t.Errorf("direct call to upstream.test: %v, want it unreachable", err)
 	}
 	if connects, _, others := proxy.counts(); len(connects)+others != 0 {
@@ -259,7 +259,7 @@ func TestLoopbackIsNeverProxied(t *testing.T) {
 	eachTransport(t, func(t *testing.T, newT func(Options) transport) {
 		proxy := startProxy(t)
 		tr := newT(Options{UseProxy: true, Getenv: env("HTTP_PROXY", proxy.URL())})
-		var resp pipeline.UpstreamResponse
+		var resp wire.Response
 		if err := tr.Do(request(endpoint(srv.URL), "/"), &resp); err != nil || string(resp.Body) != "ok" {
 			t.Fatalf("Do: %v %q", err, resp.Body)
 		}
@@ -276,8 +276,8 @@ func TestProxyRefusingIsUnreachable(t *testing.T) {
 		proxy := startProxy(t)
 		wrong := strings.Replace(proxy.URL(), "u:", "intruder:", 1)
 		tr := newT(Options{UseProxy: true, Getenv: env("HTTP_PROXY", wrong)})
-		err := tr.Do(request(endpoint(target), "/"), &pipeline.UpstreamResponse{})
-		wantKind(t, err, pipeline.ErrUpstreamUnreachable, "407")
+		err := tr.Do(request(endpoint(target), "/"), &wire.Response{})
+		wantKind(t, err, wire.ErrUnreachable, "407")
 		if strings.Contains(err.Error(), "p@ss") || strings.Contains(err.Error(), "p%40ss") {
 			t.Errorf("error %q shows the proxy password", err)
 		}

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"llmcache/pipeline"
+	"llmcache/pipeline/wire"
 )
 
 func TestTLS(t *testing.T) {
@@ -21,20 +21,20 @@ func TestTLS(t *testing.T) {
 		tr := newT(Options{})
 		for _, u := range urls {
 			ep := endpoint(u)
-			err := tr.Do(request(ep, "/"), &pipeline.UpstreamResponse{})
-			wantKind(t, err, pipeline.ErrUpstreamUnreachable, "certificate")
+			err := tr.Do(request(ep, "/"), &wire.Response{})
+			wantKind(t, err, wire.ErrUnreachable, "certificate")
 			err = tr.Stream(request(ep, "/"), &sink{})
-			wantKind(t, err, pipeline.ErrUpstreamUnreachable, "certificate")
+			wantKind(t, err, wire.ErrUnreachable, "certificate")
 
-			for _, trusting := range []*pipeline.Endpoint{
+			for _, trusting := range []*wire.Target{
 				{Name: u + "#ca", URL: u, CAFile: ca.caFile},
 				{Name: u + "#insecure", URL: u, InsecureTLS: true},
 			} {
 				trusting.ConnectTimeout, trusting.FirstByteTimeout, trusting.Timeout = ep.ConnectTimeout, ep.FirstByteTimeout, ep.Timeout
-				if err := tr.Check([]pipeline.Endpoint{*trusting}); err != nil {
+				if err := tr.Check([]wire.Target{*trusting}); err != nil {
 					t.Fatal(err)
 				}
-				var resp pipeline.UpstreamResponse
+				var resp wire.Response
 				if err := tr.Do(request(trusting, "/"), &resp); err != nil || string(resp.Body) != "ok" {
 					t.Errorf("%s: Do: %v %q", trusting.Name, err, resp.Body)
 				}
@@ -58,14 +58,14 @@ func TestCheckRejectsBadEndpoints(t *testing.T) {
 	eachTransport(t, func(t *testing.T, newT func(Options) transport) {
 		tr := newT(Options{})
 		for _, c := range []struct {
-			ep   pipeline.Endpoint
+			ep   wire.Target
 			want string
 		}{
-			{pipeline.Endpoint{Name: "a", URL: "https://127.0.0.1:1", CAFile: missing}, `endpoint "a": cannot read ca_file`},
-			{pipeline.Endpoint{Name: "b", URL: "https://127.0.0.1:1", CAFile: garbage}, `endpoint "b": ca_file "` + garbage + `" holds no PEM certificate`},
-			{pipeline.Endpoint{URL: "ftp://127.0.0.1:1"}, `endpoint "ftp://127.0.0.1:1": bad endpoint URL`},
+			{wire.Target{Name: "a", URL: "https://127.0.0.1:1", CAFile: missing}, `endpoint "a": cannot read ca_file`},
+			{wire.Target{Name: "b", URL: "https://127.0.0.1:1", CAFile: garbage}, `endpoint "b": ca_file "` + garbage + `" holds no PEM certificate`},
+			{wire.Target{URL: "ftp://127.0.0.1:1"}, `endpoint "ftp://127.0.0.1:1": bad endpoint URL`},
 		} {
-			err := tr.Check([]pipeline.Endpoint{{Name: "good", URL: "http://127.0.0.1:1"}, c.ep})
+			err := tr.Check([]wire.Target{{Name: "good", URL: "http://127.0.0.1:1"}, c.ep})
 			if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "good") {
 				t.Errorf("Check: %v, want an error saying %q", err, c.want)
 			}
@@ -73,7 +73,7 @@ func TestCheckRejectsBadEndpoints(t *testing.T) {
 		// Without Check, the call says it.
 		ep := endpoint("https://127.0.0.1:1")
 		ep.CAFile = missing
-		err := tr.Do(request(ep, "/"), &pipeline.UpstreamResponse{})
-		wantKind(t, err, pipeline.ErrUpstreamUnreachable, "cannot read ca_file")
+		err := tr.Do(request(ep, "/"), &wire.Response{})
+		wantKind(t, err, wire.ErrUnreachable, "cannot read ca_file")
 	})
 }
