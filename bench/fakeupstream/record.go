@@ -13,7 +13,7 @@ import (
 type Recorded struct {
 	Method string
 	Path   string
-	Query  string // the raw query string, without '?'
+	Query  string            // the raw query string, without '?'
 	Header map[string]string // canonical header names; repeated headers joined with ", "
 	Body   []byte
 	At     time.Time
@@ -67,8 +67,8 @@ func (r *ring[T]) reset() { r.next, r.n = 0, 0 }
 // recSlot holds one request as a single byte buffer that is reused when the
 // slot is overwritten: method | path | query | raw header block | body.
 type recSlot struct {
-	at               time.Time
-	buf              []byte
+	at                     time.Time
+	buf                    []byte
 	mEnd, pEnd, qEnd, hEnd int
 }
 
