@@ -34,6 +34,7 @@ type fileConfig struct {
 	MaxConcurrentRequests  int               `toml:"max_concurrent_requests"`
 	QueueTimeoutSeconds    float64           `toml:"queue_timeout_seconds"`
 	MaxBodyBytes           int               `toml:"max_body_bytes"`
+	MaxAnswerBytes         int64             `toml:"max_answer_bytes"`
 	ModelsTTLSeconds       float64           `toml:"models_ttl_seconds"`
 	MaxEmbeddingInputs     int               `toml:"max_embedding_inputs"`
 	ShutdownTimeoutSeconds float64           `toml:"shutdown_timeout_seconds"`
@@ -119,6 +120,7 @@ func defaultConfig() fileConfig {
 		MaxConcurrentRequests:  100,
 		QueueTimeoutSeconds:    30,
 		MaxBodyBytes:           32 << 20,
+		MaxAnswerBytes:         pipeline.DefaultConfig().MaxAnswerBytes,
 		ModelsTTLSeconds:       60,
 		MaxEmbeddingInputs:     2048,
 		ShutdownTimeoutSeconds: 30,
@@ -235,6 +237,7 @@ func (c *fileConfig) validate() error {
 		{"max_concurrent_requests", float64(c.MaxConcurrentRequests)},
 		{"queue_timeout_seconds", c.QueueTimeoutSeconds},
 		{"max_body_bytes", float64(c.MaxBodyBytes)},
+		{"max_answer_bytes", float64(c.MaxAnswerBytes)},
 		{"max_embedding_inputs", float64(c.MaxEmbeddingInputs)},
 		{"shutdown_timeout_seconds", c.ShutdownTimeoutSeconds},
 		{"cache.max_items", float64(c.Cache.MaxItems)},
@@ -381,34 +384,31 @@ func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Se
 
 // pipelineConfig composes the pipeline's knobs from the file.
 func (c *fileConfig) pipelineConfig(getenv func(string) string) (pipeline.Config, error) {
-	mode, _ := pipeline.ParseMode(c.CacheMode)
-	pc := pipeline.Config{
-		HitPoolSize:           c.CacheHitPoolSize,
-		MissPoolSize:          c.CacheMissPoolSize,
-		MaxConcurrentRequests: c.MaxConcurrentRequests,
-		QueueTimeout:          seconds(c.QueueTimeoutSeconds),
-		ModelsTTL:             seconds(c.ModelsTTLSeconds),
-		MaxEmbeddingInputs:    c.MaxEmbeddingInputs,
-		// Cover the writer's delay, with room for a slow flush: until then a stored answer may not be on disk.
-		RecentGrace:    2*time.Duration(c.Cache.FlushInterval)*time.Millisecond + time.Second,
-		MemoryEnabled:  c.Cache.Enabled,
-		MemoryMaxItems: c.Cache.MaxItems,
-		MemoryMaxBytes: c.Cache.MaxBytes,
-		Mode:           mode,
-		CacheVersion:   c.CacheVersion,
-		OverrideMode:   c.CacheOverrideMode,
-		ThinkingField:  c.ThinkingField,
-		IgnoreFields:   c.Cache.IgnoreFields,
-		Headers:        c.APIHeaders,
-
-		Trim: pipeline.TrimConfig{Enabled: c.ContextTrim.Enabled, MaxContextTokens: c.ContextTrim.MaxContextTokens,
-			ReserveOutputTokens: c.ContextTrim.ReserveOutputTokens, Tokenizer: c.ContextTrim.Tokenizer, Pass: c.ContextTrim.OnOverflow == "pass"},
-		MaxRetries:          c.MaxRetries,
-		RetryBackoff:        time.Duration(c.RetryBackoffMs) * time.Millisecond,
-		EjectAfter:          c.EjectAfter,
-		EjectFor:            seconds(c.EjectSeconds),
-		StandbyOnSaturation: c.StandbyOnSaturation,
-	}
+	pc := pipeline.DefaultConfig()
+	pc.HitPoolSize = c.CacheHitPoolSize
+	pc.MissPoolSize = c.CacheMissPoolSize
+	pc.MaxConcurrentRequests = c.MaxConcurrentRequests
+	pc.QueueTimeout = seconds(c.QueueTimeoutSeconds)
+	pc.ModelsTTL = seconds(c.ModelsTTLSeconds)
+	pc.MaxEmbeddingInputs = c.MaxEmbeddingInputs
+	pc.MaxAnswerBytes = c.MaxAnswerBytes
+	// Cover the writer's delay, with room for a slow flush: until then a stored answer may not be on disk.
+	pc.RecentGrace = 2*time.Duration(c.Cache.FlushInterval)*time.Millisecond + time.Second
+	pc.MemoryEnabled = c.Cache.Enabled
+	pc.MemoryMaxItems = c.Cache.MaxItems
+	pc.MemoryMaxBytes = c.Cache.MaxBytes
+	pc.CacheVersion = c.CacheVersion
+	pc.OverrideMode = c.CacheOverrideMode
+	pc.ThinkingField = c.ThinkingField
+	pc.IgnoreFields = c.Cache.IgnoreFields
+	pc.Headers = c.APIHeaders
+	pc.Trim = pipeline.TrimConfig{Enabled: c.ContextTrim.Enabled, MaxContextTokens: c.ContextTrim.MaxContextTokens,
+		ReserveOutputTokens: c.ContextTrim.ReserveOutputTokens, Tokenizer: c.ContextTrim.Tokenizer, Pass: c.ContextTrim.OnOverflow == "pass"}
+	pc.MaxRetries = c.MaxRetries
+	pc.RetryBackoff = time.Duration(c.RetryBackoffMs) * time.Millisecond
+	pc.EjectAfter = c.EjectAfter
+	pc.EjectFor = seconds(c.EjectSeconds)
+	pc.StandbyOnSaturation = c.StandbyOnSaturation
 	if c.EnableThinking != nil {
 		pc.EnableThinking = pipeline.ThinkingFalse
 		if *c.EnableThinking {
@@ -423,14 +423,19 @@ func (c *fileConfig) pipelineConfig(getenv func(string) string) (pipeline.Config
 				return pc, fmt.Errorf("config: api_endpoints[%d].api_key_env names %s, which is not set", i, e.APIKeyEnv)
 			}
 		}
-		pc.Endpoints = append(pc.Endpoints, pipeline.Endpoint{
-			Target: wire.Target{Name: e.Name, URL: e.URL, InsecureTLS: e.InsecureTLS, CAFile: e.CAFile,
-				ConnectTimeout:   seconds(e.ConnectTimeoutSeconds),
-				FirstByteTimeout: seconds(e.FirstByteTimeoutSeconds),
-				Timeout:          seconds(e.TimeoutSeconds)},
-			Weight: e.Weight, Model: e.Model, Version: e.Version, APIKey: key,
-			Headers: e.Headers, MaxConcurrent: e.MaxConcurrent, MaxContextTokens: e.MaxContextTokens,
-		})
+		ep := pipeline.DefaultEndpoint(e.URL)
+		ep.Name, ep.InsecureTLS, ep.CAFile = e.Name, e.InsecureTLS, e.CAFile
+		for _, t := range []struct {
+			dst *time.Duration
+			v   float64
+		}{{&ep.ConnectTimeout, e.ConnectTimeoutSeconds}, {&ep.FirstByteTimeout, e.FirstByteTimeoutSeconds}, {&ep.Timeout, e.TimeoutSeconds}} {
+			if t.v > 0 { // 0 keeps the default
+				*t.dst = seconds(t.v)
+			}
+		}
+		ep.Weight, ep.Model, ep.Version, ep.APIKey = e.Weight, e.Model, e.Version, key
+		ep.Headers, ep.MaxConcurrent, ep.MaxContextTokens = e.Headers, e.MaxConcurrent, e.MaxContextTokens
+		pc.Endpoints = append(pc.Endpoints, ep)
 	}
 	return pc, nil
 }

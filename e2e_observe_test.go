@@ -170,8 +170,8 @@ func TestE2EStatsAndMetricsCountAKnownMix(t *testing.T) {
 	if v, _ := metricValue(t, families, "llmcache_tokens_saved_total", nil); int64(v) != saved {
 		t.Errorf("/metrics llmcache_tokens_saved_total = %v, want %d", v, saved)
 	}
-	if v, typ := metricValue(t, families, "llmcache_upstream_calls_total", map[string]string{"endpoint": "fake"}); v != 9 || typ != dto.MetricType_COUNTER {
-		t.Errorf("llmcache_upstream_calls_total{endpoint=fake} = %v (%v), want 9 (models listings are not calls of the dispatcher)", v, typ)
+	if v, typ := metricValue(t, families, "llmcache_upstream_calls_total", map[string]string{"endpoint": "fake"}); v != 10 || typ != dto.MetricType_COUNTER {
+		t.Errorf("llmcache_upstream_calls_total{endpoint=fake} = %v (%v), want 10 (9 answers and the models listing, which goes through the scheduler too)", v, typ)
 	}
 	if v, _ := metricValue(t, families, "llmcache_upstream_errors_total", map[string]string{"endpoint": "fake", "kind": "status_5xx"}); v != 1 {
 		t.Errorf("upstream 5xx errors = %v, want 1", v)

@@ -11,12 +11,15 @@ type statsFigures struct {
 		MemoryHits int64 `json:"memory_hits"`
 		DBHits     int64 `json:"db_hits"`
 		Misses     int64 `json:"misses"`
+		Coalesced  int64 `json:"coalesced"`
 		Errors     int64 `json:"errors"`
+		Total      int64 `json:"total"`
 	} `json:"requests"`
 	HitRate  float64 `json:"hit_rate"`
 	Upstream struct {
-		Calls  int64 `json:"calls"`
-		Errors int64 `json:"errors"`
+		Calls   int64 `json:"calls"`
+		Errors  int64 `json:"errors"`
+		Waiting int64 `json:"waiting"`
 	} `json:"upstream"`
 	Writer struct {
 		Written   int64  `json:"written"`

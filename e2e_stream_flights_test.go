@@ -14,8 +14,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"llmcache/pipeline"
 )
 
 // streamClient is loadClient's twin for the streaming tests: enough connections for hundreds of clients at
@@ -112,8 +110,8 @@ func testCoalescingMixed(t *testing.T, leaderStreams bool) {
 	// Request 0 leads: its call is held at the gate while the 499 others join it.
 	waitFor(t, "the leader's call at the gate", func() bool { return gate.arrived.Load() == 1 })
 	close(release)
-	// Every request either joined a flight or leads one held at the gate (there should be one).
-	admitted := func() int64 { return p.app.pipe.Counts().Outcome(pipeline.OutcomeCoalesced) + gate.arrived.Load() }
+	// Every request waits on a flight: the leader's, held at the gate (there should be only one).
+	admitted := func() int64 { return getStats(t, p).Upstream.Waiting }
 	deadline := time.Now().Add(90 * time.Second) // generous: 500 connections under -race on two busy cores
 	for admitted() < n {
 		if a := gate.arrived.Load(); a > 1 {
@@ -393,8 +391,9 @@ func TestE2EStreamLeaderFailureReachesFollowers(t *testing.T) {
 					t.Errorf("client %d got another error body: %s vs %s", i, r.body, first)
 				}
 			}
-			if c := p.app.pipe.Counts().Outcome(pipeline.OutcomeCoalesced); c != 19 {
-				t.Errorf("%d requests joined the flight, want 19", c)
+			// Every client got an error, the 19 followers too: /stats counts 20 errors and nothing coalesced.
+			if s := getStats(t, p); s.Requests.Errors != 20 || s.Requests.Coalesced != 0 {
+				t.Errorf("/stats: %d errors and %d coalesced, want 20 and 0", s.Requests.Errors, s.Requests.Coalesced)
 			}
 			key := res[0].header.Get("X-Cache-Key")
 			p.Stop()
@@ -441,8 +440,9 @@ func TestE2EStreamFailNextReachesQueuedFollowers(t *testing.T) {
 			t.Errorf("client %d: Retry-After %q, want the upstream's 7", i, ra)
 		}
 	}
-	if c := p.app.pipe.Counts().Outcome(pipeline.OutcomeCoalesced); c != 19 {
-		t.Errorf("%d requests joined the flight, want 19", c)
+	// Every client of the flight got the 429, the 19 followers too: /stats counts 20 errors, nothing coalesced.
+	if s := getStats(t, p); s.Requests.Errors != 20 || s.Requests.Coalesced != 0 {
+		t.Errorf("/stats: %d errors and %d coalesced, want 20 and 0", s.Requests.Errors, s.Requests.Coalesced)
 	}
 	key := res[0].header.Get("X-Cache-Key")
 	// The next identical request goes upstream again and is a miss.

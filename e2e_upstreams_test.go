@@ -248,12 +248,13 @@ func TestE2EStreamRetriedBeforeFirstByte(t *testing.T) {
 }
 
 // TestE2EAllEndpointsDown: with every endpoint refusing connections the client gets a clear error in a
-// few seconds, not after the queue timeout; once they are ejected, requests fail at once with a 502 that
-// names them and a Retry-After.
+// few seconds, not after the queue timeout; once every endpoint is ejected, calls still go to them (panic
+// mode) rather than all failing unasked, and /healthz says degraded.
 func TestE2EAllEndpointsDown(t *testing.T) {
 	p := newTestProxy(t, func(c *fileConfig) {
 		c.QueueTimeoutSeconds = 120
-		c.EjectAfter = 2
+		c.EjectAfter = 1
+		c.RetryBackoffMs = 10
 		c.APIEndpoints = []endpointConfig{{Name: "gpu-1", URL: deadURL(t), Weight: 1}, {Name: "gpu-2", URL: deadURL(t), Weight: 1}}
 	})
 	began := time.Now()
@@ -261,22 +262,70 @@ func TestE2EAllEndpointsDown(t *testing.T) {
 	if took := time.Since(began); took > 10*time.Second {
 		t.Errorf("the error took %v; want a few seconds (the queue timeout is 120 s)", took)
 	}
-	if resp.StatusCode != 502 || !strings.Contains(string(body), `"type":"server_error"`) {
-		t.Fatalf("status %d body %s, want a 502 OpenAI error", resp.StatusCode, body)
+	if resp.StatusCode != 502 || !strings.Contains(string(body), `"code":"upstream_unreachable"`) {
+		t.Fatalf("status %d body %s, want a 502 upstream_unreachable", resp.StatusCode, body)
 	}
-	began = time.Now()
+	u := getUpstreamStats(t, p)
+	h1, calls1, _, _ := u.endpoint(t, "gpu-1")
+	h2, calls2, _, _ := u.endpoint(t, "gpu-2")
+	if h1 != "ejected" || h2 != "ejected" {
+		t.Fatalf("health %q and %q after a request failed on both, want both ejected (eject_after = 1)", h1, h2)
+	}
 	resp, body = p.Post("/v1/chat/completions", chatBody("still nobody"))
-	if took := time.Since(began); took > 2*time.Second {
-		t.Errorf("with every endpoint ejected the error took %v, want it at once", took)
+	if resp.StatusCode != 502 || !strings.Contains(string(body), "connection refused") {
+		t.Fatalf("status %d body %s, want the endpoints' own failure (they are still asked)", resp.StatusCode, body)
 	}
-	if resp.StatusCode != 502 || !strings.Contains(string(body), "upstream_unavailable") || !strings.Contains(string(body), "gpu-1") || !strings.Contains(string(body), "gpu-2") {
-		t.Fatalf("status %d body %s, want a 502 upstream_unavailable naming both endpoints", resp.StatusCode, body)
+	u = getUpstreamStats(t, p)
+	_, after1, _, _ := u.endpoint(t, "gpu-1")
+	_, after2, _, _ := u.endpoint(t, "gpu-2")
+	if after1+after2 <= calls1+calls2 {
+		t.Errorf("calls %d+%d -> %d+%d: with every endpoint ejected, requests must still reach them", calls1, calls2, after1, after2)
 	}
-	if ra, err := strconv.Atoi(resp.Header.Get("Retry-After")); err != nil || ra < 1 {
-		t.Errorf("Retry-After %q, want the seconds until a probe", resp.Header.Get("Retry-After"))
+	if resp, body := p.Get("/healthz"); !strings.Contains(string(body), `"degraded"`) || !strings.Contains(string(body), "ejected") {
+		t.Errorf("/healthz with every endpoint ejected: %d %s, want degraded naming the ejection", resp.StatusCode, body)
 	}
-	if resp, body := p.Get("/healthz"); resp.StatusCode != 503 || !strings.Contains(string(body), "ejected") {
-		t.Errorf("/healthz with every endpoint ejected: %d %s, want 503 degraded", resp.StatusCode, body)
+}
+
+// TestE2EPanicModeRecovers: a sole endpoint ejected by failing requests still gets every call; its first
+// success brings it back into service.
+func TestE2EPanicModeRecovers(t *testing.T) {
+	p := newTestProxy(t, func(c *fileConfig) { c.EjectAfter, c.EjectSeconds, c.MaxRetries = 2, 600, 0 })
+	p.Fake.FailNext(2, 500, "", nil)
+	for i := range 2 {
+		if resp, body := p.Post("/v1/chat/completions", chatBody(fmt.Sprint("failing ", i))); resp.StatusCode != 500 {
+			t.Fatalf("request %d: status %d %s, want the upstream's 500", i, resp.StatusCode, body)
+		}
+	}
+	if h, _, ej, _ := getUpstreamStats(t, p).endpoint(t, "fake"); h != "ejected" || ej != 1 {
+		t.Fatalf("after two failed requests: health %q, %d ejections; want ejected once", h, ej)
+	}
+	// Resting for ten minutes, yet asked at once: the only endpoint is better than no answer.
+	resp, body := p.Post("/v1/chat/completions", chatBody("answered anyway"))
+	expectCache(t, "a request while the only endpoint is ejected", resp, body, 200, "MISS")
+	if err := checkEcho(body, "answered anyway"); err != nil {
+		t.Fatal(err)
+	}
+	if h, _, _, _ := getUpstreamStats(t, p).endpoint(t, "fake"); h != "healthy" {
+		t.Errorf("after a success: health %q, want healthy", h)
+	}
+}
+
+// TestE2EOneBadRequestCountsOnce: a request that fails every retry counts once against its endpoint, so one
+// bad prompt cannot take the only endpoint out for everyone.
+func TestE2EOneBadRequestCountsOnce(t *testing.T) {
+	p := newTestProxy(t, func(c *fileConfig) { c.EjectAfter, c.MaxRetries, c.RetryBackoffMs = 2, 3, 10 })
+	p.Fake.FailNext(4, 500, "", nil) // the request and its three retries
+	if resp, body := p.Post("/v1/chat/completions", chatBody("a prompt the upstream chokes on")); resp.StatusCode != 500 {
+		t.Fatalf("status %d %s, want the upstream's 500 after the retries", resp.StatusCode, body)
+	}
+	expectCalls(t, p, 4)
+	if h, _, ej, _ := getUpstreamStats(t, p).endpoint(t, "fake"); h != "healthy" || ej != 0 {
+		t.Fatalf("after one failed request (four attempts): health %q, %d ejections; want healthy (eject_after = 2 requests)", h, ej)
+	}
+	p.Fake.FailNext(4, 500, "", nil)
+	p.Post("/v1/chat/completions", chatBody("another prompt it chokes on"))
+	if h, _, ej, _ := getUpstreamStats(t, p).endpoint(t, "fake"); h != "ejected" || ej != 1 {
+		t.Errorf("after a second failed request: health %q, %d ejections; want ejected", h, ej)
 	}
 }
 

@@ -28,7 +28,7 @@ func newPromMetrics() *promMetrics {
 	metrics.ExposeMetadata(true) // # TYPE lines, so counters and gauges parse as such
 	m := &promMetrics{set: metrics.NewSet()}
 	for k := range pipeline.NumKinds {
-		route := pipeline.RouteName(pipeline.Kind(k))
+		route := pipeline.Kind(k).Route()
 		if route == "other" {
 			continue
 		}
@@ -54,28 +54,12 @@ func (m *promMetrics) observe(kind pipeline.Kind, resp *pipeline.Response, took 
 	}
 }
 
-// responseOutcome reads a request's outcome back from its answer's cache headers.
+// responseOutcome is the request's outcome, as the pipeline counts it.
 func responseOutcome(r *pipeline.Response) pipeline.Outcome {
-	switch {
-	case r.Err != nil || r.Status >= 400:
+	if r.Err != nil || r.Status >= 400 {
 		return pipeline.OutcomeError
-	case r.Source == "coalesced":
-		return pipeline.OutcomeCoalesced
 	}
-	switch r.Cache {
-	case "HIT", "STALE":
-		if r.Source == "db" {
-			return pipeline.OutcomeDBHit
-		}
-		return pipeline.OutcomeMemoryHit
-	case "REFRESH":
-		return pipeline.OutcomeRefresh
-	case "BYPASS":
-		return pipeline.OutcomeBypass
-	case "PARTIAL":
-		return pipeline.OutcomePartial
-	}
-	return pipeline.OutcomeMiss
+	return r.Outcome
 }
 
 // labelEscaper escapes a label value as the text format wants: backslash, double quote, newline.
@@ -119,7 +103,7 @@ func (m *promMetrics) write(w io.Writer) {
 	a := m.app
 	c := a.pipe.Counts()
 	for k := range pipeline.NumKinds {
-		route := pipeline.RouteName(pipeline.Kind(k))
+		route := pipeline.Kind(k).Route()
 		if route == "other" {
 			continue
 		}

@@ -52,10 +52,9 @@ type contextTrimStats struct {
 }
 
 type memoryStats struct {
-	Entries     int64 `json:"entries"`
-	Bytes       int64 `json:"bytes"`
-	InsertDrops int64 `json:"insert_drops"` // answers the memory stage had no room to take (still on disk)
-	TouchDrops  int64 `json:"touch_drops"`  // hit-count updates dropped while the writer's queue was full
+	Entries    int64 `json:"entries"`
+	Bytes      int64 `json:"bytes"`
+	TouchDrops int64 `json:"touch_drops"` // hit-count updates dropped while the writer's queue was full
 }
 
 type upstreamStats struct {
@@ -64,6 +63,7 @@ type upstreamStats struct {
 	Retries   int64           `json:"retries"`
 	InFlight  int64           `json:"in_flight"`
 	Queued    int64           `json:"queued"`
+	Waiting   int64           `json:"waiting"` // requests waiting for an upstream call's answer (leaders and coalesced followers)
 	Endpoints []endpointStats `json:"endpoints"`
 }
 
@@ -109,16 +109,16 @@ func (a *app) stats() any {
 			ByRoute: map[string]map[string]int64{}},
 		RequestsLastMinute: v.RequestsLastMinute,
 		TokensSaved:        c.TokensSaved,
-		Memory:             memoryStats{Entries: c.MemoryEntries, Bytes: c.MemoryBytes, InsertDrops: c.MemInsertDrops, TouchDrops: c.TouchDrops},
+		Memory:             memoryStats{Entries: c.MemoryEntries, Bytes: c.MemoryBytes, TouchDrops: c.TouchDrops},
 		DBReadErrors:       c.DBReadErrors,
 		Upstream: upstreamStats{Calls: c.UpstreamCalls, Errors: c.UpstreamErrors, Retries: c.Retries, InFlight: c.UpstreamInFlight,
-			Queued: c.Queued, Endpoints: []endpointStats{}},
+			Queued: c.Queued, Waiting: c.Waiting, Endpoints: []endpointStats{}},
 		Writer:         a.writer.Stats(),
 		DroppedReports: v.Dropped,
 		ContextTrim:    contextTrimStats{Runs: c.TrimRuns, TrimmedRequests: c.Trimmed, DroppedMessages: c.TrimDropped, Overflows: c.TrimOverflows},
 	}
 	for k := range pipeline.NumKinds {
-		route := pipeline.RouteName(pipeline.Kind(k))
+		route := pipeline.Kind(k).Route()
 		if route == "other" {
 			continue
 		}

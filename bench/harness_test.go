@@ -16,7 +16,6 @@ import (
 	"llmcache/httpx"
 	"llmcache/httpx/upstream"
 	"llmcache/pipeline"
-	"llmcache/pipeline/wire"
 )
 
 // proxy is llmcache assembled as main.go assembles it, on a loopback port, for benchmarks.
@@ -48,10 +47,11 @@ func startProxyFull(tb testing.TB, upstreamURL string, tune func(*pipeline.Confi
 	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	writer := actors.NewWriter(store, actors.WriterConfig{}, quiet)
-	cfg := pipeline.Config{
-		MaxConcurrentRequests: 256,
-		Endpoints:             []pipeline.Endpoint{{Target: wire.Target{Name: "fake", URL: upstreamURL}, Weight: 1}},
-	}
+	cfg := pipeline.DefaultConfig()
+	cfg.MaxConcurrentRequests = 256
+	ep := pipeline.DefaultEndpoint(upstreamURL)
+	ep.Name = "fake"
+	cfg.Endpoints = []pipeline.Endpoint{ep}
 	tune(&cfg)
 	pipe, err := pipeline.New(cfg, store, writer, upstream.New())
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"llmcache/bench/fakeupstream"
+	"llmcache/httpx"
 	"llmcache/pipeline"
 )
 
@@ -39,6 +40,6 @@ func BenchmarkMissLatency(b *testing.B) {
 	b.Run("path=llmcache", func(b *testing.B) { run(b, startProxy(b, fake.URL(), true).addr) })
 	// The same with cache_mode = off: no SQLite read, no write; what is left is the stages and the parsing.
 	b.Run("path=llmcache/cache_mode=off", func(b *testing.B) {
-		run(b, startProxyWith(b, fake.URL(), func(c *pipeline.Config) { c.MemoryEnabled, c.Mode = true, pipeline.ModeOff }).addr)
+		run(b, startProxyFull(b, fake.URL(), func(*pipeline.Config) {}, func(h *httpx.Config) { h.DefaultMode = pipeline.ModeOff }).addr)
 	})
 }

@@ -17,7 +17,6 @@ import (
 	"llmcache/db"
 	"llmcache/httpx/upstream"
 	"llmcache/pipeline"
-	"llmcache/pipeline/wire"
 )
 
 // TestMemoryHitAllocs proves that a memory hit, from the front end's handler through every stage and
@@ -35,8 +34,9 @@ func TestMemoryHitAllocs(t *testing.T) {
 	defer store.Close()
 	writer := actors.NewWriter(store, actors.WriterConfig{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	defer writer.Stop()
-	pipe, err := pipeline.New(pipeline.Config{MemoryEnabled: true, Endpoints: []pipeline.Endpoint{{Target: wire.Target{Name: "fake", URL: fake.URL()}, Weight: 1}}},
-		store, writer, upstream.New())
+	cfg := pipeline.DefaultConfig()
+	cfg.Endpoints = []pipeline.Endpoint{pipeline.DefaultEndpoint(fake.URL())}
+	pipe, err := pipeline.New(cfg, store, writer, upstream.New())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -163,7 +163,7 @@ func (s *Server) dashboard(ctx *fasthttp.RequestCtx) {
 // logRequest is the -v line of one cached-route request.
 func (s *Server) logRequest(ctx *fasthttp.RequestCtx, r *pipeline.Request) {
 	attrs := []slog.Attr{slog.String("method", string(ctx.Method())), slog.String("path", string(ctx.Path())),
-		slog.Int("status", r.Resp.Status), slog.String("cache", r.Resp.Cache), slog.String("source", r.Resp.Source),
+		slog.Int("status", r.Resp.Status), slog.String("cache", r.Resp.Cache), slog.String("source", r.Resp.Source.String()),
 		slog.Duration("took", time.Since(r.Arrived))}
 	if r.Resp.Err != nil {
 		attrs = append(attrs, slog.String("error", r.Resp.Err.Message))
@@ -207,8 +207,9 @@ func (s *Server) cached(kind pipeline.Kind) fasthttp.RequestHandler {
 		if live := r.Resp.Live; live != nil {
 			// fasthttp calls the stream writer after this handler returns: r lives until the stream ends.
 			// A client that goes away only ends its copy; the upstream call goes on and is stored.
+			dropUsage := r.Resp.DropUsage
 			ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
-				live.CopyTo(w)
+				live.CopyTo(w, dropUsage)
 				pipeline.Release(r)
 			})
 			return
@@ -253,8 +254,8 @@ func writeResponse(ctx *fasthttp.RequestCtx, r *pipeline.Request) {
 	if resp.Cache != "" {
 		h.Set("X-Cache", resp.Cache)
 	}
-	if resp.Source != "" {
-		h.Set("X-Cache-Source", resp.Source)
+	if resp.Source != pipeline.SourceNone {
+		h.Set("X-Cache-Source", resp.Source.String())
 	}
 	if resp.CacheStatus != "" {
 		h.Set("Cache-Status", resp.CacheStatus)

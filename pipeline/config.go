@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
@@ -77,36 +78,37 @@ type TrimConfig struct {
 	Pass                bool   // on_overflow = "pass": send a request that cannot fit untrimmed instead of a 400
 }
 
-// Config holds the knobs of the request pipeline. The zero value of a field means its default.
+// Config holds the knobs of the request pipeline. Start from DefaultConfig: every default is stated there.
 type Config struct {
-	HitPoolSize           int           // cache_hit_pool_size, default 8
-	MissPoolSize          int           // cache_miss_pool_size, default 8
-	KeyingWorkers         int           // default GOMAXPROCS
-	MemoryShards          int           // default 16
-	MaxConcurrentRequests int           // upstream calls in flight over all endpoints, default 100
-	QueueTimeout          time.Duration // queue_timeout_seconds, default 30 s
-	StageQueueSize        int           // capacity of each stage's input queue, default 4096
-	ModelsTTL             time.Duration // models_ttl_seconds: how long a models list is served before a refetch; default 60 s
-	MaxEmbeddingInputs    int           // max_embedding_inputs: inputs allowed in one embeddings request; default 2048
-	RecentGrace           time.Duration // how long the dispatcher answers from a just-stored answer, covering the writer's delay; default 2 s
+	HitPoolSize           int           // cache_hit_pool_size: hits answered at once
+	MissPoolSize          int           // cache_miss_pool_size: SQLite reads and request preparations at once
+	MemoryShards          int           // shards of the memory stage
+	MaxConcurrentRequests int           // max_concurrent_requests: upstream calls in flight over all endpoints
+	QueueTimeout          time.Duration // queue_timeout_seconds: how long a request may wait for a slot anywhere
+	StageQueueSize        int           // capacity of the scheduler's input queue
+	ModelsTTL             time.Duration // models_ttl_seconds: how long a models list is served before a refetch
+	MaxEmbeddingInputs    int           // max_embedding_inputs: inputs allowed in one embeddings request
+	MaxAnswerBytes        int64         // max_answer_bytes: larger answers are passed to the client, not stored
+	// RecentGrace is how long the scheduler answers from an answer it just stored, covering the writer's
+	// delay for a request that looked in SQLite a moment before the answer was written there.
+	RecentGrace time.Duration
 
 	MemoryEnabled  bool  // cache.enabled: the memory layer (SQLite serves either way)
-	MemoryMaxItems int   // cache.max_items, default 10000
-	MemoryMaxBytes int64 // cache.max_bytes, default 256 MiB
+	MemoryMaxItems int   // cache.max_items
+	MemoryMaxBytes int64 // cache.max_bytes
 
-	Mode           Mode              // cache_mode: the default for requests that do not say
 	CacheVersion   int64             // cache_version
 	OverrideMode   bool              // cache_override_mode: entries below the current version are stale
-	EnableThinking Thinking          // enable_thinking from config; ThinkingAbsent = pass the client's value through
-	ThinkingField  string            // "both" (default), "top_level" or "chat_template_kwargs"
+	EnableThinking Thinking          // enable_thinking; ThinkingAbsent = pass the client's value through
+	ThinkingField  string            // thinking_field: "both", "top_level" or "chat_template_kwargs"
 	IgnoreFields   []string          // cache.ignore_fields: more top-level fields left out of the key
 	Headers        map[string]string // api_headers: added to every upstream call
 	Endpoints      []Endpoint
 
-	MaxRetries          int           // max_retries: further attempts after a retryable failure, default 0 here (3 in the file)
-	RetryBackoff        time.Duration // retry_backoff_ms: the first retry's base delay, doubled each time; default 250 ms
-	EjectAfter          int           // eject_after: consecutive failures that eject an endpoint; default 5
-	EjectFor            time.Duration // eject_seconds: how long an ejected endpoint rests before a probe; default 30 s
+	MaxRetries          int           // max_retries: further attempts after a retryable failure
+	RetryBackoff        time.Duration // retry_backoff_ms: the first retry's base delay, doubled each time
+	EjectAfter          int           // eject_after: consecutive failed requests that eject an endpoint
+	EjectFor            time.Duration // eject_seconds: how long an ejected endpoint rests before a probe
 	StandbyOnSaturation bool          // standby_on_saturation: standby endpoints also take calls while every weighted one is full
 
 	Trim TrimConfig // [context_trim]
@@ -114,11 +116,45 @@ type Config struct {
 	// NoStats turns the request counters off (they count nothing), to measure what counting costs.
 	NoStats bool
 
-	// Log gets the warnings of upstream ejections and recoveries; default slog.Default().
+	// Log gets the warnings of upstream ejections and recoveries, and of answers too large to keep.
 	Log *slog.Logger
 
-	// OnUpstream, when set, is told of every upstream attempt (from the call's goroutine); it must not block.
+	// OnUpstream, when set, is told of every upstream attempt (from the caller's goroutine); it must not block.
 	OnUpstream func(endpoint string, took time.Duration)
+
+	endpointVersion map[string]int64 // by endpoint name; made by check
+}
+
+// DefaultConfig is the pipeline's configuration with every default and no endpoint.
+func DefaultConfig() Config {
+	return Config{
+		HitPoolSize:           8,
+		MissPoolSize:          8,
+		MemoryShards:          16,
+		MaxConcurrentRequests: 100,
+		QueueTimeout:          30 * time.Second,
+		StageQueueSize:        4096,
+		ModelsTTL:             60 * time.Second,
+		MaxEmbeddingInputs:    2048,
+		MaxAnswerBytes:        64 << 20,
+		RecentGrace:           2 * time.Second,
+		MemoryEnabled:         true,
+		MemoryMaxItems:        10000,
+		MemoryMaxBytes:        256 << 20,
+		ThinkingField:         "both",
+		MaxRetries:            3,
+		RetryBackoff:          250 * time.Millisecond,
+		EjectAfter:            5,
+		EjectFor:              30 * time.Second,
+		Trim:                  TrimConfig{MaxContextTokens: 4096, Tokenizer: "o200k_base"},
+		Headers:               map[string]string{"User-Agent": "llmcache/1.0"},
+	}
+}
+
+// DefaultEndpoint is an endpoint at url with the default timeouts and weight 1.
+func DefaultEndpoint(url string) Endpoint {
+	return Endpoint{Target: wire.Target{URL: url, ConnectTimeout: 10 * time.Second, FirstByteTimeout: 300 * time.Second,
+		Timeout: 600 * time.Second}, Weight: 1}
 }
 
 // RedactURL is url without what may hold a credential (user:password@, the query, the fragment): the
@@ -132,68 +168,74 @@ func RedactURL(raw string) string {
 	return u.String()
 }
 
-func (c *Config) setDefaults() {
-	if c.HitPoolSize <= 0 {
-		c.HitPoolSize = 8
-	}
-	if c.MissPoolSize <= 0 {
-		c.MissPoolSize = 8
-	}
-	if c.MemoryShards <= 0 {
-		c.MemoryShards = 16
-	}
-	if c.MaxConcurrentRequests <= 0 {
-		c.MaxConcurrentRequests = 100
-	}
-	if c.QueueTimeout <= 0 {
-		c.QueueTimeout = 30 * time.Second
-	}
-	if c.ModelsTTL < 0 {
-		c.ModelsTTL = 0
-	}
-	if c.MaxEmbeddingInputs <= 0 {
-		c.MaxEmbeddingInputs = MaxEmbeddingInputs
-	}
-	if c.RecentGrace <= 0 {
-		c.RecentGrace = 2 * time.Second
-	}
-	if c.StageQueueSize <= 0 {
-		c.StageQueueSize = 4096
-	}
-	if c.MemoryMaxItems <= 0 {
-		c.MemoryMaxItems = 10000
-	}
-	if c.MemoryMaxBytes <= 0 {
-		c.MemoryMaxBytes = 256 << 20
+// check refuses what cannot work, names unnamed endpoints after their URL, and indexes endpoint versions.
+func (c *Config) check() error {
+	switch {
+	case len(c.Endpoints) == 0:
+		return errors.New("no api_endpoints configured")
+	case c.HitPoolSize <= 0 || c.MissPoolSize <= 0 || c.MemoryShards <= 0 || c.MaxConcurrentRequests <= 0 || c.StageQueueSize <= 0:
+		return fmt.Errorf("pool sizes, shards and limits must be above 0 (hit %d, miss %d, shards %d, concurrent %d, queue %d)",
+			c.HitPoolSize, c.MissPoolSize, c.MemoryShards, c.MaxConcurrentRequests, c.StageQueueSize)
+	case c.QueueTimeout <= 0 || c.RetryBackoff <= 0 || c.EjectFor <= 0 || c.EjectAfter <= 0 || c.MaxAnswerBytes <= 0:
+		return errors.New("queue_timeout, retry_backoff, eject_seconds, eject_after and max_answer_bytes must be above 0")
 	}
 	if c.Log == nil {
 		c.Log = slog.Default()
 	}
-	if c.RetryBackoff <= 0 {
-		c.RetryBackoff = 250 * time.Millisecond
-	}
-	if c.EjectAfter <= 0 {
-		c.EjectAfter = 5
-	}
-	if c.EjectFor <= 0 {
-		c.EjectFor = 30 * time.Second
-	}
-	if c.ThinkingField == "" {
-		c.ThinkingField = "both"
-	}
+	c.endpointVersion = make(map[string]int64, len(c.Endpoints))
 	for i := range c.Endpoints {
 		e := &c.Endpoints[i]
 		if e.Name == "" {
 			e.Name = RedactURL(e.URL)
 		}
-		if e.ConnectTimeout <= 0 {
-			e.ConnectTimeout = 10 * time.Second
+		if e.ConnectTimeout <= 0 || e.FirstByteTimeout <= 0 || e.Timeout <= 0 {
+			return fmt.Errorf("endpoint %s: timeouts must be above 0", e.Name)
 		}
-		if e.FirstByteTimeout <= 0 {
-			e.FirstByteTimeout = 300 * time.Second
+		c.endpointVersion[e.Name] = e.Version
+	}
+	return nil
+}
+
+// usable reports whether a stored answer may serve a request with controls ctl: young enough for its max-age
+// and, under cache_override_mode, not below the current cache_version or its endpoint's version.
+func (c *Config) usable(ctl *Controls, createdAt, version int64, endpoint string, now int64) bool {
+	if ctl.MaxAge >= 0 && now-createdAt > ctl.MaxAge*1000 {
+		return false
+	}
+	if c.OverrideMode {
+		if version < c.CacheVersion {
+			return false
 		}
-		if e.Timeout <= 0 {
-			e.Timeout = 600 * time.Second
+		if v, ok := c.endpointVersion[endpoint]; ok && version < v {
+			return false
 		}
 	}
+	return true
+}
+
+// upstreamHeaders lists what goes upstream: the client's forwarded headers, then api_headers and the
+// endpoint's headers (each replacing a client header of the same name), then the endpoint's key, which
+// replaces the client's Authorization.
+func (c *Config) upstreamHeaders(client [][2]string, ep *Endpoint) [][2]string {
+	h := make([][2]string, 0, len(client)+len(c.Headers)+len(ep.Headers)+1)
+	h = append(h, client...)
+	set := func(name, value string) {
+		for i := range h {
+			if equalFold([]byte(h[i][0]), name) {
+				h[i][1] = value
+				return
+			}
+		}
+		h = append(h, [2]string{name, value})
+	}
+	for k, v := range c.Headers {
+		set(k, v)
+	}
+	for k, v := range ep.Headers {
+		set(k, v)
+	}
+	if ep.APIKey != "" {
+		set("Authorization", "Bearer "+ep.APIKey)
+	}
+	return h
 }

@@ -2,10 +2,22 @@ package pipeline
 
 import (
 	"bytes"
+	"math"
 	"strconv"
 
 	"llmcache/pipeline/canon"
 )
+
+// Controls are the per-request cache controls, from headers and the body's "cache" object.
+type Controls struct {
+	Mode      Mode
+	NoCache   bool   // skip the lookup, fetch fresh, store (REFRESH)
+	NoStore   bool   // do not store this answer
+	MaxAge    int64  // seconds; accept only entries younger than this; <0 = no limit
+	TTL       int64  // seconds; 0 = never expires
+	Namespace string // the effective namespace once keyed (see Request.Tenant)
+	Sample    int64
+}
 
 // DefaultControls are the controls of a request that sets none; mode is the configured cache_mode.
 func DefaultControls(mode Mode) Controls { return Controls{Mode: mode, MaxAge: -1} }
@@ -25,7 +37,7 @@ func (c *Controls) ApplyHeader(name, value []byte) *Error {
 	case equalFold(name, "X-Cache-Namespace"):
 		c.Namespace = string(value)
 	case equalFold(name, "X-Cache-Sample"):
-		n, ok := parseNonNegative(value)
+		n, ok := parseIndex(value)
 		if !ok {
 			return invalidRequest("X-Cache-Sample", "X-Cache-Sample must be a whole number >= 0")
 		}
@@ -88,6 +100,9 @@ func (c *Controls) applyBody(sub *canon.Parser, raw []byte) *Error {
 			c.NoStore = m.Type == canon.True
 		case "s-maxage", "ttl", "sample":
 			n, ok := parseNonNegative(v)
+			if string(m.Key) == "sample" {
+				n, ok = parseIndex(v)
+			}
 			if m.Type != canon.Number || !ok {
 				return invalidRequest("cache."+string(m.Key), "cache."+string(m.Key)+" must be a whole number >= 0")
 			}
@@ -125,10 +140,16 @@ func (c *Controls) applyBody(sub *canon.Parser, raw []byte) *Error {
 	return nil
 }
 
-// parseNonNegative parses a plain decimal integer; JSON numbers like 10.0 are refused.
+// maxSeconds is the longest duration a TTL or max-age may mean: what unix milliseconds in an int64 hold,
+// with room for now. A larger value is clamped to it, so that a huge TTL means "keep" and a huge max-age
+// "any age" rather than overflowing into the past.
+const maxSeconds = math.MaxInt64/1000 - 1<<42
+
+// parseNonNegative parses a plain decimal integer of seconds, clamped to maxSeconds; JSON numbers like 10.0
+// are refused.
 func parseNonNegative(b []byte) (int64, bool) {
 	b = bytes.TrimSpace(b)
-	if len(b) == 0 || len(b) > 18 {
+	if len(b) == 0 {
 		return 0, false
 	}
 	var n int64
@@ -136,9 +157,30 @@ func parseNonNegative(b []byte) (int64, bool) {
 		if ch < '0' || ch > '9' {
 			return 0, false
 		}
-		n = n*10 + int64(ch-'0')
+		if n <= maxSeconds {
+			n = n*10 + int64(ch-'0')
+		}
 	}
-	return n, true
+	return min(n, maxSeconds), true
+}
+
+// parseIndex parses a plain decimal integer of at most 18 digits (a sample index: distinct values must stay
+// distinct, so nothing is clamped).
+func parseIndex(b []byte) (int64, bool) {
+	b = bytes.TrimSpace(b)
+	if len(b) > 18 {
+		return 0, false
+	}
+	return parseNonNegative(b)
+}
+
+// expiresAt is when an answer stored at now (unix ms) with a TTL of ttl seconds expires: 0 (never) for no
+// TTL, and for one so long that it cannot be told from never.
+func expiresAt(now, ttl int64) int64 {
+	if ttl <= 0 || ttl >= maxSeconds || now > math.MaxInt64-ttl*1000 {
+		return 0
+	}
+	return now + ttl*1000
 }
 
 // equalFold compares ASCII case-insensitively without allocating.

@@ -2,140 +2,22 @@ package pipeline
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
 	"fmt"
 	"math"
 	"slices"
 	"strconv"
-	"sync"
+	"time"
 
 	json "github.com/goccy/go-json"
 
-	"llmcache/db"
 	"llmcache/pipeline/canon"
 	"llmcache/pipeline/wire"
 )
 
-// Embeddings are cached per input item (DESIGN section 4): a request for 100 inputs of which 97 are cached
-// sends one upstream request for the other 3 and answers all 100 in their order.
-
-// MaxEmbeddingInputs is the default bound on inputs in one embeddings request.
-const MaxEmbeddingInputs = 2048
-
 // vectorContentType marks a stored item: little-endian float32s, not JSON.
 const vectorContentType = "application/x-llmcache-float32"
-
-// embItem is one input of an embeddings request.
-type embItem struct {
-	key        db.Key
-	start, end int // the item's raw JSON in the request body
-}
-
-// embeddingFields are left out of an item's key besides the usual ones: the input itself (keyed item by
-// item) and encoding_format (vectors are stored as float32 and converted on the way out).
-func (k *keyer) skipEmbedding(key []byte) bool {
-	switch string(key) {
-	case "input", "encoding_format":
-		return true
-	}
-	return k.skip(key)
-}
-
-// keyItems validates the input of an embeddings request and keys each item: the framed record of the
-// request without input and encoding_format, then the item's canonical form.
-func (k *keyer) keyItems(r *Request, members []canon.Member, input *canon.Member, thinking Thinking) *Error {
-	raw := r.Body[input.ValueStart:input.ValueEnd]
-	var spans [][2]int
-	switch input.Type {
-	case canon.String:
-		spans = append(spans, [2]int{input.ValueStart, input.ValueEnd})
-	case canon.Array:
-		var elems []json.RawMessage
-		if err := json.Unmarshal(raw, &elems); err != nil {
-			return invalidRequest("input", "input must be a string, an array of strings, an array of token ids or an array of token-id arrays")
-		}
-		if len(elems) == 0 {
-			return invalidRequest("input", "input must not be empty")
-		}
-		if len(elems) > k.maxInputs {
-			return invalidRequest("input", fmt.Sprintf("input has %d items; at most %d are allowed (max_embedding_inputs)", len(elems), k.maxInputs))
-		}
-		first := firstByte(elems[0])
-		if first == '-' || (first >= '0' && first <= '9') {
-			// One list of token ids is one input.
-			for _, e := range elems {
-				if !isInteger(e) {
-					return invalidRequest("input", "input token ids must be integers")
-				}
-			}
-			spans = append(spans, [2]int{input.ValueStart, input.ValueEnd})
-			break
-		}
-		at := input.ValueStart + 1
-		for _, e := range elems {
-			// Unmarshal keeps each element's bytes; find them in the body to key them canonically.
-			off := bytes.Index(r.Body[at:input.ValueEnd], e)
-			if off < 0 {
-				return invalidRequest("input", "input could not be read")
-			}
-			start := at + off
-			switch firstByte(e) {
-			case '"':
-			case '[':
-				var ids []json.RawMessage
-				if json.Unmarshal(e, &ids) != nil || len(ids) == 0 {
-					return invalidRequest("input", "each token-id list in input must be a non-empty array of integers")
-				}
-				for _, id := range ids {
-					if !isInteger(id) {
-						return invalidRequest("input", "input token ids must be integers")
-					}
-				}
-			default:
-				return invalidRequest("input", "input items must all be strings or all be token-id arrays")
-			}
-			if firstByte(e) != first {
-				return invalidRequest("input", "input items must all be strings or all be token-id arrays")
-			}
-			spans = append(spans, [2]int{start, start + len(e)})
-			at = start + len(e)
-		}
-	default:
-		return invalidRequest("input", "input must be a string, an array of strings, an array of token ids or an array of token-id arrays")
-	}
-	base := append(k.record[:0], KeyScheme...)
-	base = append(base, 0, byte(r.Kind))
-	base = binary.AppendUvarint(base, uint64(len(r.Controls.Namespace)))
-	base = append(base, r.Controls.Namespace...)
-	base = binary.AppendUvarint(base, uint64(r.Controls.Sample))
-	base = append(base, byte(thinking))
-	base = k.parser.AppendCanonicalObject(base, r.Body, members, k.skipEmbedding)
-	base = append(base, 0)
-	n := len(base)
-	r.items = r.items[:0]
-	for _, sp := range spans {
-		rec := k.parser.AppendCanonical(base[:n], r.Body[sp[0]:sp[1]])
-		r.items = append(r.items, embItem{key: sha256.Sum256(rec), start: sp[0], end: sp[1]})
-		base = rec
-	}
-	k.record = base
-	return nil
-}
-
-func firstByte(b []byte) byte {
-	b = bytes.TrimSpace(b)
-	if len(b) == 0 {
-		return 0
-	}
-	return b[0]
-}
-
-func isInteger(b []byte) bool {
-	_, err := strconv.ParseInt(string(bytes.TrimSpace(b)), 10, 64)
-	return err == nil
-}
 
 // embCall is what an embeddings call carries besides the usual: the vectors found in the cache, and which
 // items the upstream is asked for (each distinct missing item once).
@@ -148,53 +30,56 @@ type embCall struct {
 	model   string      // the model asked, for an all-cached answer
 }
 
-// serveEmbedding looks each item up in SQLite; an all-cached request is answered at once, the rest becomes
-// one upstream call for the distinct missing items.
-func (p *Pipeline) serveEmbedding(rd db.Reader, e *db.Entry, touches *touchBatcher, r *Request) {
+// serveEmbedding looks each item up in memory, then SQLite; an all-cached request is answered at once, the
+// rest becomes one upstream call for the distinct missing items.
+func (p *Pipeline) serveEmbedding(r *Request, deadline time.Time) {
 	c := &r.Controls
 	ec := &embCall{items: slices.Clone(r.items), vectors: make([][]float32, len(r.items)), base64: r.embBase64, model: askedModel(r)}
+	w := p.misses.acquire(deadline)
+	if w == nil {
+		r.fail(errOverloaded)
+		return
+	}
 	fromMemory := 0
 	if !c.NoCache && c.Mode != ModeWriteOnly && c.Mode != ModeOff {
+		epoch := p.storer.current()
 		now := nowMillis()
-		if p.cfg.MemoryEnabled {
-			fromMemory = p.memItems(ec, c, touches, now)
-		}
 		for i := range ec.items {
-			if ec.vectors[i] != nil {
-				continue
-			}
-			found, err := rd.Get(&ec.items[i].key, e)
-			if err != nil {
-				p.stats.dbReadErrors.Add(1)
-				continue
-			}
-			if found && e.ContentType == vectorContentType && (e.ExpiresAt == 0 || now < e.ExpiresAt) && p.usable(c, e.CreatedAt, e.Version, e.Endpoint, now) {
-				ec.vectors[i] = decodeVector(e.Body)
+			k := &ec.items[i].key
+			if e := p.mem.get(k, now); e != nil && p.cfg.usable(c, e.createdAt, e.version, e.endpoint, now) {
+				ec.vectors[i] = decodeVector(e.body)
 				ec.cached++
-				touches.add(ec.items[i].key, now)
-				p.memInsert(&memEntry{key: ec.items[i].key, body: bytes.Clone(e.Body), contentType: vectorContentType, endpoint: e.Endpoint,
-					createdAt: e.CreatedAt, expiresAt: e.ExpiresAt, version: e.Version, size: int64(len(e.Body)) + entryOverhead})
+				fromMemory++
+				p.touch.add(k, now)
+				continue
+			}
+			e, found := w.get(k, &p.stats)
+			if found && e.ContentType == vectorContentType && (e.ExpiresAt == 0 || now < e.ExpiresAt) && p.cfg.usable(c, e.CreatedAt, e.Version, e.Endpoint, now) {
+				m := memEntryOf(*k, e)
+				ec.vectors[i] = decodeVector(m.body)
+				ec.cached++
+				p.touch.add(k, now)
+				p.storer.remember(m, epoch)
 			}
 		}
 	}
 	if ec.cached == len(ec.items) {
-		source := "db"
+		p.misses.release(w)
+		src, o := SourceDB, OutcomeDBHit
 		if fromMemory == len(ec.items) {
-			source = "memory"
-			p.stats.count(KindEmbedding, OutcomeMemoryHit)
-		} else {
-			p.stats.count(KindEmbedding, OutcomeDBHit)
+			src, o = SourceMemory, OutcomeMemoryHit
 		}
-		r.Resp = Response{Status: 200, Body: ec.response(ec.model, nil), ContentType: "application/json", Cache: "HIT", Source: source,
-			CacheStatus: "llmcache; hit", HasKey: true, Items: "hits=" + strconv.Itoa(len(ec.items)) + " misses=0"}
+		r.Resp = Response{Status: 200, Body: ec.response(ec.model, nil), ContentType: "application/json", Cache: "HIT", Source: src,
+			CacheStatus: "llmcache; hit", HasKey: true, Outcome: o, Items: "hits=" + strconv.Itoa(len(ec.items)) + " misses=0"}
 		r.finish()
 		return
 	}
 	if c.Mode == ModeReadOnly {
-		p.readOnlyMiss(r)
+		p.misses.release(w)
+		readOnlyMiss(r)
 		return
 	}
-	seen := make(map[db.Key]bool)
+	seen := make(map[Key]bool)
 	var list []byte
 	for i, it := range ec.items {
 		if ec.vectors[i] != nil || seen[it.key] {
@@ -207,52 +92,14 @@ func (p *Pipeline) serveEmbedding(rd db.Reader, e *db.Entry, touches *touchBatch
 		}
 		list = append(list, r.Body[it.start:it.end]...)
 	}
-	body, ms, me, err := p.upstreamEmbeddingBody(r, list)
-	p.dispatchMiss(r, body, ms, me, err, ec.model, ec)
-}
-
-// memItems looks the items up in the memory stage, one query per shard involved, all at once, and fills
-// the vectors found. It returns how many items it found.
-func (p *Pipeline) memItems(ec *embCall, c *Controls, touches *touchBatcher, now int64) int {
-	queries := make(map[*memShard]*itemQuery)
-	index := make(map[*memShard][]int)
-	for i := range ec.items {
-		s := p.shardFor(&ec.items[i].key)
-		q := queries[s]
-		if q == nil {
-			q = &itemQuery{}
-			queries[s] = q
-		}
-		q.keys = append(q.keys, ec.items[i].key)
-		index[s] = append(index[s], i)
-	}
-	var wg sync.WaitGroup
-	for s, q := range queries {
-		wg.Add(1)
-		q.done = wg.Done
-		s.items <- q
-	}
-	wg.Wait()
-	found := 0
-	for s, q := range queries {
-		for j, e := range q.found {
-			if e == nil || !p.usable(c, e.createdAt, e.version, e.endpoint, now) {
-				continue
-			}
-			i := index[s][j]
-			ec.vectors[i] = decodeVector(e.body)
-			ec.cached++
-			found++
-			touches.add(ec.items[i].key, now)
-		}
-	}
-	return found
+	body, ms, me, err := upstreamEmbeddingBody(&w.parser, r, list)
+	p.misses.release(w)
+	p.dispatch(r, body, ms, me, err, ec)
 }
 
 // upstreamEmbeddingBody is the client's body with input replaced by the missing items and the cache object
 // removed; every other byte as the client sent it.
-func (p *Pipeline) upstreamEmbeddingBody(r *Request, items []byte) ([]byte, int, int, error) {
-	var parser canon.Parser
+func upstreamEmbeddingBody(parser *canon.Parser, r *Request, items []byte) ([]byte, int, int, error) {
 	members, err := parser.ParseObject(r.Body)
 	if err != nil {
 		return nil, 0, 0, err
@@ -266,7 +113,7 @@ func (p *Pipeline) upstreamEmbeddingBody(r *Request, items []byte) ([]byte, int,
 			edits = append(edits, removeMember(members, i))
 		}
 	}
-	return editedBody(&parser, r.Body, edits)
+	return editedBody(parser, r.Body, edits)
 }
 
 // embeddingAnswer is the part of an upstream embeddings answer the proxy reads.
@@ -281,47 +128,35 @@ type embeddingAnswer struct {
 
 // settleEmbedding takes the upstream's vectors for the missing items, stores each as its own entry, and
 // answers with every item in the client's order and encoding.
-func (p *Pipeline) settleEmbedding(c *call, resp *wire.Response) outcome {
-	ec, ep := c.emb, c.ep
+func (cl *caller) settleEmbedding(c *call, ep *endpointState, res *attemptResult, resp *wire.Response) outcome {
+	ec := c.emb
 	var a embeddingAnswer
 	if err := json.Unmarshal(resp.Body, &a); err != nil || len(a.Data) != len(ec.ask) {
-		e := &Error{Status: 502, Type: "server_error", Code: "upstream_invalid_response",
-			Message: fmt.Sprintf("upstream %s answered embeddings that do not match the %d inputs asked for", ep.cfg.Name, len(ec.ask))}
-		c.resp = Response{Status: 502, Err: e, HasKey: true, Cache: "MISS", Source: "upstream", CacheStatus: "llmcache; fwd=miss; detail=upstream-invalid"}
-		return outcomeInvalid
+		return invalid(res, fmt.Sprintf("upstream %s answered embeddings that do not match the %d inputs asked for", ep.cfg.Name, len(ec.ask)))
 	}
-	fetched := make(map[db.Key][]float32, len(ec.ask))
+	fetched := make(map[Key][]float32, len(ec.ask))
 	for _, d := range a.Data {
 		if d.Index < 0 || d.Index >= len(ec.ask) {
-			c.resp = Response{Status: 502, HasKey: true, Err: &Error{Status: 502, Type: "server_error", Code: "upstream_invalid_response", Message: "upstream embedding index out of range"}}
-			return outcomeInvalid
+			return invalid(res, "upstream embedding index out of range")
 		}
 		v, err := parseVector(d.Embedding)
 		if err != nil {
-			c.resp = Response{Status: 502, HasKey: true, Err: &Error{Status: 502, Type: "server_error", Code: "upstream_invalid_response", Message: "upstream embedding unreadable: " + err.Error()}}
-			return outcomeInvalid
+			return invalid(res, "upstream embedding unreadable: "+err.Error())
 		}
 		fetched[ec.items[ec.ask[d.Index]].key] = v
 	}
 	if len(fetched) != len(ec.ask) {
-		c.resp = Response{Status: 502, HasKey: true, Err: &Error{Status: 502, Type: "server_error", Code: "upstream_invalid_response", Message: "upstream embeddings repeat an index"}}
-		return outcomeInvalid
+		return invalid(res, "upstream embeddings repeat an index")
 	}
 	ctl := &c.controls
-	store := !ctl.NoStore && ctl.Mode != ModeOff && ctl.Mode != ModeReadOnly
-	now := nowMillis()
-	if store && p.writer != nil {
+	store := storable(ctl)
+	if store {
 		for _, i := range ec.ask {
 			k := ec.items[i].key
-			entry := &db.Entry{Key: k, Body: encodeVector(fetched[k]), ContentType: vectorContentType, Kind: c.kind.String(),
-				Namespace: ctl.Namespace, Model: c.asked, Endpoint: ep.cfg.Name, UpstreamModel: orAsked(ep.cfg.Model, c.asked),
-				Version: max(p.cfg.CacheVersion, ep.cfg.Version), CreatedAt: now}
-			if ctl.TTL > 0 {
-				entry.ExpiresAt = now + ctl.TTL*1000
-			}
-			p.writer.Put(entry)
-			p.memInsert(&memEntry{key: k, body: entry.Body, contentType: vectorContentType, endpoint: ep.cfg.Name,
-				createdAt: now, expiresAt: entry.ExpiresAt, version: entry.Version, size: int64(len(entry.Body)) + entryOverhead})
+			e := cl.entry(c, ep, k, encodeVector(fetched[k]), vectorContentType)
+			e.UpstreamModel = orAsked(ep.cfg.Model, c.asked)
+			cl.storer.store(e, &memEntry{key: k, body: e.Body, contentType: vectorContentType, endpoint: ep.cfg.Name,
+				createdAt: e.CreatedAt, expiresAt: e.ExpiresAt, version: e.Version, size: int64(len(e.Body)) + entryOverhead})
 		}
 	}
 	for i, it := range ec.items {
@@ -333,24 +168,14 @@ func (p *Pipeline) settleEmbedding(c *call, resp *wire.Response) outcome {
 	if model == "" {
 		model = c.asked
 	}
-	c.resp = Response{Status: 200, Body: ec.response(model, a.Usage), ContentType: "application/json", HasKey: true, Source: "upstream",
+	res.resp = Response{Status: 200, Body: ec.response(model, a.Usage), ContentType: "application/json", HasKey: true, Source: SourceUpstream,
 		Items: "hits=" + strconv.Itoa(ec.cached) + " misses=" + strconv.Itoa(len(ec.items)-ec.cached)}
-	c.resp.Cache, c.resp.CacheStatus = missHeaders(ctl)
-	if ec.cached > 0 && c.resp.Cache == "MISS" {
-		c.resp.Cache = "PARTIAL"
+	res.resp.Cache, res.resp.CacheStatus, res.resp.Outcome = missHeaders(ctl)
+	if ec.cached > 0 && res.resp.Cache == "MISS" {
+		res.resp.Cache, res.resp.Outcome = "PARTIAL", OutcomePartial
 	}
 	if store {
-		c.resp.CacheStatus += "; stored"
-	}
-	switch c.resp.Cache {
-	case "PARTIAL":
-		p.stats.count(KindEmbedding, OutcomePartial)
-	case "BYPASS":
-		p.stats.count(KindEmbedding, OutcomeBypass)
-	case "REFRESH":
-		p.stats.count(KindEmbedding, OutcomeRefresh)
-	default:
-		p.stats.count(KindEmbedding, OutcomeMiss)
+		res.resp.CacheStatus += "; stored"
 	}
 	return outcomeOK
 }

@@ -3,9 +3,13 @@ package pipeline
 import (
 	"sync/atomic"
 	"time"
+
+	json "github.com/goccy/go-json"
+
+	"llmcache/pipeline/wire"
 )
 
-// Health is an endpoint's state as the dispatcher sees it.
+// Health is an endpoint's state as the scheduler sees it.
 type Health int32
 
 const (
@@ -76,18 +80,20 @@ func statusOutcome(status int) outcome {
 	return outcomeRefused
 }
 
-// endpointState is the dispatcher's view of one endpoint. The dispatcher goroutine alone changes the
-// scheduling fields; call goroutines read the immutable ones and add to the counters.
+// endpointState is the scheduler's view of one endpoint. The scheduler goroutine alone changes the
+// scheduling fields; callers read the fixed ones and add to the counters.
 type endpointState struct {
+	index     int // in the configuration, for a call's failedOn set
 	cfg       *Endpoint
-	urls      [NumKinds]string // the URL of each cached route on this endpoint
+	urls      [NumKinds]string // the URL of each route on this endpoint
+	models    wire.Target      // cfg.Target with the models listing's shorter timeout
 	modelJSON []byte           // cfg.Model as a JSON string, nil when there is no override
 	window    int              // context window for trimming (its max_context_tokens, else the global one); 0 = trimming off
 
-	// Scheduling, owned by the dispatcher goroutine.
+	// Scheduling, owned by the scheduler goroutine.
 	current      int // smooth weighted round robin state
 	inFlight     int
-	failures     int       // consecutive failed attempts
+	failures     int       // consecutive failed requests (a request counts once, however many attempts it made)
 	health       Health    // mirrored in healthGauge for readers
 	ejectedUntil time.Time // while Ejected
 	notBefore    time.Time // its last failure's Retry-After: no new call before then
@@ -101,6 +107,29 @@ type endpointState struct {
 	inFlightG   atomic.Int64
 	latencySum  atomic.Int64 // microseconds, over every attempt
 	lastError   atomic.Pointer[string]
+}
+
+// modelsFetchTimeout bounds one endpoint's answer to GET /models: a listing must not hang behind a slow
+// endpoint for the ten minutes a completion may take.
+const modelsFetchTimeout = 10 * time.Second
+
+func newEndpointState(cfg *Config, i int) *endpointState {
+	e := &cfg.Endpoints[i]
+	st := &endpointState{index: i, cfg: e, models: e.Target}
+	st.models.Timeout = min(e.Timeout, modelsFetchTimeout)
+	for k := KindChat; k < numKinds; k++ {
+		st.urls[k] = wire.RouteURL(e.URL, k.path())
+	}
+	if cfg.Trim.Enabled {
+		st.window = cfg.Trim.MaxContextTokens
+		if e.MaxContextTokens > 0 {
+			st.window = e.MaxContextTokens
+		}
+	}
+	if e.Model != "" {
+		st.modelJSON, _ = json.Marshal(e.Model)
+	}
+	return st
 }
 
 // EndpointCounts is a snapshot of one endpoint's figures for /stats and /metrics.
@@ -134,7 +163,7 @@ func (e *endpointState) counts() EndpointCounts {
 	return c
 }
 
-// recordAttempt counts one finished attempt; called by the call goroutine.
+// recordAttempt counts one finished attempt; called by the caller.
 func (e *endpointState) recordAttempt(o outcome, took time.Duration, detail string) {
 	e.latencySum.Add(took.Microseconds())
 	if o != outcomeOK {
@@ -151,12 +180,14 @@ func (e *endpointState) setHealth(h Health) {
 	e.healthGauge.Store(int32(h))
 }
 
-// settleHealth applies an attempt's outcome to the endpoint: eject_after consecutive failures eject it for
-// eject_seconds; a failed probe ejects it again; any answer from it (even a 400) shows it works.
+// settleHealth applies an attempt's outcome to its endpoint: eject_after consecutive failed requests eject
+// it for eject_seconds (a request counts once against an endpoint, however many of its attempts failed
+// there: one bad prompt must not take the only endpoint out); a failed probe ejects it again; any answer
+// from it (even a 400) shows it works.
 //
 // While a probe is out only the probe decides: calls started before the ejection and ending now say
 // nothing about whether the rest helped.
-func (d *dispatcher) settleHealth(e *endpointState, o outcome, probe bool, now time.Time) {
+func (s *scheduler) settleHealth(c *call, e *endpointState, o outcome, probe bool, now time.Time) {
 	if e.health == Probing && !probe {
 		return
 	}
@@ -169,22 +200,31 @@ func (d *dispatcher) settleHealth(e *endpointState, o outcome, probe bool, now t
 	if !o.failure() {
 		e.failures = 0
 		if e.health != Healthy {
-			d.p.cfg.Log.Info("upstream endpoint back in service", "endpoint", e.cfg.Name)
+			s.log.Info("upstream endpoint back in service", "endpoint", e.cfg.Name)
 			e.setHealth(Healthy)
 		}
 		return
 	}
-	e.failures++
-	if e.health == Probing || (e.health == Healthy && e.failures >= d.p.cfg.EjectAfter) {
-		e.ejectedUntil = now.Add(d.p.cfg.EjectFor)
-		e.ejections.Add(1)
-		last := ""
-		if s := e.lastError.Load(); s != nil {
-			last = *s
+	bit := uint64(1) << (e.index % 64)
+	if c.failedOn&bit == 0 {
+		c.failedOn |= bit
+		e.failures++
+	}
+	if probe || (e.health == Healthy && e.failures >= s.cfg.EjectAfter) {
+		e.ejectedUntil = now.Add(s.cfg.EjectFor)
+		if e.health != Ejected {
+			e.ejections.Add(1)
+			last := ""
+			if p := e.lastError.Load(); p != nil {
+				last = *p
+			}
+			s.log.Warn("upstream endpoint ejected", "endpoint", e.cfg.Name, "consecutive_failures", e.failures,
+				"for", s.cfg.EjectFor, "last_error", last)
 		}
-		d.p.cfg.Log.Warn("upstream endpoint ejected", "endpoint", e.cfg.Name, "consecutive_failures", e.failures,
-			"for", d.p.cfg.EjectFor, "last_error", last)
 		e.setHealth(Ejected)
+		// Its kept-alive connections may be what failed (an upstream restarted on its address leaves them
+		// dead): the probe after the rest starts on a fresh one.
+		s.caller.closeIdle(&e.cfg.Target)
 	}
 }
 
@@ -206,10 +246,13 @@ func (e *endpointState) usable(now time.Time) (ok, probe bool) {
 // Retry-After) or being probed. Calls wait for such an endpoint rather than fail.
 func (e *endpointState) up() bool { return e.health != Ejected }
 
-// otherUsable reports whether an endpoint other than e could take a call now, for a retry.
-func (d *dispatcher) otherUsable(e *endpointState, now time.Time) bool {
-	for _, o := range d.endpoints {
-		if ok, _ := o.usable(now); o != e && ok {
+// otherUsable reports whether an endpoint other than e could take c now, for a retry.
+func (s *scheduler) otherUsable(c *call, e *endpointState, now time.Time) bool {
+	if c.pin != nil {
+		return false
+	}
+	for _, o := range s.endpoints {
+		if ok, _ := o.usable(now); o != e && ok && o.fits(c.minWindow) {
 			return true
 		}
 	}
@@ -217,8 +260,8 @@ func (d *dispatcher) otherUsable(e *endpointState, now time.Time) bool {
 }
 
 // someFits reports whether any endpoint's window is at least minWindow tokens.
-func (d *dispatcher) someFits(minWindow int) bool {
-	for _, e := range d.endpoints {
+func (s *scheduler) someFits(minWindow int) bool {
+	for _, e := range s.endpoints {
 		if e.fits(minWindow) {
 			return true
 		}
@@ -240,19 +283,36 @@ type pickResult uint8
 
 const (
 	picked    pickResult = iota
-	saturated            // endpoints are up but at their limits (or a probe is out): wait
-	allDown              // every endpoint is ejected and resting: waiting would not help
+	saturated            // endpoints are up but at their limits (or a probe is out, or a Retry-After holds): wait
+	allDown              // a pinned endpoint is ejected and resting: waiting would not help
 )
 
-// pick chooses an endpoint by smooth weighted round robin among the usable ones under their own limit,
-// preferring any other endpoint to avoid (the one a retry just failed on). Standby endpoints (weight 0) take
-// calls only while every weighted endpoint is ejected, or, with standby_on_saturation, also while every
-// usable weighted one is full. With no weighted endpoint configured, all count as weight 1. Endpoints
-// whose context window is below minWindow (a chat too long for a smaller one) are left out altogether.
-func (d *dispatcher) pick(avoid *endpointState, minWindow int, now time.Time) (e *endpointState, probe bool, why pickResult) {
+// pick chooses an endpoint for c by smooth weighted round robin among the usable ones under their own
+// limit, preferring any other endpoint to c.avoid (the one a retry just failed on). Standby endpoints
+// (weight 0) take calls only while every weighted endpoint is ejected, or, with standby_on_saturation, also
+// while every usable weighted one is full. With no weighted endpoint configured, all count as weight 1.
+// Endpoints whose context window is below c.minWindow are left out altogether.
+//
+// When every endpoint that fits, standbys included, is ejected and resting, calls go to them anyway (panic
+// mode, as Envoy does): failing everything would not help, and a success brings an endpoint back. They stay
+// "ejected" in /stats meanwhile.
+func (s *scheduler) pick(c *call, now time.Time) (e *endpointState, probe bool, why pickResult) {
+	if p := c.pin; p != nil {
+		ok, probe := p.usable(now)
+		switch {
+		case p.full() || (!ok && p.up()):
+			return nil, false, saturated
+		case !ok:
+			return nil, false, allDown
+		}
+		if probe {
+			p.setHealth(Probing)
+		}
+		return p, probe, picked
+	}
 	anyWeighted, weightedUp, anyUp := false, false, false
-	for _, e := range d.endpoints {
-		if !e.fits(minWindow) {
+	for _, e := range s.endpoints {
+		if !e.fits(c.minWindow) {
 			continue
 		}
 		ok, _ := e.usable(now)
@@ -266,33 +326,50 @@ func (d *dispatcher) pick(avoid *endpointState, minWindow int, now time.Time) (e
 		}
 	}
 	if !anyUp {
-		return nil, false, allDown
+		if e := s.pickPanic(c, now); e != nil {
+			return e, false, picked
+		}
+		return nil, false, saturated
 	}
 	tiers := []bool{false} // false: the weighted tier; true: the standby tier
-	if !anyWeighted {
-		tiers = []bool{true}
-	} else if !weightedUp {
-		tiers = []bool{true}
-	} else if d.p.cfg.StandbyOnSaturation {
+	if !anyWeighted || !weightedUp {
+		tiers = []bool{true} // with no weighted endpoint at all, every endpoint is in the standby tier
+	} else if s.cfg.StandbyOnSaturation {
 		tiers = []bool{false, true}
 	}
 	for _, standby := range tiers {
-		if e, probe := d.pickIn(standby, avoid, minWindow, now); e != nil {
+		if e, probe := s.pickIn(standby, c.avoid, c.minWindow, now); e != nil {
 			return e, probe, picked
 		}
-		if e, probe := d.pickIn(standby, nil, minWindow, now); e != nil {
+		if e, probe := s.pickIn(standby, nil, c.minWindow, now); e != nil {
 			return e, probe, picked
 		}
 	}
 	return nil, false, saturated
 }
 
+// pickPanic picks among ejected endpoints when every one is: the least loaded that fits, under its own
+// limit and not held by a Retry-After, weighted ones first.
+func (s *scheduler) pickPanic(c *call, now time.Time) *endpointState {
+	var best *endpointState
+	for _, e := range s.endpoints {
+		if !e.fits(c.minWindow) || e.full() || now.Before(e.notBefore) {
+			continue
+		}
+		if best == nil || (e.cfg.Weight > 0) != (best.cfg.Weight > 0) && e.cfg.Weight > 0 ||
+			(e.cfg.Weight > 0) == (best.cfg.Weight > 0) && e.inFlight < best.inFlight {
+			best = e
+		}
+	}
+	return best
+}
+
 // pickIn runs one round of smooth weighted round robin over one tier, skipping avoid.
-func (d *dispatcher) pickIn(standby bool, avoid *endpointState, minWindow int, now time.Time) (*endpointState, bool) {
+func (s *scheduler) pickIn(standby bool, avoid *endpointState, minWindow int, now time.Time) (*endpointState, bool) {
 	total := 0
 	var best *endpointState
 	bestProbe := false
-	for _, e := range d.endpoints {
+	for _, e := range s.endpoints {
 		if (e.cfg.Weight == 0) != standby || e == avoid || e.full() || !e.fits(minWindow) {
 			continue
 		}

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"strconv"
 	"sync"
 	"time"
 
@@ -14,8 +15,12 @@ const (
 	KindChat Kind = iota + 1
 	KindCompletion
 	KindEmbedding
-	KindModels // GET /v1/models: answered by the models actor, not keyed
+	KindModels // GET /v1/models: answered by the models stage, not keyed
+	numKinds
 )
+
+// NumKinds bounds Kind values, for arrays indexed by route.
+const NumKinds = int(numKinds)
 
 // String is the name recorded with entries ("chat", "completion", "embedding").
 func (k Kind) String() string {
@@ -26,8 +31,25 @@ func (k Kind) String() string {
 		return "completion"
 	case KindEmbedding:
 		return "embedding"
+	case KindModels:
+		return "models"
 	}
 	return "unknown"
+}
+
+// Route names a route in /stats and /metrics labels.
+func (k Kind) Route() string {
+	switch k {
+	case KindChat:
+		return "chat"
+	case KindCompletion:
+		return "completions"
+	case KindEmbedding:
+		return "embeddings"
+	case KindModels:
+		return "models"
+	}
+	return "other"
 }
 
 // path is what is appended to an endpoint's /v1 base URL.
@@ -37,54 +59,48 @@ func (k Kind) path() string {
 		return "/completions"
 	case KindEmbedding:
 		return "/embeddings"
+	case KindModels:
+		return "/models"
 	}
 	return "/chat/completions"
 }
 
-type headerSpan struct{ nameEnd, valueEnd int }
+// Key is a cache key: the SHA-256 of a request's framed canonical record (see keyer.go).
+type Key = db.Key
 
-// Controls are the per-request cache controls (DESIGN section 3), from headers and the body's "cache" object.
-type Controls struct {
-	Mode      Mode
-	NoCache   bool  // skip the lookup, fetch fresh, store (REFRESH)
-	NoStore   bool  // do not store this answer
-	MaxAge    int64 // seconds; accept only entries younger than this; <0 = no limit
-	TTL       int64 // seconds; 0 = never expires
-	Namespace string
-	Sample    int64
-}
+type headerSpan struct{ nameEnd, valueEnd int }
 
 // Request is the message that carries one client request through the stages.
 //
-// The front end takes it with Acquire, fills Kind, Body, Controls and the headers to forward (AddHeader) (copies: fasthttp's buffers are
-// valid only until its handler returns), hands it to Pipeline.Submit and waits on Done. The stage that
-// answers fills Resp and sends the request on Done; after that no stage touches it, and the front end
-// gives it back with Release once the response is written.
+// The front end takes it with Acquire, fills Kind, Body, Controls, Tenant and the headers to forward
+// (AddHeader) — copies: fasthttp's buffers are valid only until its handler returns — hands it to
+// Pipeline.Submit and waits on Done. The stage that answers fills Resp and calls finish, after which no
+// stage touches it; the front end gives it back with Release once the response is written.
 type Request struct {
 	Kind     Kind
 	Body     []byte // the client's body, owned by the request (reused across requests)
 	Controls Controls
-	Stream   bool      // the client asked for "stream": true
-	Arrived  time.Time // when the front end received it; stage and upstream queue waits are bounded from here
+	// Tenant is the namespace of the client key the request came with ("" without one): the effective
+	// namespace is Tenant, or Tenant/namespace when the request names one too.
+	Tenant  string
+	Arrived time.Time // when the front end received it; stage and upstream queue waits are bounded from here
 
 	Resp Response
 
-	// Set by the keying stage.
-	Key      db.Key
+	// Set by the keyer.
+	Key      Key
 	Thinking Thinking
+	Stream   bool // the client asked for "stream": true
 
 	modelStart, modelEnd int       // the raw "model" value in Body
-	hasCacheObject       bool      // the body has a "cache" object, removed before forwarding
-	includeUsage         bool      // stream_options.include_usage: a replayed stream ends with a usage chunk
-	follower             bool      // joined another request's flight (X-Cache-Source: coalesced)
-	refetch              bool      // its stored answer could not be replayed: skip the lookup, fetch afresh
+	includeUsage         bool      // stream_options.include_usage: a stream ends with a usage chunk
 	items                []embItem // embeddings: each input item and its key
 	embBase64            bool      // embeddings: encoding_format "base64"
 
+	stats  *counters // where finish counts the outcome; nil for the pipeline's own requests
 	done   chan *Request
 	hdrBuf []byte       // names and values of the headers to forward, back to back
 	header []headerSpan // where each header ends in hdrBuf
-	entry  *memEntry    // the entry found by the memory stage, for the hit pool
 }
 
 // Response is what the front end writes back. Body is never modified after it is set (it may be a cached
@@ -93,15 +109,46 @@ type Response struct {
 	Status      int
 	Body        []byte
 	ContentType string
-	Cache       string // X-Cache: HIT, MISS, REFRESH, BYPASS; empty when the answer is not cacheable
-	Source      string // X-Cache-Source: memory, db, upstream, coalesced
-	CacheStatus string // Cache-Status (RFC 9211)
-	HasKey      bool   // write X-Cache-Key
+	Outcome     Outcome // how the request was answered: set once, by the stage that answers
+	Cache       string  // X-Cache: HIT, MISS, REFRESH, BYPASS, PARTIAL, STALE; empty when not cacheable
+	Source      Source  // X-Cache-Source
+	CacheStatus string  // Cache-Status (RFC 9211)
+	HasKey      bool    // write X-Cache-Key
 	RetryAfter  string
 	Items       string      // X-Cache-Items for embeddings: "hits=N misses=M"
 	Trimmed     int         // X-Context-Trimmed: messages context trimming dropped from what went upstream
 	Err         *Error      // when set, the front end renders it instead of Body
-	Live        *LiveStream // when set, the front end streams it instead of Body
+	Live        *LiveStream // when set, the front end streams it (LiveStream.CopyTo) instead of Body
+	// DropUsage tells the front end to leave out the usage chunk of a live stream: the upstream was asked
+	// for usage (so that the stored answer has it) but this client did not ask.
+	DropUsage bool
+
+	tokens int64 // for a hit: the upstream's usage.total_tokens of the stored answer, counted as saved
+}
+
+// Source is where an answer came from (X-Cache-Source).
+type Source uint8
+
+const (
+	SourceNone Source = iota
+	SourceMemory
+	SourceDB
+	SourceUpstream
+	SourceCoalesced
+)
+
+func (s Source) String() string {
+	switch s {
+	case SourceMemory:
+		return "memory"
+	case SourceDB:
+		return "db"
+	case SourceUpstream:
+		return "upstream"
+	case SourceCoalesced:
+		return "coalesced"
+	}
+	return ""
 }
 
 var requestPool = sync.Pool{New: func() any { return &Request{done: make(chan *Request, 1)} }}
@@ -111,8 +158,8 @@ func Acquire() *Request { return requestPool.Get().(*Request) }
 
 // Release resets r and returns it to the pool. r must not be used afterwards.
 func Release(r *Request) {
-	body, hdr, hbuf, done := r.Body[:0], r.header[:0], r.hdrBuf[:0], r.done
-	*r = Request{Body: body, header: hdr, hdrBuf: hbuf, done: done}
+	body, hdr, hbuf, items, done := r.Body[:0], r.header[:0], r.hdrBuf[:0], r.items[:0], r.done
+	*r = Request{Body: body, header: hdr, hdrBuf: hbuf, items: items, done: done}
 	requestPool.Put(r)
 }
 
@@ -124,17 +171,60 @@ func (r *Request) AddHeader(name, value []byte) {
 	r.header = append(r.header, headerSpan{nameEnd: nameEnd, valueEnd: len(r.hdrBuf)})
 }
 
-// visitHeaders calls f for each header added with AddHeader, in order.
-func (r *Request) visitHeaders(f func(name, value []byte)) {
+// forwardHeaders copies the headers r forwards upstream: a call outlives a streaming leader's Request.
+func (r *Request) forwardHeaders() [][2]string {
+	h := make([][2]string, 0, len(r.header))
 	start := 0
-	for _, h := range r.header {
-		f(r.hdrBuf[start:h.nameEnd], r.hdrBuf[h.nameEnd:h.valueEnd])
-		start = h.valueEnd
+	for _, s := range r.header {
+		h = append(h, [2]string{string(r.hdrBuf[start:s.nameEnd]), string(r.hdrBuf[s.nameEnd:s.valueEnd])})
+		start = s.valueEnd
 	}
+	return h
 }
 
 // Done is where the answered request arrives.
 func (r *Request) Done() <-chan *Request { return r.done }
 
-// finish hands the request back to the front end. Nothing may touch r after it.
-func (r *Request) finish() { r.done <- r }
+// finish counts r's outcome and hands it back to the front end. Nothing may touch r after it.
+func (r *Request) finish() {
+	if r.stats != nil {
+		r.stats.answered(r.Kind, &r.Resp)
+	}
+	r.done <- r
+}
+
+// fail answers r with e.
+func (r *Request) fail(e *Error) {
+	r.Resp.Status, r.Resp.Err, r.Resp.Outcome = e.Status, e, OutcomeError
+	if e.Status == 503 {
+		r.Resp.RetryAfter = "1"
+	}
+	r.finish()
+}
+
+// Error is an answer in OpenAI's error shape; the front end renders it as
+// {"error":{"message":..,"type":..,"param":..,"code":..}}.
+type Error struct {
+	Status  int
+	Message string
+	Type    string
+	Param   string // empty renders as null
+	Code    string // empty renders as null
+}
+
+func (e *Error) Error() string { return strconv.Itoa(e.Status) + " " + e.Message }
+
+func invalidRequest(param, msg string) *Error {
+	return &Error{Status: 400, Message: msg, Type: "invalid_request_error", Param: param}
+}
+
+func upstreamError(status int, code, msg string) *Error {
+	return &Error{Status: status, Type: "server_error", Code: code, Message: msg}
+}
+
+// errOverloaded is the answer when a stage stays full past the request's deadline.
+var errOverloaded = &Error{Status: 503, Message: "llmcache is overloaded; retry later", Type: "server_error", Code: "overloaded"}
+
+var errQueueTimeout = &Error{Status: 503, Message: "timed out waiting for a free upstream slot (queue_timeout_seconds); retry later", Type: "server_error", Code: "overloaded"}
+
+var errCacheMiss = &Error{Status: 404, Message: "no cached answer for this request and the cache mode is read_only", Type: "invalid_request_error", Code: "cache_miss"}

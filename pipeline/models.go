@@ -1,27 +1,27 @@
 package pipeline
 
 import (
+	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	json "github.com/goccy/go-json"
-
-	"llmcache/pipeline/wire"
 )
 
-// modelsFetchTimeout bounds one endpoint's answer to GET /models: a listing must not hang behind a slow
-// endpoint for the ten minutes a completion may take.
-const modelsFetchTimeout = 10 * time.Second
-
-// modelsActor serves GET /v1/models: the union of what every endpoint lists, plus the configured model
-// overrides, kept for models_ttl_seconds. It alone owns the list. Requests that arrive while it fetches
-// wait in its queue and get the fresh list, so a burst makes one round of upstream calls.
-type modelsActor struct {
-	p         *Pipeline
+// models is the stage that answers GET /v1/models: the union of what every endpoint lists, plus the
+// configured model overrides, kept for models_ttl_seconds. Its goroutine alone owns the list. Requests that
+// arrive while it fetches wait in its queue and get the fresh list, so a burst makes one round of upstream
+// calls. Each endpoint is asked through the scheduler, under the same limits, health and retries as every
+// other upstream call (an ejected endpoint is not asked).
+type models struct {
+	cfg       *Config
+	sched     *scheduler
 	in        chan *Request
+	quit      chan struct{}
+	wg        sync.WaitGroup
 	list      []byte // the last list built, nil before the first success
 	fetched   time.Time
-	ttl       time.Duration
 	overrides []string
 }
 
@@ -29,30 +29,47 @@ type modelEntry struct {
 	ID string `json:"id"`
 }
 
-func newModelsActor(p *Pipeline) *modelsActor {
-	a := &modelsActor{p: p, in: make(chan *Request, 1024), ttl: p.cfg.ModelsTTL}
+func newModels(cfg *Config, sched *scheduler) *models {
+	m := &models{cfg: cfg, sched: sched, in: make(chan *Request, 1024), quit: make(chan struct{})}
 	seen := map[string]bool{}
-	for _, e := range p.cfg.Endpoints {
+	for _, e := range cfg.Endpoints {
 		if e.Model != "" && !seen[e.Model] {
 			seen[e.Model] = true
-			a.overrides = append(a.overrides, e.Model)
+			m.overrides = append(m.overrides, e.Model)
 		}
 	}
-	return a
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		m.run()
+	}()
+	return m
 }
 
-// run serves until quit closes, then answers what is still queued. a.in is never closed, for the reason
-// keyCh is not.
-func (a *modelsActor) run(quit <-chan struct{}) {
+func (m *models) submit(r *Request) {
+	if !enqueue(m.in, r, r.Arrived.Add(m.cfg.QueueTimeout)) {
+		r.fail(errOverloaded)
+	}
+}
+
+// stop answers what is queued and ends the goroutine; it comes before the scheduler stops.
+func (m *models) stop() {
+	close(m.quit)
+	m.wg.Wait()
+}
+
+// run serves until quit closes, then answers what is still queued. m.in is never closed: a handler past the
+// front end's shutdown timeout must not panic on a closed channel.
+func (m *models) run() {
 	for {
 		select {
-		case r := <-a.in:
-			a.serve(r)
-		case <-quit:
+		case r := <-m.in:
+			m.serve(r)
+		case <-m.quit:
 			for {
 				select {
-				case r := <-a.in:
-					a.serve(r)
+				case r := <-m.in:
+					m.serve(r)
 				default:
 					return
 				}
@@ -61,71 +78,75 @@ func (a *modelsActor) run(quit <-chan struct{}) {
 	}
 }
 
-func (a *modelsActor) serve(r *Request) {
-	if a.list != nil && time.Since(a.fetched) < a.ttl {
-		a.p.stats.count(KindModels, OutcomeMemoryHit)
-		r.Resp = Response{Status: 200, Body: a.list, ContentType: "application/json", Cache: "HIT", Source: "memory", CacheStatus: "llmcache; hit"}
+func (m *models) serve(r *Request) {
+	if m.list != nil && time.Since(m.fetched) < m.cfg.ModelsTTL {
+		r.Resp = Response{Status: 200, Body: m.list, ContentType: "application/json", Cache: "HIT", Source: SourceMemory,
+			CacheStatus: "llmcache; hit", Outcome: OutcomeMemoryHit}
 		r.finish()
 		return
 	}
-	list, err := a.fetch(r)
+	list, err := m.fetch(r)
 	switch {
 	case err == nil:
-		a.list, a.fetched = list, time.Now()
-		a.p.stats.count(KindModels, OutcomeMiss)
-		r.Resp = Response{Status: 200, Body: list, ContentType: "application/json", Cache: "MISS", Source: "upstream", CacheStatus: "llmcache; fwd=miss; stored"}
+		m.list, m.fetched = list, time.Now()
+		r.Resp = Response{Status: 200, Body: list, ContentType: "application/json", Cache: "MISS", Source: SourceUpstream,
+			CacheStatus: "llmcache; fwd=miss; stored", Outcome: OutcomeMiss}
 		r.finish()
-	case a.list != nil:
-		a.p.stats.count(KindModels, OutcomeMemoryHit) // stale, but served from what is kept
-		r.Resp = Response{Status: 200, Body: a.list, ContentType: "application/json", Cache: "STALE", Source: "memory", CacheStatus: "llmcache; hit; detail=stale"}
+	case m.list != nil:
+		// Stale, but served from what is kept.
+		r.Resp = Response{Status: 200, Body: m.list, ContentType: "application/json", Cache: "STALE", Source: SourceMemory,
+			CacheStatus: "llmcache; hit; detail=stale", Outcome: OutcomeMemoryHit}
 		r.finish()
 	default:
-		a.p.stats.count(KindModels, OutcomeError)
-		r.fail(&Error{Status: 502, Type: "server_error", Code: "upstream_unreachable", Message: "cannot list models: " + err.Error()})
+		r.fail(upstreamError(502, "upstream_unreachable", "cannot list models: "+err.Error()))
 	}
 }
 
-// fetch asks every endpoint for its models and builds the union, in the order first seen: each model
-// object as its endpoint sent it, then the configured overrides that no endpoint listed. It fails only
-// when no endpoint answered with a list.
-func (a *modelsActor) fetch(r *Request) ([]byte, error) {
-	client := clientHeaders(r)
+// fetch asks every endpoint for its models at once and builds the union, in configuration order and then
+// the order first seen: each model object as its endpoint sent it, then the configured overrides that no
+// endpoint listed. It fails only when no endpoint answered with a list.
+func (m *models) fetch(r *Request) ([]byte, error) {
+	header := r.forwardHeaders()
+	asks := make([]*Request, len(m.sched.endpoints))
+	for i, ep := range m.sched.endpoints {
+		q := Acquire()
+		q.Kind, q.Arrived = KindModels, time.Now()
+		asks[i] = q
+		c := &call{kind: KindModels, pin: ep, header: header, enqueued: q.Arrived, waiters: []*Request{q}}
+		if !m.sched.submit(c) {
+			q.fail(errOverloaded)
+		}
+	}
 	var (
 		objects []json.RawMessage
 		seen    = map[string]bool{}
-		lastErr error
-		anyOK   bool
+		errs    []error
 	)
-	for i := range a.p.cfg.Endpoints {
-		ep := a.p.cfg.Endpoints[i] // a copy: the listing gets its own timeout
-		ep.Timeout = min(ep.Timeout, modelsFetchTimeout)
-		req := wire.Request{Target: &ep.Target, Method: "GET", URL: wire.RouteURL(ep.URL, "/models"), Header: a.p.upstreamHeaders(client, &ep)}
-		var resp wire.Response
-		if err := a.p.transport.Do(&req, &resp); err != nil {
-			lastErr = err
+	for i, q := range asks {
+		<-q.Done()
+		resp := q.Resp
+		Release(q)
+		if resp.Err != nil || resp.Status != 200 {
+			errs = append(errs, fmt.Errorf("endpoint %s: %s", m.sched.endpoints[i].cfg.Name, describe(&resp)))
 			continue
 		}
 		var listing struct {
 			Data []json.RawMessage `json:"data"`
 		}
-		if resp.Status != 200 || json.Unmarshal(resp.Body, &listing) != nil {
-			lastErr = fmt.Errorf("endpoint %s answered status %d without a models list", ep.Name, resp.Status)
-			continue
-		}
-		anyOK = true
+		json.Unmarshal(resp.Body, &listing) // the caller checked it is a list
 		for _, obj := range listing.Data {
-			var m modelEntry
-			if json.Unmarshal(obj, &m) != nil || m.ID == "" || seen[m.ID] {
+			var me modelEntry
+			if json.Unmarshal(obj, &me) != nil || me.ID == "" || seen[me.ID] {
 				continue
 			}
-			seen[m.ID] = true
+			seen[me.ID] = true
 			objects = append(objects, obj)
 		}
 	}
-	if !anyOK {
-		return nil, lastErr
+	if len(errs) == len(asks) {
+		return nil, errors.Join(errs...)
 	}
-	for _, id := range a.overrides {
+	for _, id := range m.overrides {
 		if !seen[id] {
 			obj, _ := json.Marshal(map[string]any{"id": id, "object": "model", "created": 0, "owned_by": "llmcache"})
 			objects = append(objects, obj)
@@ -138,4 +159,20 @@ func (a *modelsActor) fetch(r *Request) ([]byte, error) {
 		Object string            `json:"object"`
 		Data   []json.RawMessage `json:"data"`
 	}{"list", objects})
+}
+
+// describe says why an answer is not a models list.
+func describe(r *Response) string {
+	if r.Err != nil {
+		return r.Err.Message
+	}
+	return fmt.Sprintf("answered status %d", r.Status)
+}
+
+// isModelList reports whether body is a JSON object with a "data" array.
+func isModelList(body []byte) bool {
+	var listing struct {
+		Data []json.RawMessage `json:"data"`
+	}
+	return json.Unmarshal(body, &listing) == nil && listing.Data != nil
 }

@@ -1,186 +1,211 @@
-// Package pipeline carries requests through channel-linked stages: keying → memory (sharded LRU actors) →
-// hit pool or miss pool (SQLite reads) → dispatcher (flights, limits, endpoint choice, upstream calls) →
-// writer actor. Each stage owns its state; see DESIGN.md section 1.
+// Package pipeline carries requests through the cache's stages:
+//
+//	keyer → memory → hit pool (answer)            — inline, in the request's own goroutine
+//	               → miss pool (SQLite read, request prepared) → scheduler (flights, queue, limits,
+//	                 endpoint health) → caller (attempts, retries, transport) → storer (writer + memory)
+//
+// Each stage is a type that owns its state. The keyer, memory, hit pool and miss pool run inline in the
+// goroutine of the request (a goroutine hand-off per stage cost more than the stage's own work on the hot
+// path, bench/README.md); the scheduler is an actor, and the caller runs attempts on goroutines of its own
+// that report results back to it as values.
 package pipeline
 
 import (
 	"errors"
 	"fmt"
-	"runtime"
-	"sync"
-	"sync/atomic"
 	"time"
 
-	"llmcache/actors"
 	"llmcache/db"
 	"llmcache/pipeline/trim"
 )
 
-// Pipeline owns every stage goroutine: New starts them, Stop stops them in order.
+// Pipeline owns every stage: New starts them, Stop stops them in order.
 type Pipeline struct {
-	cfg       Config
-	store     db.Store
-	writer    *actors.Writer
-	transport Transport
-
-	keyCh    chan *Request
-	shards   []*memShard
-	hitCh    chan *Request
-	missCh   chan *Request
-	dispatch *dispatcher
-	models   *modelsActor
-
-	endpointVersion map[string]int64 // immutable after New
-	tokenizer       *trim.Tokenizer  // context trimming's; nil when it is off
-
-	keyWG, lookupWG, poolWG, shardWG, modelsWG sync.WaitGroup
-	keyQuit, memQuit                           chan struct{}
-	stopOnce                                   sync.Once
-
-	stats counters
-
-	// generation counts admin deletes: the dispatcher's recent answers from an older generation are not
-	// served, since they may be what was deleted.
-	generation atomic.Int64
+	cfg    Config
+	keyers *keyers
+	mem    *memory
+	hits   *hitPool
+	misses *missPool
+	touch  *touchLog
+	storer *storer
+	caller *caller
+	sched  *scheduler
+	models *models
+	stats  counters
 }
 
-// New checks cfg, opens a read connection per miss-pool worker and starts every stage.
-func New(cfg Config, store db.Store, writer *actors.Writer, transport Transport) (*Pipeline, error) {
-	cfg.setDefaults()
-	if cfg.KeyingWorkers <= 0 {
-		cfg.KeyingWorkers = runtime.GOMAXPROCS(0)
+// New checks cfg, opens a read connection per miss-pool slot and starts every stage. store is read through
+// the miss pool's connections; every write goes through writer.
+func New(cfg Config, store db.Store, writer Writer, transport Transport) (*Pipeline, error) {
+	if err := cfg.check(); err != nil {
+		return nil, err
 	}
-	if len(cfg.Endpoints) == 0 {
-		return nil, errors.New("no api_endpoints configured")
-	}
-	p := &Pipeline{
-		cfg:             cfg,
-		store:           store,
-		writer:          writer,
-		transport:       transport,
-		stats:           counters{off: cfg.NoStats},
-		keyCh:           make(chan *Request, cfg.StageQueueSize),
-		hitCh:           make(chan *Request, cfg.StageQueueSize),
-		missCh:          make(chan *Request, cfg.StageQueueSize),
-		keyQuit:         make(chan struct{}),
-		memQuit:         make(chan struct{}),
-		endpointVersion: make(map[string]int64, len(cfg.Endpoints)),
-	}
-	for _, e := range cfg.Endpoints {
-		p.endpointVersion[e.Name] = e.Version
-	}
-	if cfg.Trim.Enabled {
+	p := &Pipeline{cfg: cfg}
+	c := &p.cfg
+	p.stats.off = c.NoStats
+	var tok *trim.Tokenizer
+	if c.Trim.Enabled {
 		// Loaded now (a fraction of a second for o200k_base) rather than on the first long chat.
-		tok, err := trim.NewTokenizer(cfg.Trim.Tokenizer)
-		if err != nil {
+		var err error
+		if tok, err = trim.NewTokenizer(c.Trim.Tokenizer); err != nil {
 			return nil, fmt.Errorf("context_trim: %w", err)
 		}
-		p.tokenizer = tok
 	}
-	readers := make([]db.Reader, cfg.MissPoolSize)
-	for i := range readers {
-		r, err := store.OpenReader()
-		if err != nil {
-			for _, o := range readers[:i] {
-				o.Close()
-			}
-			return nil, fmt.Errorf("cannot open read connection %d for the miss pool: %w", i, err)
-		}
-		readers[i] = r
+	misses, err := newMissPool(store, c.MissPoolSize)
+	if err != nil {
+		return nil, err
 	}
-
-	p.dispatch = newDispatcher(p)
-	p.models = newModelsActor(p)
-	p.modelsWG.Add(1)
-	go func() {
-		defer p.modelsWG.Done()
-		p.models.run(p.keyQuit)
-	}()
-	perShardItems := (cfg.MemoryMaxItems + cfg.MemoryShards - 1) / cfg.MemoryShards
-	perShardBytes := cfg.MemoryMaxBytes / int64(cfg.MemoryShards)
-	p.shards = make([]*memShard, cfg.MemoryShards)
-	for i := range p.shards {
-		p.shards[i] = newMemShard(perShardItems, perShardBytes, cfg.StageQueueSize/cfg.MemoryShards+64)
-		s := p.shards[i]
-		p.lookupWG.Add(1)
-		p.shardWG.Add(1)
-		go func() {
-			defer p.shardWG.Done()
-			p.runMemShard(s, p.lookupWG.Done)
-		}()
-	}
-	for range cfg.KeyingWorkers {
-		p.keyWG.Add(1)
-		go func() {
-			defer p.keyWG.Done()
-			p.runKeying(newKeyer(&p.cfg))
-		}()
-	}
-	for range cfg.HitPoolSize {
-		p.poolWG.Add(1)
-		go func() {
-			defer p.poolWG.Done()
-			p.runHitWorker()
-		}()
-	}
-	for _, rd := range readers {
-		p.poolWG.Add(1)
-		go func() {
-			defer p.poolWG.Done()
-			defer rd.Close()
-			p.runMissWorker(rd)
-		}()
-	}
+	p.misses = misses
+	p.keyers = newKeyers(c)
+	p.mem = newMemory(c)
+	p.hits = newHitPool(c.HitPoolSize)
+	p.touch = newTouchLog(writer, &p.stats)
+	p.storer = newStorer(writer, p.mem)
+	p.caller = newCaller(c, transport, p.storer, &p.stats, tok)
+	p.sched = newScheduler(c, p.caller, p.storer)
+	p.models = newModels(c, p.sched)
 	return p, nil
 }
 
-// Submit hands r to the keying stage; its answer arrives on r.Done(). Requests submitted after Stop began are
-// never answered (the front end stops first, so this happens only past its shutdown timeout).
+// Submit carries r through the stages; its answer arrives on r.Done(). A hit is answered before Submit
+// returns; a miss is answered when its upstream call ends (or its stream starts). Requests submitted after
+// Stop began are never answered (the front end stops first, so this happens only past its shutdown timeout).
 func (p *Pipeline) Submit(r *Request) {
+	r.stats = &p.stats
 	if r.Kind == KindModels {
-		if !enqueue(p.models.in, r, r.Arrived.Add(p.cfg.QueueTimeout)) {
-			p.overloaded(r)
-		}
+		p.models.submit(r)
 		return
 	}
-	if !enqueue(p.keyCh, r, r.Arrived.Add(p.cfg.QueueTimeout)) {
-		p.overloaded(r)
+	if e := p.keyers.key(r); e != nil {
+		r.fail(e)
+		return
+	}
+	deadline := r.Arrived.Add(p.cfg.QueueTimeout)
+	if r.Kind == KindEmbedding {
+		p.serveEmbedding(r, deadline)
+		return
+	}
+	c := &r.Controls
+	lookup := !c.NoCache && c.Mode != ModeWriteOnly && c.Mode != ModeOff
+	if lookup {
+		if e := p.mem.get(&r.Key, nowMillis()); e != nil && p.cfg.usable(c, e.createdAt, e.version, e.endpoint, nowMillis()) {
+			if !p.hits.acquire(deadline) {
+				r.fail(errOverloaded)
+				return
+			}
+			ok := p.answerHit(r, e, SourceMemory)
+			p.hits.release()
+			if ok {
+				return
+			}
+			lookup = false // its stored answer cannot be replayed as a stream: fetch afresh
+		}
+	}
+	w := p.misses.acquire(deadline)
+	if w == nil {
+		r.fail(errOverloaded)
+		return
+	}
+	if lookup && p.dbHit(w, r) {
+		p.misses.release(w)
+		return
+	}
+	if c.Mode == ModeReadOnly {
+		p.misses.release(w)
+		readOnlyMiss(r)
+		return
+	}
+	body, ms, me, err := p.cfg.upstreamBody(&w.parser, &w.sub, r)
+	p.misses.release(w)
+	p.dispatch(r, body, ms, me, err, nil)
+}
+
+// answerHit answers r from a stored answer, replayed as SSE when r streams, and counts the hit for the
+// store. It returns false, leaving r unanswered, when the answer cannot be replayed as a stream: the caller
+// treats that as a miss, whose fresh answer replaces the entry.
+func (p *Pipeline) answerHit(r *Request, e *memEntry, src Source) bool {
+	if !answerStored(r, e.body, e.contentType, src, e.tokens) {
+		return false
+	}
+	p.touch.add(&e.key, nowMillis())
+	return true
+}
+
+// answerStored answers r with a stored body (replayed as SSE when r streams); false when it cannot be.
+func answerStored(r *Request, body []byte, contentType string, src Source, tokens int64) bool {
+	if r.Stream {
+		sseBody, err := replay(r, body)
+		if err != nil {
+			return false
+		}
+		body, contentType = sseBody, "text/event-stream"
+	}
+	o := OutcomeMemoryHit
+	if src == SourceDB {
+		o = OutcomeDBHit
+	}
+	r.Resp = Response{Status: 200, Body: body, ContentType: contentType, Cache: "HIT", Source: src, CacheStatus: "llmcache; hit",
+		HasKey: true, Outcome: o, tokens: tokens}
+	r.finish()
+	return true
+}
+
+// dbHit looks r up in SQLite with w's connection and answers it when a usable entry is there, putting the
+// entry in memory on the way.
+func (p *Pipeline) dbHit(w *missWorker, r *Request) bool {
+	epoch := p.storer.current()
+	e, found := w.get(&r.Key, &p.stats)
+	now := nowMillis()
+	if !found || (e.ExpiresAt != 0 && now >= e.ExpiresAt) || !p.cfg.usable(&r.Controls, e.CreatedAt, e.Version, e.Endpoint, now) {
+		return false
+	}
+	m := memEntryOf(r.Key, e)
+	m.tokens = usageTokens(m.body)
+	if !answerStored(r, m.body, m.contentType, SourceDB, m.tokens) {
+		return false
+	}
+	p.touch.add(&m.key, now)
+	p.storer.remember(m, epoch)
+	return true
+}
+
+// readOnlyMiss answers a miss in read_only mode: 404 cache_miss, never an upstream call.
+func readOnlyMiss(r *Request) {
+	r.Resp.HasKey, r.Resp.Cache, r.Resp.CacheStatus = true, "MISS", "llmcache; fwd=miss; detail=read-only"
+	r.fail(errCacheMiss)
+}
+
+// dispatch hands r's upstream call (body, with its model value at [ms, me)) to the scheduler, or answers r
+// when the body could not be prepared (err) or the scheduler stays full.
+func (p *Pipeline) dispatch(r *Request, body []byte, ms, me int, err error, emb *embCall) {
+	if err != nil {
+		r.fail(invalidRequest("", "cannot prepare the upstream request: "+err.Error()))
+		return
+	}
+	c := &r.Controls
+	stream := r.Stream && emb == nil
+	cl := &call{
+		key: r.Key, kind: r.Kind, body: body, modelStart: ms, modelEnd: me,
+		// A no-store leader would leave its followers, told MISS, with an answer that was never stored.
+		coalesce: !c.NoCache && !c.NoStore && c.Mode == ModeReadWrite,
+		stream:   stream, forcedUsage: stream && !r.includeUsage,
+		enqueued: r.Arrived, waiters: []*Request{r},
+		controls: r.Controls, asked: askedModel(r), header: r.forwardHeaders(), emb: emb,
+	}
+	if !p.sched.submit(cl) {
+		r.fail(errOverloaded)
 	}
 }
 
 // Stop waits for every submitted request to be answered and every upstream call to end, then stops the
 // stages. The writer is not stopped: its owner stops it after this returns, so that it drains last.
 func (p *Pipeline) Stop() {
-	p.stopOnce.Do(func() {
-		// keyCh is never closed: a handler still running past the front end's shutdown timeout must not
-		// panic on a closed channel while the writer has answers to drain.
-		close(p.keyQuit)
-		p.keyWG.Wait()
-		for _, s := range p.shards {
-			close(s.lookups)
-		}
-		p.lookupWG.Wait()
-		close(p.hitCh)
-		close(p.missCh)
-		p.poolWG.Wait()
-		p.dispatch.stop()
-		p.modelsWG.Wait()
-		close(p.memQuit)
-		p.shardWG.Wait()
-	})
+	p.models.stop()
+	p.sched.stop()
+	p.caller.stop()
+	p.touch.stop()
+	p.misses.close()
 }
-
-// Endpoints returns a snapshot of each endpoint's figures, in configuration order.
-func (p *Pipeline) Endpoints() []EndpointCounts {
-	out := make([]EndpointCounts, len(p.dispatch.endpoints))
-	for i, e := range p.dispatch.endpoints {
-		out[i] = e.counts()
-	}
-	return out
-}
-
-// Key is a cache key: the SHA-256 of a request's framed canonical record (DESIGN section 4).
-type Key = db.Key
 
 // Selection names the cached answers an admin delete removes: the keys given, or those matching every
 // filter set. All alone selects everything.
@@ -192,106 +217,44 @@ type Selection struct {
 	All       bool
 }
 
-// Delete removes the answers sel names: from SQLite through the writer (after what waits there, so an
-// answer stored just before is deleted too), and from memory: the keys named, or everything when sel filters
-// by namespace, model or age, which memory entries do not record (they reload from SQLite on demand).
+// Delete removes the answers sel names from SQLite (after what waits in the writer, so that an answer
+// stored just before is deleted too) and from memory, ordered with every store: once it returns, no
+// request is answered with what it deleted.
 func (p *Pipeline) Delete(sel Selection) (int64, error) {
 	f := db.Filter{Keys: sel.Keys, Namespace: sel.Namespace, Model: sel.Model, All: sel.All}
 	if !sel.OlderThan.IsZero() {
 		f.OlderThan = sel.OlderThan.UnixMilli()
 	}
-	n, err := p.writer.Do(func(s db.Store) (int64, error) { return s.Delete(f) })
-	p.generation.Add(1)
-	all := f.All || f.Namespace != nil || f.Model != "" || f.OlderThan != 0 || f.ExpiredBy != 0 || len(f.Keys) == 0
-	var wg sync.WaitGroup
-	for _, s := range p.shards {
-		wg.Add(1)
-		s.purges <- memPurge{keys: f.Keys, all: all, done: wg.Done}
+	if !f.All && len(f.Keys) == 0 && f.Namespace == nil && f.Model == "" && f.OlderThan == 0 {
+		return 0, errors.New("a delete must name keys or a filter")
 	}
-	wg.Wait()
-	return n, err
+	return p.storer.delete(f)
 }
 
-func (p *Pipeline) runKeying(k *keyer) {
-	for {
-		var r *Request
-		select {
-		case r = <-p.keyCh:
-		case <-p.keyQuit:
-			// Drain what was submitted before the stop, then end.
-			select {
-			case r = <-p.keyCh:
-			default:
-				return
-			}
-		}
-		if e := k.key(r); e != nil {
-			p.stats.count(r.Kind, OutcomeError)
-			r.fail(e)
-			continue
-		}
-		c := &r.Controls
-		if r.Kind == KindEmbedding || !p.cfg.MemoryEnabled || c.NoCache || c.Mode == ModeWriteOnly || c.Mode == ModeOff {
-			p.toMissPool(r)
-			continue
-		}
-		s := p.shardFor(&r.Key)
-		if !enqueue(s.lookups, r, r.Arrived.Add(p.cfg.QueueTimeout)) {
-			p.overloaded(r)
+// Counts returns a snapshot of the counters.
+func (p *Pipeline) Counts() Counts {
+	s := &p.stats
+	c := Counts{
+		TokensSaved: s.tokensSaved.Load(), UpstreamCalls: s.upstreamCalls.Load(), UpstreamErrors: s.upstreamErrors.Load(),
+		Retries: s.retries.Load(), UpstreamInFlight: p.sched.inFlightGauge.Load(), Queued: p.sched.queuedGauge.Load(),
+		Waiting:    p.sched.waitingGauge.Load(),
+		TouchDrops: s.touchDrops.Load(), DBReadErrors: s.dbReadErrors.Load(), TooLarge: s.tooLarge.Load(),
+		TrimRuns: s.trimRuns.Load(), Trimmed: s.trimmed.Load(), TrimDropped: s.trimDropped.Load(), TrimOverflows: s.trimOverflows.Load(),
+	}
+	for k := range s.requests {
+		for o := range s.requests[k] {
+			c.Requests[k][o] = s.requests[k][o].Load()
 		}
 	}
+	c.MemoryEntries, c.MemoryBytes = p.mem.size()
+	return c
 }
 
-// overloaded answers r 503 when a stage queue stayed full past its deadline, and counts the error.
-func (p *Pipeline) overloaded(r *Request) {
-	p.stats.count(r.Kind, OutcomeError)
-	r.fail(errOverloaded)
+// Endpoints returns a snapshot of each endpoint's figures, in configuration order.
+func (p *Pipeline) Endpoints() []EndpointCounts {
+	out := make([]EndpointCounts, len(p.sched.endpoints))
+	for i, e := range p.sched.endpoints {
+		out[i] = e.counts()
+	}
+	return out
 }
-
-func (p *Pipeline) toHitPool(r *Request) {
-	if !enqueue(p.hitCh, r, r.Arrived.Add(p.cfg.QueueTimeout)) {
-		p.overloaded(r)
-	}
-}
-
-func (p *Pipeline) toMissPool(r *Request) {
-	if !enqueue(p.missCh, r, r.Arrived.Add(p.cfg.QueueTimeout)) {
-		p.overloaded(r)
-	}
-}
-
-// usable reports whether a stored answer may serve a request with controls c: young enough for its max-age
-// and, under cache_override_mode, not below the current cache_version or its endpoint's version.
-func (p *Pipeline) usable(c *Controls, createdAt, version int64, endpoint string, now int64) bool {
-	if c.MaxAge >= 0 && now-createdAt > c.MaxAge*1000 {
-		return false
-	}
-	if p.cfg.OverrideMode {
-		if version < p.cfg.CacheVersion {
-			return false
-		}
-		if v, ok := p.endpointVersion[endpoint]; ok && version < v {
-			return false
-		}
-	}
-	return true
-}
-
-// enqueue sends r on ch, waiting until deadline when ch is full. The timer is made only on that slow path.
-func enqueue[T any](ch chan<- T, v T, deadline time.Time) bool {
-	select {
-	case ch <- v:
-		return true
-	default:
-	}
-	t := time.NewTimer(time.Until(deadline))
-	defer t.Stop()
-	select {
-	case ch <- v:
-		return true
-	case <-t.C:
-		return false
-	}
-}
-
-func nowMillis() int64 { return time.Now().UnixMilli() }

@@ -46,19 +46,22 @@ func closingBrace(body []byte) int {
 	return len(body)
 }
 
-// upstreamBody returns what is sent upstream for r: the client's bytes with the "cache" object removed and
-// enable_thinking placed as configured (DESIGN section 6). The model override is spliced later, per endpoint,
-// at the returned model offsets.
-func (p *Pipeline) upstreamBody(parser, sub *canon.Parser, r *Request) (body []byte, modelStart, modelEnd int, err error) {
+// upstreamBody returns what is sent upstream for r: the client's bytes with the "cache" object removed,
+// enable_thinking placed as configured, and, for a streamed chat or completions request, the upstream asked
+// for usage (stream_options.include_usage), so that the stored answer always has it (the clients that did
+// not ask are not shown the usage chunk). The model override is spliced later, per endpoint, at the returned
+// model offsets.
+func (c *Config) upstreamBody(parser, sub *canon.Parser, r *Request) (body []byte, modelStart, modelEnd int, err error) {
 	members, err := parser.ParseObject(r.Body)
 	if err != nil {
 		return nil, 0, 0, err
 	}
 	var edits []edit
 	kept := len(members)
-	thinking := p.cfg.EnableThinking
-	topLevel := thinking != ThinkingAbsent && (p.cfg.ThinkingField == "both" || p.cfg.ThinkingField == "top_level")
-	inKwargs := thinking != ThinkingAbsent && (p.cfg.ThinkingField == "both" || p.cfg.ThinkingField == "chat_template_kwargs")
+	thinking := c.EnableThinking
+	topLevel := thinking != ThinkingAbsent && (c.ThinkingField == "both" || c.ThinkingField == "top_level")
+	inKwargs := thinking != ThinkingAbsent && (c.ThinkingField == "both" || c.ThinkingField == "chat_template_kwargs")
+	usage := r.Stream && !r.includeUsage && (r.Kind == KindChat || r.Kind == KindCompletion)
 	value := []byte("false")
 	if thinking == ThinkingTrue {
 		value = []byte("true")
@@ -76,8 +79,13 @@ func (p *Pipeline) upstreamBody(parser, sub *canon.Parser, r *Request) (body []b
 			}
 		case "chat_template_kwargs":
 			if inKwargs {
-				edits = append(edits, edit{start: m.ValueStart, end: m.ValueEnd, text: setThinkingIn(sub, r.Body[m.ValueStart:m.ValueEnd], m.Type, value)})
+				edits = append(edits, edit{start: m.ValueStart, end: m.ValueEnd, text: setMemberIn(sub, r.Body[m.ValueStart:m.ValueEnd], m.Type, "enable_thinking", value)})
 				inKwargs = false
+			}
+		case "stream_options":
+			if usage {
+				edits = append(edits, edit{start: m.ValueStart, end: m.ValueEnd, text: setMemberIn(sub, r.Body[m.ValueStart:m.ValueEnd], m.Type, "include_usage", []byte("true"))})
+				usage = false
 			}
 		}
 	}
@@ -88,6 +96,10 @@ func (p *Pipeline) upstreamBody(parser, sub *canon.Parser, r *Request) (body []b
 	}
 	if inKwargs {
 		tail = appendMember(tail, kept, `"chat_template_kwargs":{"enable_thinking":`, append(value, '}'))
+		kept++
+	}
+	if usage {
+		tail = appendMember(tail, kept, `"stream_options":{"include_usage":true}`, nil)
 	}
 	if len(tail) > 0 {
 		at := closingBrace(r.Body)
@@ -124,23 +136,24 @@ func appendMember(dst []byte, kept int, keyAndColon string, value []byte) []byte
 	return append(dst, value...)
 }
 
-// setThinkingIn returns the chat_template_kwargs object with enable_thinking set; a non-object value is
-// replaced by an object holding only enable_thinking.
-func setThinkingIn(sub *canon.Parser, raw []byte, typ canon.Type, value []byte) []byte {
+// setMemberIn returns the object raw with member name set to value; a value that is not an object is
+// replaced by an object holding only that member.
+func setMemberIn(sub *canon.Parser, raw []byte, typ canon.Type, name string, value []byte) []byte {
+	only := func() []byte { return append(append([]byte(`{"`+name+`":`), value...), '}') }
 	if typ != canon.Object {
-		return append(append([]byte(`{"enable_thinking":`), value...), '}')
+		return only()
 	}
 	members, err := sub.ParseObject(raw)
 	if err != nil {
-		return append(append([]byte(`{"enable_thinking":`), value...), '}')
+		return only()
 	}
 	for _, m := range members {
-		if string(m.Key) == "enable_thinking" {
+		if string(m.Key) == name {
 			return applyEdits(raw, []edit{{start: m.ValueStart, end: m.ValueEnd, text: value}})
 		}
 	}
 	at := closingBrace(raw)
-	return applyEdits(raw, []edit{{start: at, end: at, text: appendMember(nil, len(members), `"enable_thinking":`, value)}})
+	return applyEdits(raw, []edit{{start: at, end: at, text: appendMember(nil, len(members), `"`+name+`":`, value)}})
 }
 
 // withModel returns body with its model value replaced by modelJSON (a JSON string literal).

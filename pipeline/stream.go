@@ -11,14 +11,19 @@ import (
 // LiveStream is an upstream SSE answer as it arrives, shared by every streaming client of one flight: each
 // reads it from its first event, so a client that joins late still gets the whole stream, then the rest live.
 //
-// It is the one piece of state shared between goroutines without an actor: the call goroutine appends,
-// the front end's stream writers read. A mutex guards it; the wake channel lets readers wait.
+// It is a log with one writer (the caller's goroutine) and many readers (the front end's stream writers),
+// guarded by a mutex; wake lets readers wait for more. Once a stream grows past max_answer_bytes it stops
+// being kept for late joiners (unbuffered): events every reader has written are let go, and nobody new may
+// join.
 type LiveStream struct {
-	mu      sync.Mutex
-	events  [][]byte      // raw events, append-only; guarded by mu
-	ended   bool          // guarded by mu
-	endedAt time.Time     // when end was called; guarded by mu
-	wake    chan struct{} // closed when events grow or the stream ends, then replaced; guarded by mu
+	mu         sync.Mutex
+	events     [][]byte      // raw events from the base-th on; guarded by mu
+	base       int           // events let go from the front (unbuffered); guarded by mu
+	readers    []*int        // each reader's next event; guarded by mu
+	unbuffered bool          // guarded by mu
+	ended      bool          // guarded by mu
+	endedAt    time.Time     // when end was called; guarded by mu
+	wake       chan struct{} // closed when events grow or the stream ends, then replaced; guarded by mu
 }
 
 func newLiveStream() *LiveStream { return &LiveStream{wake: make(chan struct{})} }
@@ -26,12 +31,43 @@ func newLiveStream() *LiveStream { return &LiveStream{wake: make(chan struct{})}
 func (l *LiveStream) append(ev []byte) {
 	l.mu.Lock()
 	l.events = append(l.events, ev)
+	if l.unbuffered {
+		l.release()
+	}
 	close(l.wake)
 	l.wake = make(chan struct{})
 	l.mu.Unlock()
 }
 
-// end closes the stream; tail (an error event, when the upstream broke off) is delivered last.
+// stopKeeping turns the stream unbuffered: it is passed through, not kept for anyone who has not joined.
+func (l *LiveStream) stopKeeping() {
+	l.mu.Lock()
+	l.unbuffered = true
+	l.release()
+	l.mu.Unlock()
+}
+
+// release lets go of the events every reader has written. mu must be held.
+func (l *LiveStream) release() {
+	low := l.base + len(l.events)
+	for _, p := range l.readers {
+		low = min(low, *p)
+	}
+	if n := low - l.base; n > 0 {
+		clear(l.events[:n])
+		l.events = l.events[n:]
+		l.base = low
+	}
+}
+
+// joinable reports whether a new client may still join: not once the stream stopped being kept.
+func (l *LiveStream) joinable() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return !l.unbuffered
+}
+
+// end closes the stream; tail (an error event when the upstream broke off, or the held-back [DONE]) comes last.
 func (l *LiveStream) end(tail []byte) {
 	l.mu.Lock()
 	if len(tail) > 0 {
@@ -43,8 +79,8 @@ func (l *LiveStream) end(tail []byte) {
 }
 
 // endedBefore reports whether the stream had ended before t. Its clients have [DONE] (or the error event)
-// a moment before the dispatcher forgets the flight; a request that arrived after that must not join it:
-// had the answer been stored, that request would have found it in memory.
+// a moment before the scheduler forgets the flight; a request that arrived after that must not join it:
+// had the answer been stored, that request would have found it.
 func (l *LiveStream) endedBefore(t time.Time) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -57,25 +93,44 @@ type StreamWriter interface {
 	Flush() error
 }
 
-// CopyTo writes the stream to w as it arrives, flushing after each batch of events. It returns when the
-// stream has ended or w fails, which is how a client that went away shows; the upstream call goes on and
-// its answer is still stored.
-func (l *LiveStream) CopyTo(w StreamWriter) error {
-	next := 0
+// CopyTo writes the stream to w as it arrives, flushing after each batch of events, leaving out the usage
+// chunk when dropUsage (Response.DropUsage). It returns when the stream has ended or w fails, which is how a
+// client that went away shows; the upstream call goes on and its answer is still stored.
+func (l *LiveStream) CopyTo(w StreamWriter, dropUsage bool) error {
+	next := new(int)
+	l.mu.Lock()
+	*next = l.base
+	l.readers = append(l.readers, next)
+	l.mu.Unlock()
+	defer func() {
+		l.mu.Lock()
+		for i, p := range l.readers {
+			if p == next {
+				l.readers = append(l.readers[:i], l.readers[i+1:]...)
+				break
+			}
+		}
+		l.mu.Unlock()
+	}()
 	for {
 		l.mu.Lock()
-		events, ended, wake := l.events[next:], l.ended, l.wake
+		events, ended, wake := l.events[*next-l.base:], l.ended, l.wake
 		l.mu.Unlock()
 		for _, ev := range events {
+			if dropUsage && sse.IsUsageChunk(ev) {
+				continue
+			}
 			if _, err := w.Write(ev); err != nil {
 				return err
 			}
 		}
-		next += len(events)
 		if len(events) > 0 {
 			if err := w.Flush(); err != nil {
 				return err
 			}
+			l.mu.Lock()
+			*next += len(events)
+			l.mu.Unlock()
 		}
 		if ended && len(events) == 0 {
 			return nil
@@ -91,51 +146,81 @@ func (l *LiveStream) CopyTo(w StreamWriter) error {
 var cutEvent = []byte("event: error\ndata: {\"error\":{\"message\":\"the upstream stream broke off before it finished\",\"type\":\"server_error\",\"param\":null,\"code\":\"upstream_stream_cut\"}}\n\n")
 
 // streamRecorder is the wire.StreamSink of a streamed upstream call. An SSE answer with status 200 goes live
-// (every streaming waiter is answered with the LiveStream at once) and is assembled for storage; any other
-// answer is buffered whole and handled like a non-streamed one.
+// (the scheduler answers every streaming waiter with the LiveStream at once) and is assembled for storage;
+// any other answer is buffered whole and settled like a non-streamed one.
 type streamRecorder struct {
-	c       *call
-	started chan<- *call // the dispatcher's: it answers the streaming waiters when the stream goes live
+	c      *call
+	trim   trimmed      // what the attempt sent, for the live event
+	events chan<- event // the scheduler's
+	limit  int64        // max_answer_bytes: past it the stream is passed through, not assembled or kept
 
 	status                  int
 	contentType, retryAfter string
 	body                    []byte // a non-SSE answer, buffered
 
-	split  sse.Splitter
-	asm    *sse.Assembler
-	asmErr error
+	live       *LiveStream
+	split      sse.Splitter
+	asm        *sse.Assembler
+	asmErr     error
+	bytes      int64 // of the live stream so far
+	overflowed bool  // it grew past limit
 	// done holds the [DONE] event (and anything after it) back from the live stream until the answer is
-	// stored: a client that sends the same request the moment it reads [DONE] must find it in memory.
+	// stored: a client that sends the same request the moment it reads [DONE] must find it.
 	done []byte
+}
+
+func newStreamRecorder(c *call, events chan<- event, limit int64, t trimmed) *streamRecorder {
+	return &streamRecorder{c: c, events: events, limit: limit, trim: t}
 }
 
 func (s *streamRecorder) Header(status int, contentType, retryAfter string) {
 	s.status, s.contentType, s.retryAfter = status, contentType, retryAfter
 	if status == 200 && isEventStream(contentType) {
 		s.asm = sse.NewAssembler(sseKind(s.c.kind))
-		s.c.live = newLiveStream()
-		s.started <- s.c
+		s.live = newLiveStream()
+		s.events <- event{live: &liveEvent{c: s.c, live: s.live, trim: s.trim}}
 	}
 }
 
 func (s *streamRecorder) Data(p []byte) {
-	if s.c.live == nil {
+	if s.live == nil {
 		s.body = append(s.body, p...)
 		return
 	}
+	s.bytes += int64(len(p))
+	if !s.overflowed && s.bytes > s.limit {
+		s.overflowed = true
+		s.asm = nil // nothing past here is kept: the assembled half would be thrown away
+		s.live.stopKeeping()
+	}
 	s.split.Feed(p, func(ev []byte) {
 		ev = bytes.Clone(ev)
-		if s.asmErr == nil {
+		if s.asm != nil && s.asmErr == nil {
 			s.asmErr = s.asm.Event(ev)
 		}
 		if s.done == nil {
 			if data, _, ok := sse.Data(ev); !ok || string(bytes.TrimSpace(data)) != "[DONE]" {
-				s.c.live.append(ev)
+				s.live.append(ev)
 				return
 			}
 		}
 		s.done = append(s.done, ev...)
 	})
+}
+
+// result is the assembled answer, or why there is none. A stream that grew past the limit is whole when it
+// ended with [DONE], but has no assembled answer.
+func (s *streamRecorder) result() (body []byte, ok bool, reason string) {
+	if s.split.Pending() {
+		return nil, false, "the stream ended inside an event"
+	}
+	if s.overflowed {
+		return nil, s.done != nil, "the stream ended without [DONE]"
+	}
+	if s.asmErr != nil {
+		return nil, false, s.asmErr.Error()
+	}
+	return s.asm.Result()
 }
 
 func isEventStream(contentType string) bool {

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"sync"
 
 	"llmcache/db"
 	"llmcache/pipeline/canon"
@@ -26,7 +27,9 @@ func newKeyFields(extra []string) keyFields {
 // skip reports whether key is left out; the map lookup with a []byte conversion does not allocate.
 func (f keyFields) skip(key []byte) bool { _, ok := f.ignore[string(key)]; return ok }
 
-// keyer computes cache keys. It owns scratch buffers: one per keying worker, not safe for concurrent use.
+// keyer computes cache keys. It owns scratch buffers and is not safe for concurrent use: the keying stage
+// runs inline in each request's goroutine (a hand-off to keying workers cost a goroutine wake-up per
+// request, more than keying a 500 B body takes) with a keyer from a pool.
 type keyer struct {
 	parser    canon.Parser // holds the top-level members of the request being keyed
 	sub       canon.Parser // for nested objects (the "cache" controls)
@@ -39,6 +42,23 @@ type keyer struct {
 func newKeyer(cfg *Config) *keyer {
 	fields := newKeyFields(cfg.IgnoreFields)
 	return &keyer{record: make([]byte, 0, 4096), skip: fields.skip, thinking: cfg.EnableThinking, maxInputs: cfg.MaxEmbeddingInputs}
+}
+
+// keyers pools keyers for the request goroutines; Get never returns nil.
+type keyers struct{ pool sync.Pool }
+
+func newKeyers(cfg *Config) *keyers {
+	k := &keyers{}
+	k.pool.New = func() any { return newKeyer(cfg) }
+	return k
+}
+
+// key keys r with a pooled keyer.
+func (ks *keyers) key(r *Request) *Error {
+	k := ks.pool.Get().(*keyer)
+	e := k.key(r)
+	ks.pool.Put(k)
+	return e
 }
 
 // Keyer computes cache keys the way the keying stage does, outside a running pipeline (benchmarks, tools).
@@ -138,7 +158,6 @@ func (k *keyer) key(r *Request) *Error {
 			if e := r.Controls.applyBody(&k.sub, r.Body[m.ValueStart:m.ValueEnd]); e != nil {
 				return e
 			}
-			r.hasCacheObject = true
 		case "enable_thinking":
 			switch m.Type {
 			case canon.True:
@@ -164,6 +183,9 @@ func (k *keyer) key(r *Request) *Error {
 	if k.thinking != ThinkingAbsent {
 		thinking = k.thinking
 	}
+	if r.Tenant != "" {
+		r.Controls.Namespace = effectiveNamespace(r.Tenant, r.Controls.Namespace)
+	}
 	r.Thinking = thinking
 	if r.Kind == KindEmbedding {
 		if r.Stream {
@@ -175,6 +197,15 @@ func (k *keyer) key(r *Request) *Error {
 	}
 	r.Key = k.sum(r.Kind, &r.Controls, thinking, r.Body, members)
 	return nil
+}
+
+// effectiveNamespace nests the namespace a request names inside its client key's: "team-a/x", or
+// "team-a" alone. Only the key decides the first part, so no key reaches another's entries.
+func effectiveNamespace(tenant, named string) string {
+	if named == "" {
+		return tenant
+	}
+	return tenant + "/" + named
 }
 
 // isEmptyArray reports whether raw, a validated JSON array, has no elements.
@@ -203,4 +234,16 @@ func includeUsage(sub *canon.Parser, raw []byte) bool {
 		}
 	}
 	return false
+}
+
+// askedModel is the model r asks for, decoded.
+func askedModel(r *Request) string {
+	if r.modelEnd <= r.modelStart {
+		return ""
+	}
+	s, err := canon.DecodeString(nil, r.Body[r.modelStart:r.modelEnd])
+	if err != nil {
+		return ""
+	}
+	return string(s)
 }
