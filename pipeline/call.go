@@ -15,7 +15,6 @@ type call struct {
 	modelStart, modelEnd int    // the model value in body
 	coalesce             bool   // identical requests may join it
 	stream               bool   // the leader streams, so the upstream call streams
-	forcedUsage          bool   // the upstream was asked for usage the leader's client did not ask for
 	controls             Controls
 	asked                string      // the model the client asked for
 	header               [][2]string // the leader's headers to forward (a streaming leader is released early)

@@ -118,9 +118,9 @@ type Response struct {
 	Items       string      // X-Cache-Items for embeddings: "hits=N misses=M"
 	Trimmed     int         // X-Context-Trimmed: messages context trimming dropped from what went upstream
 	Err         *Error      // when set, the front end renders it instead of Body
-	Live        *LiveStream // when set, the front end streams it (LiveStream.CopyTo) instead of Body
-	// DropUsage tells the front end to leave out the usage chunk of a live stream: the upstream was asked
-	// for usage (so that the stored answer has it) but this client did not ask.
+	Live        *LiveReader // when set, the front end streams it (LiveReader.CopyTo) instead of Body
+	// DropUsage tells the front end to leave out the usage chunk of a live stream: this client did not ask
+	// for usage, but the upstream was asked (so that the stored answer has it), or another client asked.
 	DropUsage bool
 
 	tokens int64 // for a hit: the upstream's usage.total_tokens of the stored answer, counted as saved

@@ -188,7 +188,7 @@ func (p *Pipeline) dispatch(r *Request, body []byte, ms, me int, err error, emb 
 		key: r.Key, kind: r.Kind, body: body, modelStart: ms, modelEnd: me,
 		// A no-store leader would leave its followers, told MISS, with an answer that was never stored.
 		coalesce: !c.NoCache && !c.NoStore && c.Mode == ModeReadWrite,
-		stream:   stream, forcedUsage: stream && !r.includeUsage,
+		stream:   stream,
 		enqueued: r.Arrived, waiters: []*Request{r},
 		controls: r.Controls, asked: askedModel(r), header: r.forwardHeaders(), emb: emb,
 	}

@@ -270,6 +270,7 @@ func (s *scheduler) goLive(c *call, l *LiveStream) {
 	clear(c.waiters[len(kept):])
 	s.waiting -= len(c.waiters) - len(kept)
 	c.waiters = kept
+	l.open()
 }
 
 // answerLive answers r with c's live stream.
@@ -278,8 +279,8 @@ func answerLive(c *call, r *Request, src Source) {
 	if src == SourceCoalesced {
 		outcome = OutcomeCoalesced
 	}
-	r.Resp = Response{Status: 200, Live: c.live, ContentType: "text/event-stream", HasKey: true, Cache: cache, Source: src,
-		CacheStatus: status, Outcome: outcome, Trimmed: c.trim.dropped, DropUsage: c.forcedUsage && !r.includeUsage}
+	r.Resp = Response{Status: 200, Live: c.live.join(), ContentType: "text/event-stream", HasKey: true, Cache: cache, Source: src,
+		CacheStatus: status, Outcome: outcome, Trimmed: c.trim.dropped, DropUsage: !r.includeUsage}
 	r.finish()
 }
 

@@ -19,8 +19,9 @@ type LiveStream struct {
 	mu         sync.Mutex
 	events     [][]byte      // raw events from the base-th on; guarded by mu
 	base       int           // events let go from the front (unbuffered); guarded by mu
-	readers    []*int        // each reader's next event; guarded by mu
+	readers    []*LiveReader // each reader's position; guarded by mu
 	unbuffered bool          // guarded by mu
+	opened     bool          // the scheduler has joined the flight's streaming clients; guarded by mu
 	ended      bool          // guarded by mu
 	endedAt    time.Time     // when end was called; guarded by mu
 	wake       chan struct{} // closed when events grow or the stream ends, then replaced; guarded by mu
@@ -47,11 +48,25 @@ func (l *LiveStream) stopKeeping() {
 	l.mu.Unlock()
 }
 
+// opened records that the clients waiting when the stream went live have joined it: until then nothing
+// may be let go, since they have not read anything yet.
+func (l *LiveStream) open() {
+	l.mu.Lock()
+	l.opened = true
+	if l.unbuffered {
+		l.release()
+	}
+	l.mu.Unlock()
+}
+
 // release lets go of the events every reader has written. mu must be held.
 func (l *LiveStream) release() {
+	if !l.opened {
+		return
+	}
 	low := l.base + len(l.events)
-	for _, p := range l.readers {
-		low = min(low, *p)
+	for _, r := range l.readers {
+		low = min(low, r.next)
 	}
 	if n := low - l.base; n > 0 {
 		clear(l.events[:n])
@@ -93,28 +108,46 @@ type StreamWriter interface {
 	Flush() error
 }
 
+// LiveReader is one client's place in a LiveStream. It is made when the client is answered (join), so that
+// a stream that stops being kept still holds every event this client has not written yet.
+type LiveReader struct {
+	l    *LiveStream
+	next int // the next event to write; guarded by l.mu
+}
+
+// join adds a reader at the stream's start.
+func (l *LiveStream) join() *LiveReader {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	r := &LiveReader{l: l, next: l.base}
+	l.readers = append(l.readers, r)
+	return r
+}
+
+// leave takes r out of the stream's readers.
+func (l *LiveStream) leave(r *LiveReader) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i, x := range l.readers {
+		if x == r {
+			l.readers = append(l.readers[:i], l.readers[i+1:]...)
+			break
+		}
+	}
+	if l.unbuffered {
+		l.release()
+	}
+}
+
 // CopyTo writes the stream to w as it arrives, flushing after each batch of events, leaving out the usage
 // chunk when dropUsage (Response.DropUsage). It returns when the stream has ended or w fails, which is how a
 // client that went away shows; the upstream call goes on and its answer is still stored.
-func (l *LiveStream) CopyTo(w StreamWriter, dropUsage bool) error {
-	next := new(int)
-	l.mu.Lock()
-	*next = l.base
-	l.readers = append(l.readers, next)
-	l.mu.Unlock()
-	defer func() {
-		l.mu.Lock()
-		for i, p := range l.readers {
-			if p == next {
-				l.readers = append(l.readers[:i], l.readers[i+1:]...)
-				break
-			}
-		}
-		l.mu.Unlock()
-	}()
+func (r *LiveReader) CopyTo(w StreamWriter, dropUsage bool) error {
+	l := r.l
+	defer l.leave(r)
 	for {
 		l.mu.Lock()
-		events, ended, wake := l.events[*next-l.base:], l.ended, l.wake
+		events, ended, wake := l.events[r.next-l.base:], l.ended, l.wake
 		l.mu.Unlock()
 		for _, ev := range events {
 			if dropUsage && sse.IsUsageChunk(ev) {
@@ -129,7 +162,7 @@ func (l *LiveStream) CopyTo(w StreamWriter, dropUsage bool) error {
 				return err
 			}
 			l.mu.Lock()
-			*next += len(events)
+			r.next += len(events)
 			l.mu.Unlock()
 		}
 		if ended && len(events) == 0 {
