@@ -69,21 +69,25 @@ func New(cfg Config, pipe *pipeline.Pipeline, health Health) *Server {
 	r.HandleOPTIONS = false
 	r.NotFound = notFound
 	r.MethodNotAllowed = methodNotAllowed
+	get := func(path string, h fasthttp.RequestHandler) {
+		r.GET(path, h)
+		r.HEAD(path, h) // HTTP asks for HEAD wherever GET is; fasthttp leaves the body out
+	}
 	for _, prefix := range []string{"/v1", ""} {
 		r.POST(prefix+"/chat/completions", s.cached(pipeline.KindChat))
 		r.POST(prefix+"/completions", s.cached(pipeline.KindCompletion))
-		r.GET(prefix+"/models", s.cached(pipeline.KindModels))
+		get(prefix+"/models", s.cached(pipeline.KindModels))
 		r.POST(prefix+"/embeddings", s.cached(pipeline.KindEmbedding))
 	}
-	r.GET("/healthz", s.healthz)
+	get("/healthz", s.healthz)
 	if cfg.Stats != nil {
-		r.GET("/stats", s.stats)
+		get("/stats", s.stats)
 	}
 	if cfg.Metrics != nil {
-		r.GET("/metrics", s.metrics)
+		get("/metrics", s.metrics)
 	}
 	if cfg.Dashboard != nil {
-		r.GET("/dashboard", s.dashboard)
+		get("/dashboard", s.dashboard)
 	}
 	r.POST("/cache/delete", s.cacheDelete)
 	r.POST("/cache/flushall", s.cacheFlushAll)
@@ -104,7 +108,7 @@ func New(cfg Config, pipe *pipeline.Pipeline, health Health) *Server {
 }
 
 // Serve answers requests on ln until Shutdown.
-func (s *Server) Serve(ln net.Listener) error { return s.srv.Serve(ln) }
+func (s *Server) Serve(ln net.Listener) error { return s.srv.Serve(lfListener{ln}) }
 
 // Shutdown stops accepting connections and waits up to ShutdownTimeout for requests in flight to be answered.
 func (s *Server) Shutdown() error {
@@ -119,6 +123,11 @@ func (s *Server) transportError(ctx *fasthttp.RequestCtx, err error) {
 	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
 		writeError(ctx, &pipeline.Error{Status: 413, Type: "invalid_request_error", Code: "request_too_large",
 			Message: "request body is larger than max_body_bytes (" + strconv.Itoa(s.cfg.MaxBodyBytes) + " bytes)"})
+		return
+	}
+	if errors.Is(err, errBareLF) {
+		writeError(ctx, &pipeline.Error{Status: 400, Type: "invalid_request_error", Code: "bad_line_ending",
+			Message: "cannot read the HTTP request: its header lines must end with CRLF, and the header block with an empty CRLF line; a bare LF ended it"})
 		return
 	}
 	writeError(ctx, &pipeline.Error{Status: 400, Type: "invalid_request_error", Message: "cannot read the HTTP request: " + err.Error()})
@@ -184,11 +193,11 @@ func (s *Server) cached(kind pipeline.Kind) fasthttp.RequestHandler {
 		r.Body = append(r.Body[:0], ctx.PostBody()...)
 		r.Controls = pipeline.DefaultControls(s.cfg.DefaultMode)
 		in := inboundPool.Get().(*inbound)
-		in.r, in.bad = r, nil
+		in.r, in.bad, in.hop = r, nil, namedHeaders(ctx.Request.Header.PeekAll("Connection"))
 		//lint:ignore SA1019 All() is the replacement, but its range-over-func closure allocates per request.
 		ctx.Request.Header.VisitAll(in.visit)
 		bad := in.bad
-		in.r, in.bad = nil, nil
+		in.r, in.bad, in.hop = nil, nil, nil
 		inboundPool.Put(in)
 		if bad != nil {
 			writeError(ctx, bad)
@@ -222,6 +231,7 @@ func (s *Server) cached(kind pipeline.Kind) fasthttp.RequestHandler {
 type inbound struct {
 	r     *pipeline.Request
 	bad   *pipeline.Error // the first invalid control
+	hop   [][]byte        // the Connection header's values when they name headers, which are hop-by-hop then
 	visit func(k, v []byte)
 }
 
@@ -238,6 +248,9 @@ func (in *inbound) header(k, v []byte) {
 			in.bad = e
 		}
 	case headerForward:
+		if in.hop != nil && tokenListed(in.hop, k) {
+			return
+		}
 		in.r.AddHeader(k, v)
 	}
 }
