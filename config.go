@@ -34,6 +34,7 @@ type fileConfig struct {
 	MaxConcurrentRequests  int               `toml:"max_concurrent_requests"`
 	QueueTimeoutSeconds    float64           `toml:"queue_timeout_seconds"`
 	MaxBodyBytes           int               `toml:"max_body_bytes"`
+	MaxHeaderBytes         int               `toml:"max_header_bytes"`
 	ModelsTTLSeconds       float64           `toml:"models_ttl_seconds"`
 	MaxEmbeddingInputs     int               `toml:"max_embedding_inputs"`
 	ShutdownTimeoutSeconds float64           `toml:"shutdown_timeout_seconds"`
@@ -119,6 +120,7 @@ func defaultConfig() fileConfig {
 		MaxConcurrentRequests:  100,
 		QueueTimeoutSeconds:    30,
 		MaxBodyBytes:           32 << 20,
+		MaxHeaderBytes:         64 << 10,
 		ModelsTTLSeconds:       60,
 		MaxEmbeddingInputs:     2048,
 		ShutdownTimeoutSeconds: 30,
@@ -253,6 +255,9 @@ func (c *fileConfig) validate() error {
 		if !(p.v > 0) || math.IsInf(p.v, 0) { // also NaN and inf, which TOML can spell
 			return fmt.Errorf("config: %s must be greater than 0 (got %v)", p.key, p.v)
 		}
+	}
+	if c.MaxHeaderBytes < 4096 {
+		return fmt.Errorf("config: max_header_bytes must be at least 4096: ordinary requests need that much (got %d)", c.MaxHeaderBytes)
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		return fmt.Errorf("config: log_format must be \"text\" or \"json\" (got %q)", c.LogFormat)
@@ -441,5 +446,5 @@ func (c *fileConfig) writerConfig() actors.WriterConfig {
 
 func (c *fileConfig) httpConfig() httpx.Config {
 	mode, _ := pipeline.ParseMode(c.CacheMode)
-	return httpx.Config{MaxBodyBytes: c.MaxBodyBytes, DefaultMode: mode, ShutdownTimeout: seconds(c.ShutdownTimeoutSeconds), AdminToken: c.AdminToken}
+	return httpx.Config{MaxBodyBytes: c.MaxBodyBytes, MaxHeaderBytes: c.MaxHeaderBytes, DefaultMode: mode, ShutdownTimeout: seconds(c.ShutdownTimeoutSeconds), AdminToken: c.AdminToken}
 }

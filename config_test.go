@@ -124,3 +124,13 @@ func TestImpossibleWindowsAndDurationsRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestMaxHeaderBytesTooSmallRefused: below 4 KiB ordinary requests would get 431.
+func TestMaxHeaderBytesTooSmallRefused(t *testing.T) {
+	cfg := defaultConfig()
+	cfg.APIEndpoints = []endpointConfig{{URL: "http://127.0.0.1:9"}}
+	cfg.MaxHeaderBytes = 1000
+	if err := cfg.validate(); err == nil || !strings.Contains(err.Error(), "max_header_bytes") {
+		t.Errorf("max_header_bytes = 1000: err %v, want one naming the key", err)
+	}
+}

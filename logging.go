@@ -54,7 +54,7 @@ func effectiveConfig(c *fileConfig) []any {
 		"cache_hit_pool_size", c.CacheHitPoolSize, "cache_miss_pool_size", c.CacheMissPoolSize,
 		"max_concurrent_requests", c.MaxConcurrentRequests, "queue_timeout_seconds", c.QueueTimeoutSeconds,
 		"max_retries", c.MaxRetries, "retry_backoff_ms", c.RetryBackoffMs, "eject_after", c.EjectAfter, "eject_seconds", c.EjectSeconds,
-		"max_body_bytes", c.MaxBodyBytes, "max_embedding_inputs", c.MaxEmbeddingInputs, "models_ttl_seconds", c.ModelsTTLSeconds,
+		"max_body_bytes", c.MaxBodyBytes, "max_header_bytes", c.MaxHeaderBytes, "max_embedding_inputs", c.MaxEmbeddingInputs, "models_ttl_seconds", c.ModelsTTLSeconds,
 		"shutdown_timeout_seconds", c.ShutdownTimeoutSeconds,
 		"standby_on_saturation", c.StandbyOnSaturation, "admin_token", masked(c.AdminToken),
 		"log_format", c.LogFormat, "stats_log_interval_seconds", c.StatsLogInterval,

@@ -26,6 +26,7 @@ import (
 // Config holds the front end's knobs.
 type Config struct {
 	MaxBodyBytes    int                   // max_body_bytes: larger bodies get 413; default 32 MiB
+	MaxHeaderBytes  int                   // max_header_bytes: a larger request line and headers get 431; default 64 KiB
 	DefaultMode     pipeline.Mode         // cache_mode: the mode of requests that do not set one
 	ShutdownTimeout time.Duration         // shutdown_timeout_seconds: how long Shutdown waits for requests in flight; default 30 s
 	Activity        *actors.Activity      // told of every request, for the idle flush; nil = nobody listens
@@ -56,6 +57,9 @@ type Server struct {
 func New(cfg Config, pipe *pipeline.Pipeline, health Health) *Server {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 32 << 20
+	}
+	if cfg.MaxHeaderBytes <= 0 {
+		cfg.MaxHeaderBytes = 64 << 10
 	}
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = 30 * time.Second
@@ -92,10 +96,14 @@ func New(cfg Config, pipe *pipeline.Pipeline, health Health) *Server {
 	r.POST("/cache/delete", s.cacheDelete)
 	r.POST("/cache/flushall", s.cacheFlushAll)
 	s.srv = &fasthttp.Server{
-		Handler:               r.Handler,
-		ErrorHandler:          s.transportError,
-		Name:                  "llmcache",
-		MaxRequestBodySize:    cfg.MaxBodyBytes,
+		Handler:            r.Handler,
+		ErrorHandler:       s.transportError,
+		Name:               "llmcache",
+		MaxRequestBodySize: cfg.MaxBodyBytes,
+		// fasthttp reads a request's line and headers within one buffer per connection, so its size is the
+		// limit on them (fasthttp's default of 4 KiB refused a 5 KB bearer token). Each open client
+		// connection holds one such buffer.
+		ReadBufferSize:        cfg.MaxHeaderBytes,
 		NoDefaultServerHeader: true,
 		NoDefaultContentType:  true,
 		CloseOnShutdown:       true,
@@ -117,9 +125,15 @@ func (s *Server) Shutdown() error {
 	return s.srv.ShutdownWithContext(ctx)
 }
 
-// transportError maps fasthttp's errors while reading a request to OpenAI-style answers; its own answer to
-// an oversized body would be a plain 400.
+// transportError maps fasthttp's errors while reading a request to OpenAI-style answers; its own answers
+// to oversized headers and bodies are plain text.
 func (s *Server) transportError(ctx *fasthttp.RequestCtx, err error) {
+	var small *fasthttp.ErrSmallBuffer
+	if errors.As(err, &small) {
+		writeError(ctx, &pipeline.Error{Status: 431, Type: "invalid_request_error", Code: "request_headers_too_large",
+			Message: "the request line and headers are larger than max_header_bytes (" + strconv.Itoa(s.cfg.MaxHeaderBytes) + " bytes)"})
+		return
+	}
 	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
 		writeError(ctx, &pipeline.Error{Status: 413, Type: "invalid_request_error", Code: "request_too_large",
 			Message: "request body is larger than max_body_bytes (" + strconv.Itoa(s.cfg.MaxBodyBytes) + " bytes)"})
