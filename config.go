@@ -446,5 +446,6 @@ func (c *fileConfig) writerConfig() actors.WriterConfig {
 
 func (c *fileConfig) httpConfig() httpx.Config {
 	mode, _ := pipeline.ParseMode(c.CacheMode)
-	return httpx.Config{MaxBodyBytes: c.MaxBodyBytes, MaxHeaderBytes: c.MaxHeaderBytes, DefaultMode: mode, ShutdownTimeout: seconds(c.ShutdownTimeoutSeconds), AdminToken: c.AdminToken}
+	return httpx.Config{MaxBodyBytes: c.MaxBodyBytes, MaxHeaderBytes: c.MaxHeaderBytes, DefaultMode: mode, ShutdownTimeout: seconds(c.ShutdownTimeoutSeconds), AdminToken: c.AdminToken,
+		Listen: c.Listen}
 }

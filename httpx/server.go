@@ -25,15 +25,18 @@ import (
 
 // Config holds the front end's knobs.
 type Config struct {
-	MaxBodyBytes    int                   // max_body_bytes: larger bodies get 413; default 32 MiB
-	MaxHeaderBytes  int                   // max_header_bytes: a larger request line and headers get 431; default 64 KiB
-	DefaultMode     pipeline.Mode         // cache_mode: the mode of requests that do not set one
-	ShutdownTimeout time.Duration         // shutdown_timeout_seconds: how long Shutdown waits for requests in flight; default 30 s
-	Activity        *actors.Activity      // told of every request, for the idle flush; nil = nobody listens
-	AdminToken      string                // admin_token: when set, the admin API wants it as a Bearer token
-	Stats           func() any            // the figures GET /stats renders as JSON; nil = no /stats route
-	Metrics         func(io.Writer)       // writes GET /metrics (Prometheus text format); nil = no route
-	Dashboard       func(io.Writer) error // writes GET /dashboard (HTML); nil = no route
+	MaxBodyBytes    int              // max_body_bytes: larger bodies get 413; default 32 MiB
+	MaxHeaderBytes  int              // max_header_bytes: a larger request line and headers get 431; default 64 KiB
+	DefaultMode     pipeline.Mode    // cache_mode: the mode of requests that do not set one
+	ShutdownTimeout time.Duration    // shutdown_timeout_seconds: how long Shutdown waits for requests in flight; default 30 s
+	Activity        *actors.Activity // told of every request, for the idle flush; nil = nobody listens
+	AdminToken      string           // admin_token: when set, the admin API wants it as a Bearer token
+	// Listen is the address the server listens on: on a loopback one, requests for a Host that is not a
+	// loopback name or address are refused (DNS rebinding). "" = not known, no Host check.
+	Listen    string
+	Stats     func() any            // the figures GET /stats renders as JSON; nil = no /stats route
+	Metrics   func(io.Writer)       // writes GET /metrics (Prometheus text format); nil = no route
+	Dashboard func(io.Writer) error // writes GET /dashboard (HTML); nil = no route
 	// Log, when it is enabled for debug (-v), gets one line per request; at info level, none.
 	Log *slog.Logger
 	// Observe, when set, is told of every answered request on the cached routes: its route, the answer
@@ -51,6 +54,8 @@ type Server struct {
 	health Health
 	srv    *fasthttp.Server
 	debug  bool // log a line per request (decided once: the check is not free)
+
+	loopback bool // Config.Listen is a loopback address: only loopback Hosts are served
 }
 
 // New builds the front end over pipe.
@@ -64,7 +69,7 @@ func New(cfg Config, pipe *pipeline.Pipeline, health Health) *Server {
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = 30 * time.Second
 	}
-	s := &Server{cfg: cfg, pipe: pipe, health: health}
+	s := &Server{cfg: cfg, pipe: pipe, health: health, loopback: loopbackBind(cfg.Listen)}
 	s.debug = cfg.Log != nil && cfg.Log.Enabled(context.Background(), slog.LevelDebug)
 	r := router.New()
 	r.RedirectTrailingSlash = false
@@ -96,7 +101,7 @@ func New(cfg Config, pipe *pipeline.Pipeline, health Health) *Server {
 	r.POST("/cache/delete", s.cacheDelete)
 	r.POST("/cache/flushall", s.cacheFlushAll)
 	s.srv = &fasthttp.Server{
-		Handler:            r.Handler,
+		Handler:            s.guard(r.Handler),
 		ErrorHandler:       s.transportError,
 		Name:               "llmcache",
 		MaxRequestBodySize: cfg.MaxBodyBytes,
@@ -113,6 +118,17 @@ func New(cfg Config, pipe *pipeline.Pipeline, health Health) *Server {
 		// Evaluation jobs open hundreds of keep-alive connections; the default concurrency is ample.
 	}
 	return s
+}
+
+// guard runs before every route: it refuses requests for a foreign Host on a loopback bind.
+func (s *Server) guard(next fasthttp.RequestHandler) fasthttp.RequestHandler {
+	return func(ctx *fasthttp.RequestCtx) {
+		if e := s.hostRefusal(ctx); e != nil {
+			writeError(ctx, e)
+			return
+		}
+		next(ctx)
+	}
 }
 
 // Serve answers requests on ln until Shutdown.
