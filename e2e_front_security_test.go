@@ -78,3 +78,100 @@ func TestLoopbackBindRefusesOtherHosts(t *testing.T) {
 		}
 	}
 }
+
+// clientKeysProxy is a proxy with three client keys: team-a's and team-b's, each with a namespace, and
+// one without. Its endpoint has a key of its own, as client keys require.
+func clientKeysProxy(t *testing.T) *testProxy {
+	t.Helper()
+	return newTestProxy(t, func(c *fileConfig) {
+		c.APIEndpoints[0].APIKey = "sk-upstream-own"
+		c.AdminToken = "admin-token"
+		c.ClientKeys = []clientKeyConfig{{Key: "team-a-key", Namespace: "team-a"}, {Key: "team-b-key", Namespace: "team-b"}, {Key: "open-key"}}
+	})
+}
+
+func bearerOf(key string) []string { return []string{"Authorization", "Bearer " + key} }
+
+// A hit must not skip authentication: with client keys, every API request needs one (401 otherwise, on a
+// hit as on a miss), each key with a namespace reads only its own entries, and no client key reaches the
+// upstream.
+func TestClientKeys(t *testing.T) {
+	t.Parallel()
+	p := clientKeysProxy(t)
+	body := chatBody("client keys")
+	resp, b := p.Post("/v1/chat/completions", body, bearerOf("team-a-key")...)
+	expectCache(t, "team-a, first", resp, b, 200, "MISS")
+	keyA := cacheKey(t, resp)
+	resp, b = p.Post("/v1/chat/completions", body, bearerOf("team-a-key")...)
+	expectCache(t, "team-a, again", resp, b, 200, "HIT")
+
+	for _, auth := range [][]string{nil, bearerOf("wrong"), bearerOf(""), {"Authorization", "team-a-key"}, bearerOf("team-a-key2"), bearerOf("team-a-ke")} {
+		resp, b := p.Post("/v1/chat/completions", body, auth...)
+		e := expectError(t, "chat with "+strings.Join(auth, ": "), resp, b, 401)
+		if str(e.Error.Code) != "invalid_api_key" || resp.Header.Get("WWW-Authenticate") == "" {
+			t.Errorf("401: code %s, WWW-Authenticate %q", e.Error.Code, resp.Header.Get("WWW-Authenticate"))
+		}
+		resp, b = p.request("GET", "/v1/models", "", "", auth...)
+		expectError(t, "models with "+strings.Join(auth, ": "), resp, b, 401)
+	}
+	resp, b = p.Post("/v1/chat/completions", body, "Authorization", "bearer team-a-key") // the scheme has no case
+	expectCache(t, "team-a, lower-case bearer", resp, b, 200, "HIT")
+
+	// Another key does not see team-a's entry, whatever namespace it names.
+	resp, b = p.Post("/v1/chat/completions", body, bearerOf("team-b-key")...)
+	expectCache(t, "team-b", resp, b, 200, "MISS")
+	if cacheKey(t, resp) == keyA {
+		t.Error("team-b got team-a's key")
+	}
+	resp, b = p.Post("/v1/chat/completions", body, append(bearerOf("team-b-key"), "X-Cache-Namespace", "../team-a")...)
+	expectCache(t, "team-b naming ../team-a", resp, b, 200, "MISS")
+	resp, b = p.Post("/v1/chat/completions", body, bearerOf("open-key")...)
+	expectCache(t, "the key without a namespace", resp, b, 200, "MISS")
+	for _, ns := range []string{"team-a", "team-b/x", "team-a/"} {
+		resp, b = p.Post("/v1/chat/completions", body, append(bearerOf("open-key"), "X-Cache-Namespace", ns)...)
+		e := expectError(t, "the key without a namespace naming "+ns, resp, b, 403)
+		if str(e.Error.Code) != "namespace_forbidden" {
+			t.Errorf("code %s, want namespace_forbidden", e.Error.Code)
+		}
+	}
+	inBody := `{"model":"` + testModel + `","messages":[{"role":"user","content":"client keys"}],"cache":{"namespace":"team-a"}}`
+	resp, b = p.Post("/v1/chat/completions", inBody, bearerOf("open-key")...)
+	expectError(t, "the key without a namespace naming team-a in the body", resp, b, 403)
+	resp, b = p.Post("/v1/chat/completions", body, append(bearerOf("open-key"), "X-Cache-Namespace", "team-ab")...)
+	expectCache(t, "the key without a namespace naming team-ab", resp, b, 200, "MISS")
+
+	// A namespace a key names nests inside its own, in the key and in the stored record.
+	resp, b = p.Post("/v1/chat/completions", body, append(bearerOf("team-a-key"), "X-Cache-Namespace", "x")...)
+	expectCache(t, "team-a naming x", resp, b, 200, "MISS")
+	keyAX := cacheKey(t, resp)
+	resp, b = p.Post("/v1/chat/completions", inBody[:len(inBody)-len(`"team-a"}}`)]+`"x"}}`, bearerOf("team-a-key")...)
+	expectCache(t, "team-a naming x in the body", resp, b, 200, "HIT")
+	db := openCacheDB(t, p.DBPath)
+	for key, want := range map[string]string{keyA: "team-a", keyAX: "team-a/x"} {
+		waitFor(t, "the row of "+want, func() bool { _, ok := db.row(key); return ok })
+		if row, _ := db.row(key); row.Namespace != want {
+			t.Errorf("stored namespace %q, want %q", row.Namespace, want)
+		}
+	}
+
+	// The upstream sees its own key, never a client's.
+	for _, r := range p.Fake.Requests() {
+		if got := r.Header["Authorization"]; got != "Bearer sk-upstream-own" {
+			t.Errorf("upstream got Authorization %q", got)
+		}
+	}
+
+	// /stats, /metrics and /dashboard want a client key or the admin token; /healthz stays open.
+	for _, path := range []string{"/stats", "/metrics", "/dashboard"} {
+		resp, b := p.Get(path)
+		expectError(t, path+" without a key", resp, b, 401)
+		for _, key := range []string{"team-b-key", "admin-token"} {
+			if resp, b := p.request("GET", path, "", "", bearerOf(key)...); resp.StatusCode != 200 {
+				t.Errorf("%s with %s: %d %s", path, key, resp.StatusCode, b)
+			}
+		}
+	}
+	if resp, b := p.Get("/healthz"); resp.StatusCode != 200 {
+		t.Errorf("/healthz without a key: %d %s", resp.StatusCode, b)
+	}
+}

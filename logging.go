@@ -49,7 +49,7 @@ func maskedHeaders(h map[string]string) map[string]string {
 }
 
 // effectiveConfig is the start-up line's attributes: the configuration in force after the file, the
-// environment and the flags, with every secret masked (api keys, the admin token, header values).
+// environment and the flags, with every secret masked (api keys, client keys, the admin token, header values).
 func effectiveConfig(c *fileConfig) []any {
 	attrs := []any{
 		"listen", c.Listen, "database_url", c.DatabaseURL, "cache_mode", c.CacheMode,
@@ -72,6 +72,9 @@ func effectiveConfig(c *fileConfig) []any {
 		slog.Group("context_trim", "enabled", c.ContextTrim.Enabled, "max_context_tokens", c.ContextTrim.MaxContextTokens,
 			"tokenizer", c.ContextTrim.Tokenizer, "reserve_output_tokens", c.ContextTrim.ReserveOutputTokens, "on_overflow", c.ContextTrim.OnOverflow),
 		"api_headers", maskedHeaders(c.APIHeaders),
+	}
+	for i, k := range c.ClientKeys {
+		attrs = append(attrs, slog.Group("client_key_"+strconv.Itoa(i), "key", masked(k.Key), "key_env", k.KeyEnv, "namespace", k.Namespace))
 	}
 	if c.EnableThinking != nil {
 		attrs = append(attrs, "enable_thinking", *c.EnableThinking)

@@ -31,6 +31,9 @@ type Config struct {
 	ShutdownTimeout time.Duration    // shutdown_timeout_seconds: how long Shutdown waits for requests in flight; default 30 s
 	Activity        *actors.Activity // told of every request, for the idle flush; nil = nobody listens
 	AdminToken      string           // admin_token: when set, the admin API wants it as a Bearer token
+	// ClientKeys (client_keys), when any, are the Bearer tokens API requests must present; /stats, /metrics
+	// and /dashboard then want one of them or the admin token.
+	ClientKeys []ClientKey
 	// Listen is the address the server listens on: on a loopback one, requests for a Host that is not a
 	// loopback name or address are refused (DNS rebinding). "" = not known, no Host check.
 	Listen    string
@@ -55,7 +58,8 @@ type Server struct {
 	srv    *fasthttp.Server
 	debug  bool // log a line per request (decided once: the check is not free)
 
-	loopback bool // Config.Listen is a loopback address: only loopback Hosts are served
+	loopback bool        // Config.Listen is a loopback address: only loopback Hosts are served
+	keys     []clientKey // Config.ClientKeys
 }
 
 // New builds the front end over pipe.
@@ -69,7 +73,7 @@ func New(cfg Config, pipe *pipeline.Pipeline, health Health) *Server {
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = 30 * time.Second
 	}
-	s := &Server{cfg: cfg, pipe: pipe, health: health, loopback: loopbackBind(cfg.Listen)}
+	s := &Server{cfg: cfg, pipe: pipe, health: health, loopback: loopbackBind(cfg.Listen), keys: newClientKeys(cfg.ClientKeys)}
 	s.debug = cfg.Log != nil && cfg.Log.Enabled(context.Background(), slog.LevelDebug)
 	r := router.New()
 	r.RedirectTrailingSlash = false
@@ -174,6 +178,9 @@ func (s *Server) healthz(ctx *fasthttp.RequestCtx) {
 }
 
 func (s *Server) stats(ctx *fasthttp.RequestCtx) {
+	if !s.watcher(ctx) {
+		return
+	}
 	out, err := json.MarshalIndent(s.cfg.Stats(), "", "  ")
 	if err != nil {
 		writeError(ctx, &pipeline.Error{Status: 500, Type: "server_error", Message: "cannot render stats: " + err.Error()})
@@ -184,11 +191,17 @@ func (s *Server) stats(ctx *fasthttp.RequestCtx) {
 }
 
 func (s *Server) metrics(ctx *fasthttp.RequestCtx) {
+	if !s.watcher(ctx) {
+		return
+	}
 	ctx.SetContentType("text/plain; version=0.0.4; charset=utf-8")
 	s.cfg.Metrics(ctx)
 }
 
 func (s *Server) dashboard(ctx *fasthttp.RequestCtx) {
+	if !s.watcher(ctx) {
+		return
+	}
 	var b bytes.Buffer
 	if err := s.cfg.Dashboard(&b); err != nil {
 		writeError(ctx, &pipeline.Error{Status: 500, Type: "server_error", Message: "cannot render the dashboard: " + err.Error()})
@@ -213,8 +226,16 @@ func (s *Server) logRequest(ctx *fasthttp.RequestCtx, r *pipeline.Request) {
 // cached is the handler of the cached routes: one message per request through the pipeline.
 func (s *Server) cached(kind pipeline.Kind) fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
+		var tenant *pipeline.Tenant
+		if len(s.keys) > 0 {
+			if tenant = s.tenant(ctx); tenant == nil {
+				refuseNoKey(ctx, errNoClientKey)
+				return
+			}
+		}
 		r := pipeline.Acquire()
 		r.Kind = kind
+		r.Tenant = tenant
 		r.Arrived = time.Now()
 		if s.cfg.Activity != nil {
 			s.cfg.Activity.Touch(r.Arrived)
@@ -224,10 +245,11 @@ func (s *Server) cached(kind pipeline.Kind) fasthttp.RequestHandler {
 		r.Controls = pipeline.DefaultControls(s.cfg.DefaultMode)
 		in := inboundPool.Get().(*inbound)
 		in.r, in.bad, in.hop = r, nil, namedHeaders(ctx.Request.Header.PeekAll("Connection"))
+		in.dropAuth = tenant != nil
 		//lint:ignore SA1019 All() is the replacement, but its range-over-func closure allocates per request.
 		ctx.Request.Header.VisitAll(in.visit)
 		bad := in.bad
-		in.r, in.bad, in.hop = nil, nil, nil
+		in.r, in.bad, in.hop, in.dropAuth = nil, nil, nil, false
 		inboundPool.Put(in)
 		if bad != nil {
 			writeError(ctx, bad)
@@ -259,10 +281,12 @@ func (s *Server) cached(kind pipeline.Kind) fasthttp.RequestHandler {
 // inbound sorts one request's headers into cache controls and headers to forward. Its visit func is made
 // once per pooled object: a closure made per request would allocate on the hit path.
 type inbound struct {
-	r     *pipeline.Request
-	bad   *pipeline.Error // the first invalid control
-	hop   [][]byte        // the Connection header's values when they name headers, which are hop-by-hop then
-	visit func(k, v []byte)
+	r   *pipeline.Request
+	bad *pipeline.Error // the first invalid control
+	hop [][]byte        // the Connection header's values when they name headers, which are hop-by-hop then
+	// dropAuth keeps Authorization back: it holds a client key, which must never reach an upstream.
+	dropAuth bool
+	visit    func(k, v []byte)
 }
 
 var inboundPool = sync.Pool{New: func() any {
@@ -279,6 +303,9 @@ func (in *inbound) header(k, v []byte) {
 		}
 	case headerForward:
 		if in.hop != nil && tokenListed(in.hop, k) {
+			return
+		}
+		if in.dropAuth && len(k) == len("authorization") && lowerEq(k, "authorization") {
 			return
 		}
 		in.r.AddHeader(k, v)

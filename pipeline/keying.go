@@ -165,6 +165,15 @@ func (k *keyer) key(r *Request) *Error {
 		thinking = k.thinking
 	}
 	r.Thinking = thinking
+	if r.Tenant != nil {
+		// Every key, memo and stored record from here on uses the effective namespace: the header's and the
+		// body's cache controls have both been read.
+		ns, e := r.Tenant.namespace(r.Controls.Namespace)
+		if e != nil {
+			return e
+		}
+		r.Controls.Namespace = ns
+	}
 	if r.Kind == KindEmbedding {
 		if r.Stream {
 			return invalidRequest("stream", "embeddings cannot be streamed")

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"strconv"
 	"sync"
 	"time"
 
@@ -66,6 +67,10 @@ type Request struct {
 	Controls Controls
 	Stream   bool      // the client asked for "stream": true
 	Arrived  time.Time // when the front end received it; stage and upstream queue waits are bounded from here
+
+	// Tenant, set by the front end when client keys are configured, is what the request's key decides
+	// about namespaces; nil = no client keys.
+	Tenant *Tenant
 
 	Resp Response
 
@@ -138,3 +143,32 @@ func (r *Request) Done() <-chan *Request { return r.done }
 
 // finish hands the request back to the front end. Nothing may touch r after it.
 func (r *Request) finish() { r.done <- r }
+
+// Tenant is a client key's say over the namespaces of its requests. The front end makes one per key at
+// start and shares it between that key's requests: it is never changed.
+type Tenant struct {
+	// Namespace is the key's own: every namespace its requests name nests inside it ("team-a/x"), and a
+	// request that names none lives in it. "" = the key has none.
+	Namespace string
+	// Reserved, for a key without a namespace, are the namespaces other keys own: its requests may name
+	// neither them nor one nested inside them, which would read those keys' entries.
+	Reserved []string
+}
+
+// namespace returns the namespace a request of t lives in when it names ns (its X-Cache-Namespace or
+// cache.namespace), or a 403 when ns belongs to another key.
+func (t *Tenant) namespace(ns string) (string, *Error) {
+	switch {
+	case t.Namespace != "" && ns == "":
+		return t.Namespace, nil
+	case t.Namespace != "":
+		return t.Namespace + "/" + ns, nil
+	}
+	for _, r := range t.Reserved {
+		if ns == r || (len(ns) > len(r) && ns[len(r)] == '/' && ns[:len(r)] == r) {
+			return "", &Error{Status: 403, Type: "invalid_request_error", Param: "namespace", Code: "namespace_forbidden",
+				Message: "namespace " + strconv.Quote(ns) + " belongs to another client key"}
+		}
+	}
+	return ns, nil
+}
