@@ -25,26 +25,26 @@ import (
 
 // Config holds the front end's knobs.
 type Config struct {
-	MaxBodyBytes    int              // max_body_bytes: larger bodies get 413; default 32 MiB
-	MaxHeaderBytes  int              // max_header_bytes: a larger request line and headers get 431; default 64 KiB
-	DefaultMode     pipeline.Mode    // cache_mode: the mode of requests that do not set one
-	ShutdownTimeout time.Duration    // shutdown_timeout_seconds: how long Shutdown waits for requests in flight; default 30 s
-	Activity        *actors.Activity // told of every request, for the idle flush; nil = nobody listens
-	AdminToken      string           // admin_token: when set, the admin API wants it as a Bearer token
-	// ClientKeys (client_keys), when any, are the Bearer tokens API requests must present; /stats, /metrics
-	// and /dashboard then want one of them or the admin token.
-	ClientKeys []ClientKey
-	// Listen is the address the server listens on: on a loopback one, requests for a Host that is not a
-	// loopback name or address are refused (DNS rebinding). "" = not known, no Host check.
-	Listen    string
-	Stats     func() any            // the figures GET /stats renders as JSON; nil = no /stats route
-	Metrics   func(io.Writer)       // writes GET /metrics (Prometheus text format); nil = no route
-	Dashboard func(io.Writer) error // writes GET /dashboard (HTML); nil = no route
+	MaxBodyBytes    int                   // max_body_bytes: larger bodies get 413; default 32 MiB
+	MaxHeaderBytes  int                   // max_header_bytes: a larger request line and headers get 431; default 64 KiB
+	DefaultMode     pipeline.Mode         // cache_mode: the mode of requests that do not set one
+	ShutdownTimeout time.Duration         // shutdown_timeout_seconds: how long Shutdown waits for requests in flight; default 30 s
+	Activity        *actors.Activity      // told of every request, for the idle flush; nil = nobody listens
+	AdminToken      string                // admin_token: when set, the admin API wants it as a Bearer token
+	Stats           func() any            // the figures GET /stats renders as JSON; nil = no /stats route
+	Metrics         func(io.Writer)       // writes GET /metrics (Prometheus text format); nil = no route
+	Dashboard       func(io.Writer) error // writes GET /dashboard (HTML); nil = no route
 	// Log, when it is enabled for debug (-v), gets one line per request; at info level, none.
 	Log *slog.Logger
 	// Observe, when set, is told of every answered request on the cached routes: its route, the answer
 	// and the time from arrival to the answer's headers. It runs on the request's goroutine: keep it cheap.
 	Observe func(kind pipeline.Kind, resp *pipeline.Response, took time.Duration)
+	// ClientKeys (client_keys), when any, are the Bearer tokens API requests must present; /stats, /metrics
+	// and /dashboard then want one of them or the admin token.
+	ClientKeys []ClientKey
+	// Listen is the address the server listens on: on a loopback one, requests for a Host that is not a
+	// loopback name or address are refused (DNS rebinding). "" = not known, no Host check.
+	Listen string
 }
 
 // Health reports whether the proxy can do its job; a nil error means healthy.
@@ -105,14 +105,10 @@ func New(cfg Config, pipe *pipeline.Pipeline, health Health) *Server {
 	r.POST("/cache/delete", s.cacheDelete)
 	r.POST("/cache/flushall", s.cacheFlushAll)
 	s.srv = &fasthttp.Server{
-		Handler:            s.guard(r.Handler),
-		ErrorHandler:       s.transportError,
-		Name:               "llmcache",
-		MaxRequestBodySize: cfg.MaxBodyBytes,
-		// fasthttp reads a request's line and headers within one buffer per connection, so its size is the
-		// limit on them (fasthttp's default of 4 KiB refused a 5 KB bearer token). Each open client
-		// connection holds one such buffer.
-		ReadBufferSize:        cfg.MaxHeaderBytes,
+		Handler:               s.guard(r.Handler),
+		ErrorHandler:          s.transportError,
+		Name:                  "llmcache",
+		MaxRequestBodySize:    cfg.MaxBodyBytes,
 		NoDefaultServerHeader: true,
 		NoDefaultContentType:  true,
 		CloseOnShutdown:       true,
@@ -120,6 +116,11 @@ func New(cfg Config, pipe *pipeline.Pipeline, health Health) *Server {
 		ReadTimeout:           5 * time.Minute,
 		IdleTimeout:           2 * time.Minute,
 		// Evaluation jobs open hundreds of keep-alive connections; the default concurrency is ample.
+
+		// fasthttp reads a request's line and headers within one buffer per connection, so its size is the
+		// limit on them (fasthttp's default of 4 KiB refused a 5 KB bearer token). Each open client
+		// connection holds one such buffer.
+		ReadBufferSize: cfg.MaxHeaderBytes,
 	}
 	return s
 }
