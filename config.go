@@ -35,10 +35,12 @@ type fileConfig struct {
 	QueueTimeoutSeconds    float64           `toml:"queue_timeout_seconds"`
 	MaxBodyBytes           int               `toml:"max_body_bytes"`
 	MaxAnswerBytes         int64             `toml:"max_answer_bytes"`
+	MaxHeaderBytes         int               `toml:"max_header_bytes"`
 	ModelsTTLSeconds       float64           `toml:"models_ttl_seconds"`
 	MaxEmbeddingInputs     int               `toml:"max_embedding_inputs"`
 	ShutdownTimeoutSeconds float64           `toml:"shutdown_timeout_seconds"`
 	AdminToken             string            `toml:"admin_token"`
+	ClientKeys             []clientKeyConfig `toml:"client_keys"`
 	LogFormat              string            `toml:"log_format"`
 	StatsLogInterval       float64           `toml:"stats_log_interval_seconds"`
 	MaxRetries             int               `toml:"max_retries"`
@@ -89,6 +91,14 @@ type contextTrimConfig struct {
 	OnOverflow          string `toml:"on_overflow"`
 }
 
+// clientKeyConfig is one of client_keys: llmcache's own API key (key, or key_env naming the environment
+// variable that holds it) and the namespace its requests live in ("" = none).
+type clientKeyConfig struct {
+	Key       string `toml:"key"`
+	KeyEnv    string `toml:"key_env"`
+	Namespace string `toml:"namespace"`
+}
+
 type endpointConfig struct {
 	Name                    string            `toml:"name"`
 	URL                     string            `toml:"url"`
@@ -121,6 +131,7 @@ func defaultConfig() fileConfig {
 		QueueTimeoutSeconds:    30,
 		MaxBodyBytes:           32 << 20,
 		MaxAnswerBytes:         pipeline.DefaultConfig().MaxAnswerBytes,
+		MaxHeaderBytes:         64 << 10,
 		ModelsTTLSeconds:       60,
 		MaxEmbeddingInputs:     2048,
 		ShutdownTimeoutSeconds: 30,
@@ -257,6 +268,9 @@ func (c *fileConfig) validate() error {
 			return fmt.Errorf("config: %s must be greater than 0 (got %v)", p.key, p.v)
 		}
 	}
+	if c.MaxHeaderBytes < 4096 {
+		return fmt.Errorf("config: max_header_bytes must be at least 4096: ordinary requests need that much (got %d)", c.MaxHeaderBytes)
+	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		return fmt.Errorf("config: log_format must be \"text\" or \"json\" (got %q)", c.LogFormat)
 	}
@@ -331,6 +345,9 @@ func (c *fileConfig) validate() error {
 	if len(c.APIEndpoints) == 0 {
 		return errors.New("config: api_endpoints: at least one [[api_endpoints]] with a url is required (or run with -demo)")
 	}
+	if err := c.validateClientKeys(); err != nil {
+		return err
+	}
 	names := map[string]bool{}
 	for i, e := range c.APIEndpoints {
 		key := fmt.Sprintf("api_endpoints[%d]", i)
@@ -372,6 +389,60 @@ func (c *fileConfig) validate() error {
 		names[name] = true
 	}
 	return nil
+}
+
+// validateClientKeys checks client_keys as far as the file goes (clientKeys reads the environment): each
+// gives key or key_env, no namespace nests inside another key's, and every endpoint has a key of its own,
+// since the clients' keys are not forwarded.
+func (c *fileConfig) validateClientKeys() error {
+	for i, k := range c.ClientKeys {
+		switch {
+		case (k.Key == "") == (k.KeyEnv == ""):
+			return fmt.Errorf("config: client_keys[%d] needs key or key_env (one of them)", i)
+		case strings.HasPrefix(k.Namespace, "/") || strings.HasSuffix(k.Namespace, "/"):
+			return fmt.Errorf("config: client_keys[%d].namespace %q may not begin or end with /", i, k.Namespace)
+		}
+		for j, other := range c.ClientKeys[:i] {
+			a, b := k.Namespace, other.Namespace
+			if a != "" && b != "" && a != b && (strings.HasPrefix(a, b+"/") || strings.HasPrefix(b, a+"/")) {
+				return fmt.Errorf("config: client_keys[%d].namespace %q and client_keys[%d].namespace %q nest: one key would read the other's entries", j, b, i, a)
+			}
+		}
+	}
+	if len(c.ClientKeys) == 0 {
+		return nil
+	}
+	for i, e := range c.APIEndpoints {
+		if e.APIKey == "" && e.APIKeyEnv == "" {
+			name := e.Name
+			if name == "" {
+				name = pipeline.RedactURL(e.URL)
+			}
+			return fmt.Errorf("config: api_endpoints[%d] (%q) has no api_key or api_key_env: with client_keys set, clients' keys are not forwarded, so every endpoint needs its own", i, name)
+		}
+	}
+	return nil
+}
+
+// clientKeys reads client_keys, the environment included. An unset key_env and a key given twice stop the
+// start.
+func (c *fileConfig) clientKeys(getenv func(string) string) ([]httpx.ClientKey, error) {
+	var keys []httpx.ClientKey
+	seen := map[string]int{}
+	for i, k := range c.ClientKeys {
+		key := k.Key
+		if k.KeyEnv != "" {
+			if key = getenv(k.KeyEnv); key == "" {
+				return nil, fmt.Errorf("config: client_keys[%d].key_env names %s, which is not set", i, k.KeyEnv)
+			}
+		}
+		if j, dup := seen[key]; dup {
+			return nil, fmt.Errorf("config: client_keys[%d] and client_keys[%d] hold the same key", j, i)
+		}
+		seen[key] = i
+		keys = append(keys, httpx.ClientKey{Key: key, Namespace: k.Namespace})
+	}
+	return keys, nil
 }
 
 // finiteNonNegative is what a duration in seconds may be: 0 or more, and not NaN or inf.
@@ -444,7 +515,9 @@ func (c *fileConfig) writerConfig() actors.WriterConfig {
 	return actors.WriterConfig{BatchSize: c.Cache.BatchWriteSize, FlushInterval: time.Duration(c.Cache.FlushInterval) * time.Millisecond}
 }
 
-func (c *fileConfig) httpConfig() httpx.Config {
+func (c *fileConfig) httpConfig(getenv func(string) string) (httpx.Config, error) {
 	mode, _ := pipeline.ParseMode(c.CacheMode)
-	return httpx.Config{MaxBodyBytes: c.MaxBodyBytes, DefaultMode: mode, ShutdownTimeout: seconds(c.ShutdownTimeoutSeconds), AdminToken: c.AdminToken}
+	keys, err := c.clientKeys(getenv)
+	return httpx.Config{MaxBodyBytes: c.MaxBodyBytes, MaxHeaderBytes: c.MaxHeaderBytes, DefaultMode: mode, ShutdownTimeout: seconds(c.ShutdownTimeoutSeconds), AdminToken: c.AdminToken,
+		Listen: c.Listen, ClientKeys: keys}, err
 }

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -122,5 +124,84 @@ func TestImpossibleWindowsAndDurationsRefused(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.names) {
 			t.Errorf("%q: err %v, want one naming %s", c.text, err, c.names)
 		}
+	}
+}
+
+// TestMaxHeaderBytesTooSmallRefused: below 4 KiB ordinary requests would get 431.
+func TestMaxHeaderBytesTooSmallRefused(t *testing.T) {
+	cfg := defaultConfig()
+	cfg.APIEndpoints = []endpointConfig{{URL: "http://127.0.0.1:9"}}
+	cfg.MaxHeaderBytes = 1000
+	if err := cfg.validate(); err == nil || !strings.Contains(err.Error(), "max_header_bytes") {
+		t.Errorf("max_header_bytes = 1000: err %v, want one naming the key", err)
+	}
+}
+
+// TestClientKeysRefusedWhenUnsafe: client_keys that would let a key in unannounced, leak into another's
+// namespace, or reach an upstream stop the start, naming the key or endpoint.
+func TestClientKeysRefusedWhenUnsafe(t *testing.T) {
+	withKey := []endpointConfig{{Name: "a", URL: "http://127.0.0.1:9", APIKey: "sk-a"}, {Name: "b", URL: "http://127.0.0.1:8", APIKeyEnv: "B_KEY"}}
+	env := map[string]string{"TEAM_A_KEY": "from-env"}
+	getenv := func(name string) string { return env[name] }
+	for _, c := range []struct {
+		keys      []clientKeyConfig
+		endpoints []endpointConfig
+		names     string // in the error; "" = accepted
+	}{
+		{[]clientKeyConfig{{KeyEnv: "TEAM_A_KEY", Namespace: "team-a"}, {Key: "literal"}}, withKey, ""},
+		{[]clientKeyConfig{{Key: "one", Namespace: "team-a"}, {Key: "two", Namespace: "team-a"}}, withKey, ""}, // a rotation
+		{[]clientKeyConfig{{Key: "one"}}, []endpointConfig{withKey[0], {Name: "keyless", URL: "http://127.0.0.1:7"}}, `api_endpoints[1] ("keyless")`},
+		{[]clientKeyConfig{{Key: "one", KeyEnv: "TEAM_A_KEY"}}, withKey, "client_keys[0]"},
+		{[]clientKeyConfig{{Namespace: "team-a"}}, withKey, "client_keys[0]"},
+		{[]clientKeyConfig{{KeyEnv: "UNSET_KEY"}}, withKey, "UNSET_KEY"},
+		{[]clientKeyConfig{{Key: "same"}, {Key: "same", Namespace: "x"}}, withKey, "client_keys[0] and client_keys[1]"},
+		{[]clientKeyConfig{{Key: "from-env"}, {KeyEnv: "TEAM_A_KEY"}}, withKey, "client_keys[0] and client_keys[1]"},
+		{[]clientKeyConfig{{Key: "one", Namespace: "team-a"}, {Key: "two", Namespace: "team-a/x"}}, withKey, "nest"},
+		{[]clientKeyConfig{{Key: "one", Namespace: "team-a/"}}, withKey, "client_keys[0].namespace"},
+	} {
+		cfg := defaultConfig()
+		cfg.APIEndpoints, cfg.ClientKeys = c.endpoints, c.keys
+		err := cfg.validate()
+		if err == nil {
+			_, err = cfg.httpConfig(getenv)
+		}
+		switch {
+		case c.names == "" && err != nil:
+			t.Errorf("%+v: refused: %v", c.keys, err)
+		case c.names != "" && (err == nil || !strings.Contains(err.Error(), c.names)):
+			t.Errorf("%+v: err %v, want one naming %s", c.keys, err, c.names)
+		}
+	}
+	cfg := defaultConfig()
+	cfg.APIEndpoints, cfg.ClientKeys = withKey, []clientKeyConfig{{KeyEnv: "TEAM_A_KEY", Namespace: "team-a"}, {Key: "literal"}}
+	hc, err := cfg.httpConfig(getenv)
+	if err != nil || len(hc.ClientKeys) != 2 || hc.ClientKeys[0].Key != "from-env" || hc.ClientKeys[0].Namespace != "team-a" || hc.ClientKeys[1].Key != "literal" {
+		t.Errorf("client keys reach the front end as %+v (%v)", hc.ClientKeys, err)
+	}
+}
+
+// TestClientKeysFromTheFile: client_keys is an array of inline tables, as config.toml shows it.
+func TestClientKeysFromTheFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.toml")
+	text := `client_keys = [{ key_env = "TEAM_A_KEY", namespace = "team-a" }, { key = "literal", namespace = "" }]
+[[api_endpoints]]
+url = "http://127.0.0.1:9"
+api_key = "sk-x"
+`
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := loadConfig(path, false)
+	if err == nil {
+		err = cfg.validate()
+	}
+	want := []clientKeyConfig{{KeyEnv: "TEAM_A_KEY", Namespace: "team-a"}, {Key: "literal"}}
+	if err != nil || !reflect.DeepEqual(cfg.ClientKeys, want) {
+		t.Fatalf("client_keys = %+v (%v), want %+v", cfg.ClientKeys, err, want)
+	}
+	var out bytes.Buffer
+	newLogger(&out, "text", slog.LevelInfo).Info("configuration", effectiveConfig(&cfg)...)
+	if strings.Contains(out.String(), "literal") || !strings.Contains(out.String(), "TEAM_A_KEY") {
+		t.Errorf("the start-up line shows a client key, or not its key_env:\n%s", out.String())
 	}
 }

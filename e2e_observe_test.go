@@ -146,6 +146,14 @@ func TestE2EStatsAndMetricsCountAKnownMix(t *testing.T) {
 			if n != want[route][outcome] {
 				t.Errorf("/stats %s/%s = %d, want %d", route, outcome, n, want[route][outcome])
 			}
+			if n == 0 { // /metrics shows only what occurred
+				for _, name := range []string{"llmcache_requests_total", "llmcache_request_duration_seconds"} {
+					if hasSeries(families, name, map[string]string{"route": route, "outcome": outcome}) {
+						t.Errorf("/metrics %s{route=%q,outcome=%q} is there, but it never occurred", name, route, outcome)
+					}
+				}
+				continue
+			}
 			v, typ := metricValue(t, families, "llmcache_requests_total", map[string]string{"route": route, "outcome": outcome})
 			if int64(v) != n || typ != dto.MetricType_COUNTER {
 				t.Errorf("/metrics llmcache_requests_total{route=%q,outcome=%q} = %v (%v), /stats says %d", route, outcome, v, typ, n)

@@ -26,12 +26,16 @@ func masked(secret string) string {
 	return "***"
 }
 
-// secretHeader reports whether a header's value is a credential that must not reach the log.
-func secretHeader(name string) bool {
-	n := strings.ToLower(name)
-	return n == "authorization" || n == "proxy-authorization" || n == "cookie" ||
-		strings.Contains(n, "key") || strings.Contains(n, "token") || strings.Contains(n, "secret")
+// harmlessHeaders are the header names whose configured values the start-up line shows. Every other value
+// is masked: credentials travel under too many names (X-Auth, X-Api-Password, X-Goog-Signature, Session...)
+// for a list of secret ones to be complete.
+var harmlessHeaders = map[string]bool{
+	"user-agent": true, "accept": true, "accept-language": true, "content-type": true,
+	"openai-beta": true, "anthropic-version": true, "http-referer": true, "x-title": true,
 }
+
+// secretHeader reports whether a header's value must be kept out of the log: all but the harmless ones.
+func secretHeader(name string) bool { return !harmlessHeaders[strings.ToLower(name)] }
 
 func maskedHeaders(h map[string]string) map[string]string {
 	out := make(map[string]string, len(h))
@@ -45,7 +49,7 @@ func maskedHeaders(h map[string]string) map[string]string {
 }
 
 // effectiveConfig is the start-up line's attributes: the configuration in force after the file, the
-// environment and the flags, with every secret masked (api keys, the admin token, credential headers).
+// environment and the flags, with every secret masked (api keys, client keys, the admin token, header values).
 func effectiveConfig(c *fileConfig) []any {
 	attrs := []any{
 		"listen", c.Listen, "database_url", c.DatabaseURL, "cache_mode", c.CacheMode,
@@ -54,7 +58,7 @@ func effectiveConfig(c *fileConfig) []any {
 		"cache_hit_pool_size", c.CacheHitPoolSize, "cache_miss_pool_size", c.CacheMissPoolSize,
 		"max_concurrent_requests", c.MaxConcurrentRequests, "queue_timeout_seconds", c.QueueTimeoutSeconds,
 		"max_retries", c.MaxRetries, "retry_backoff_ms", c.RetryBackoffMs, "eject_after", c.EjectAfter, "eject_seconds", c.EjectSeconds,
-		"max_body_bytes", c.MaxBodyBytes, "max_embedding_inputs", c.MaxEmbeddingInputs, "models_ttl_seconds", c.ModelsTTLSeconds,
+		"max_body_bytes", c.MaxBodyBytes, "max_header_bytes", c.MaxHeaderBytes, "max_embedding_inputs", c.MaxEmbeddingInputs, "models_ttl_seconds", c.ModelsTTLSeconds,
 		"shutdown_timeout_seconds", c.ShutdownTimeoutSeconds,
 		"standby_on_saturation", c.StandbyOnSaturation, "admin_token", masked(c.AdminToken),
 		"log_format", c.LogFormat, "stats_log_interval_seconds", c.StatsLogInterval,
@@ -68,6 +72,9 @@ func effectiveConfig(c *fileConfig) []any {
 		slog.Group("context_trim", "enabled", c.ContextTrim.Enabled, "max_context_tokens", c.ContextTrim.MaxContextTokens,
 			"tokenizer", c.ContextTrim.Tokenizer, "reserve_output_tokens", c.ContextTrim.ReserveOutputTokens, "on_overflow", c.ContextTrim.OnOverflow),
 		"api_headers", maskedHeaders(c.APIHeaders),
+	}
+	for i, k := range c.ClientKeys {
+		attrs = append(attrs, slog.Group("client_key_"+strconv.Itoa(i), "key", masked(k.Key), "key_env", k.KeyEnv, "namespace", k.Namespace))
 	}
 	if c.EnableThinking != nil {
 		attrs = append(attrs, "enable_thinking", *c.EnableThinking)

@@ -126,6 +126,10 @@ func start(cfg *fileConfig, getenv func(string) string, log *slog.Logger) (*app,
 	if err != nil {
 		return nil, err
 	}
+	hc, err := cfg.httpConfig(getenv)
+	if err != nil {
+		return nil, err
+	}
 	transport, closeTransport, err := newTransport(cfg, pc.Endpoints, getenv)
 	if err != nil {
 		return nil, err
@@ -153,7 +157,6 @@ func start(cfg *fileConfig, getenv func(string) string, log *slog.Logger) (*app,
 		started: time.Now(), statsActor: statsActor, metrics: metrics}
 	metrics.app = a
 	statsActor.Start(a.statsSample, a.summary)
-	hc := cfg.httpConfig()
 	hc.Log, hc.Metrics, hc.Dashboard, hc.Observe = log, metrics.write, a.dashboard, metrics.observe
 	if cfg.IdleFlush.Enabled {
 		hc.Activity = &actors.Activity{}

@@ -4,6 +4,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -13,15 +14,18 @@ import (
 
 // promMetrics is GET /metrics: the figures of /stats as Prometheus counters, gauges and histograms,
 // exposed by VictoriaMetrics/metrics. The hot path keeps its own atomic counters; a scrape copies them
-// into the set, then the library writes the exposition.
+// into the set, then the library writes the exposition. A series appears once what it counts has
+// happened: a route and outcome that never occurred (most of them, on most proxies) would otherwise fill
+// the page with zeros, a histogram's worth of buckets each.
 type promMetrics struct {
 	mu  sync.Mutex // one scrape at a time: the copy and the write go together
 	set *metrics.Set
 	app *app
 
-	// durations are llmcache_request_duration_seconds by route and outcome, made at start so that a
-	// request only picks one (no name to build, no map to look up).
-	durations [pipeline.NumKinds][pipeline.NumOutcomes]*metrics.PrometheusHistogram
+	// durations are llmcache_request_duration_seconds by route and outcome, each made at the first
+	// request it counts; a request after that only loads a pointer (no name to build, no map to look up).
+	durations     [pipeline.NumKinds][pipeline.NumOutcomes]atomic.Pointer[metrics.PrometheusHistogram]
+	durationNames [pipeline.NumKinds][pipeline.NumOutcomes]string // "" for routes not counted
 }
 
 func newPromMetrics() *promMetrics {
@@ -33,15 +37,17 @@ func newPromMetrics() *promMetrics {
 			continue
 		}
 		for o := range pipeline.NumOutcomes {
-			m.durations[k][o] = m.set.NewPrometheusHistogramExt(
-				label("llmcache_request_duration_seconds", "route", route, "outcome", o.String()), requestBuckets)
+			m.durationNames[k][o] = label("llmcache_request_duration_seconds", "route", route, "outcome", o.String())
 		}
 	}
 	return m
 }
 
-// requestBuckets span a memory hit (tens of µs) to a long generation.
-var requestBuckets = []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600}
+// latencyBuckets suit an LLM proxy's answers: a memory hit (well under 1 ms) and a SQLite hit (a few ms)
+// at the low end, a streamed answer's first byte (0.1 to a few seconds) and a whole generation (seconds to
+// the 10-minute default timeout) above; 15 bounds where the library's default has 11 per decade, zeros
+// included, for every series.
+var latencyBuckets = []float64{0.001, 0.005, 0.025, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600}
 
 // observe records one answered request (httpx.Config.Observe): the time to its answer's headers, by route
 // and outcome.
@@ -49,9 +55,19 @@ func (m *promMetrics) observe(kind pipeline.Kind, resp *pipeline.Response, took 
 	if int(kind) >= pipeline.NumKinds {
 		return
 	}
-	if h := m.durations[kind][responseOutcome(resp)]; h != nil {
-		h.Update(took.Seconds())
+	o := responseOutcome(resp)
+	slot := &m.durations[kind][o]
+	h := slot.Load()
+	if h == nil {
+		name := m.durationNames[kind][o]
+		if name == "" {
+			return
+		}
+		// Two first requests may both get here: the set hands both the same histogram.
+		h = m.set.GetOrCreatePrometheusHistogramExt(name, latencyBuckets)
+		slot.Store(h)
 	}
+	h.Update(took.Seconds())
 }
 
 // responseOutcome is the request's outcome, as the pipeline counts it.
@@ -86,15 +102,20 @@ func label(name string, kv ...string) string {
 func (m *promMetrics) counter(name string, v int64) {
 	m.set.GetOrCreateCounter(name).Set(uint64(max(v, 0)))
 }
+
+// occurred sets a counter of a labelled family, whose series appear only once their count is above zero.
+// Counts only grow, so a series never disappears once shown.
+func (m *promMetrics) occurred(name string, v int64) {
+	if v > 0 {
+		m.counter(name, v)
+	}
+}
 func (m *promMetrics) gauge(name string, v float64) { m.set.GetOrCreateGauge(name, nil).Set(v) }
 
 // latency is the upstream latency histogram of one endpoint, fed by the stats actor.
 func (m *promMetrics) latency(endpoint string) *metrics.PrometheusHistogram {
 	return m.set.GetOrCreatePrometheusHistogramExt(label("llmcache_upstream_request_duration_seconds", "endpoint", endpoint), latencyBuckets)
 }
-
-// latencyBuckets suit LLM calls: from 5 ms (a cached upstream) to 10 minutes (a long generation).
-var latencyBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600}
 
 // write copies the current figures into the set and writes the exposition to w.
 func (m *promMetrics) write(w io.Writer) {
@@ -108,7 +129,7 @@ func (m *promMetrics) write(w io.Writer) {
 			continue
 		}
 		for o := range pipeline.NumOutcomes {
-			m.counter(label("llmcache_requests_total", "route", route, "outcome", o.String()), c.Requests[k][o])
+			m.occurred(label("llmcache_requests_total", "route", route, "outcome", o.String()), c.Requests[k][o])
 		}
 	}
 	m.counter("llmcache_tokens_saved_total", c.TokensSaved)
@@ -135,7 +156,7 @@ func (m *promMetrics) write(w io.Writer) {
 		}
 		m.gauge(label("llmcache_upstream_endpoint_healthy", "endpoint", ep), up)
 		for kind, n := range e.Errors {
-			m.counter(label("llmcache_upstream_errors_total", "endpoint", ep, "kind", kind), n)
+			m.occurred(label("llmcache_upstream_errors_total", "endpoint", ep, "kind", kind), n)
 		}
 	}
 	w1 := a.writer.Stats()

@@ -15,7 +15,8 @@ import (
 )
 
 // adminRefusal decides who may use the admin routes: with an admin_token, whoever presents it as a Bearer
-// token (401 otherwise); without one, loopback clients only (403 otherwise).
+// token (401 otherwise); without one, loopback clients only (403 otherwise). Web pages of another origin
+// are refused before (originRefusal), whatever they present.
 func adminRefusal(token string, authorization []byte, ip net.IP) *pipeline.Error {
 	if token != "" {
 		want := []byte("Bearer " + token)
@@ -40,9 +41,21 @@ type deleteRequest struct {
 	OlderThanSeconds *float64 `json:"older_than_seconds"`
 }
 
-func (s *Server) cacheDelete(ctx *fasthttp.RequestCtx) {
-	if e := adminRefusal(s.cfg.AdminToken, ctx.Request.Header.Peek("Authorization"), ctx.RemoteIP()); e != nil {
+// admin reports whether ctx may use the admin routes, answering it when not.
+func (s *Server) admin(ctx *fasthttp.RequestCtx) bool {
+	e := originRefusal(ctx)
+	if e == nil {
+		e = adminRefusal(s.cfg.AdminToken, ctx.Request.Header.Peek("Authorization"), ctx.RemoteIP())
+	}
+	if e != nil {
 		writeError(ctx, e)
+		return false
+	}
+	return true
+}
+
+func (s *Server) cacheDelete(ctx *fasthttp.RequestCtx) {
+	if !s.admin(ctx) {
 		return
 	}
 	var req deleteRequest
@@ -80,8 +93,7 @@ func (s *Server) cacheDelete(ctx *fasthttp.RequestCtx) {
 }
 
 func (s *Server) cacheFlushAll(ctx *fasthttp.RequestCtx) {
-	if e := adminRefusal(s.cfg.AdminToken, ctx.Request.Header.Peek("Authorization"), ctx.RemoteIP()); e != nil {
-		writeError(ctx, e)
+	if !s.admin(ctx) {
 		return
 	}
 	s.deleted(ctx, pipeline.Selection{All: true})

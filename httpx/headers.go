@@ -8,8 +8,8 @@ const (
 	headerControl                   // a cache control for this proxy, never forwarded
 )
 
-// headerClass decides what happens to one client request header (DESIGN section 3): hop-by-hop headers,
-// Host, Content-Length, Accept-Encoding (upstreams are asked for identity encoding so that stored bytes are
+// headerClass decides what happens to one client request header: hop-by-hop headers (and those the
+// request's Connection header names: see namedHeaders), Host, Content-Length, Accept-Encoding (upstreams are asked for identity encoding so that stored bytes are
 // plain), Content-Type (set by the transport) and the cache controls are not forwarded.
 func headerClass(name []byte) headerKind {
 	if len(name) > 8 && lowerEq(name[:8], "x-cache-") {
@@ -83,6 +83,74 @@ func lowerEq(name []byte, lower string) bool {
 			c += 'a' - 'A'
 		}
 		if c != lower[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// namedHeaders returns the values of a request's Connection headers when they name any header besides
+// close and keep-alive, which are hop-by-hop then (RFC 9110 section 7.6.1), and nil otherwise: the usual
+// "keep-alive" costs no lookup per header.
+func namedHeaders(values [][]byte) [][]byte {
+	for _, v := range values {
+		for len(v) > 0 {
+			var tok []byte
+			tok, v = nextToken(v)
+			if len(tok) > 0 && !lowerEq(tok, "close") && !lowerEq(tok, "keep-alive") {
+				return values
+			}
+		}
+	}
+	return nil
+}
+
+// tokenListed reports whether name is among the comma-separated tokens of values, in any case.
+func tokenListed(values [][]byte, name []byte) bool {
+	for _, v := range values {
+		for len(v) > 0 {
+			var tok []byte
+			tok, v = nextToken(v)
+			if len(tok) == len(name) && equalFold(tok, name) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// nextToken splits the first element off a comma-separated list, without its surrounding spaces and tabs.
+func nextToken(list []byte) (tok, rest []byte) {
+	tok = list
+	for i, c := range list {
+		if c == ',' {
+			tok, rest = list[:i], list[i+1:]
+			break
+		}
+	}
+	for len(tok) > 0 && (tok[0] == ' ' || tok[0] == '\t') {
+		tok = tok[1:]
+	}
+	for len(tok) > 0 && (tok[len(tok)-1] == ' ' || tok[len(tok)-1] == '\t') {
+		tok = tok[:len(tok)-1]
+	}
+	return tok, rest
+}
+
+// equalFold compares two ASCII strings in any case.
+func equalFold(a, b []byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
 			return false
 		}
 	}

@@ -26,6 +26,7 @@ import (
 // Config holds the front end's knobs.
 type Config struct {
 	MaxBodyBytes    int                   // max_body_bytes: larger bodies get 413; default 32 MiB
+	MaxHeaderBytes  int                   // max_header_bytes: a larger request line and headers get 431; default 64 KiB
 	DefaultMode     pipeline.Mode         // cache_mode: the mode of requests that do not set one
 	ShutdownTimeout time.Duration         // shutdown_timeout_seconds: how long Shutdown waits for requests in flight; default 30 s
 	Activity        *actors.Activity      // told of every request, for the idle flush; nil = nobody listens
@@ -38,6 +39,12 @@ type Config struct {
 	// Observe, when set, is told of every answered request on the cached routes: its route, the answer
 	// and the time from arrival to the answer's headers. It runs on the request's goroutine: keep it cheap.
 	Observe func(kind pipeline.Kind, resp *pipeline.Response, took time.Duration)
+	// ClientKeys (client_keys), when any, are the Bearer tokens API requests must present; /stats, /metrics
+	// and /dashboard then want one of them or the admin token.
+	ClientKeys []ClientKey
+	// Listen is the address the server listens on: on a loopback one, requests for a Host that is not a
+	// loopback name or address are refused (DNS rebinding). "" = not known, no Host check.
+	Listen string
 }
 
 // Health reports whether the proxy can do its job; a nil error means healthy.
@@ -50,6 +57,9 @@ type Server struct {
 	health Health
 	srv    *fasthttp.Server
 	debug  bool // log a line per request (decided once: the check is not free)
+
+	loopback bool        // Config.Listen is a loopback address: only loopback Hosts are served
+	keys     []clientKey // Config.ClientKeys
 }
 
 // New builds the front end over pipe.
@@ -57,10 +67,13 @@ func New(cfg Config, pipe *pipeline.Pipeline, health Health) *Server {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 32 << 20
 	}
+	if cfg.MaxHeaderBytes <= 0 {
+		cfg.MaxHeaderBytes = 64 << 10
+	}
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = 30 * time.Second
 	}
-	s := &Server{cfg: cfg, pipe: pipe, health: health}
+	s := &Server{cfg: cfg, pipe: pipe, health: health, loopback: loopbackBind(cfg.Listen), keys: newClientKeys(cfg.ClientKeys)}
 	s.debug = cfg.Log != nil && cfg.Log.Enabled(context.Background(), slog.LevelDebug)
 	r := router.New()
 	r.RedirectTrailingSlash = false
@@ -69,26 +82,30 @@ func New(cfg Config, pipe *pipeline.Pipeline, health Health) *Server {
 	r.HandleOPTIONS = false
 	r.NotFound = notFound
 	r.MethodNotAllowed = methodNotAllowed
+	get := func(path string, h fasthttp.RequestHandler) {
+		r.GET(path, h)
+		r.HEAD(path, h) // HTTP asks for HEAD wherever GET is; fasthttp leaves the body out
+	}
 	for _, prefix := range []string{"/v1", ""} {
 		r.POST(prefix+"/chat/completions", s.cached(pipeline.KindChat))
 		r.POST(prefix+"/completions", s.cached(pipeline.KindCompletion))
-		r.GET(prefix+"/models", s.cached(pipeline.KindModels))
+		get(prefix+"/models", s.cached(pipeline.KindModels))
 		r.POST(prefix+"/embeddings", s.cached(pipeline.KindEmbedding))
 	}
-	r.GET("/healthz", s.healthz)
+	get("/healthz", s.healthz)
 	if cfg.Stats != nil {
-		r.GET("/stats", s.stats)
+		get("/stats", s.stats)
 	}
 	if cfg.Metrics != nil {
-		r.GET("/metrics", s.metrics)
+		get("/metrics", s.metrics)
 	}
 	if cfg.Dashboard != nil {
-		r.GET("/dashboard", s.dashboard)
+		get("/dashboard", s.dashboard)
 	}
 	r.POST("/cache/delete", s.cacheDelete)
 	r.POST("/cache/flushall", s.cacheFlushAll)
 	s.srv = &fasthttp.Server{
-		Handler:               r.Handler,
+		Handler:               s.guard(r.Handler),
 		ErrorHandler:          s.transportError,
 		Name:                  "llmcache",
 		MaxRequestBodySize:    cfg.MaxBodyBytes,
@@ -99,12 +116,28 @@ func New(cfg Config, pipe *pipeline.Pipeline, health Health) *Server {
 		ReadTimeout:           5 * time.Minute,
 		IdleTimeout:           2 * time.Minute,
 		// Evaluation jobs open hundreds of keep-alive connections; the default concurrency is ample.
+
+		// fasthttp reads a request's line and headers within one buffer per connection, so its size is the
+		// limit on them (fasthttp's default of 4 KiB refused a 5 KB bearer token). Each open client
+		// connection holds one such buffer.
+		ReadBufferSize: cfg.MaxHeaderBytes,
 	}
 	return s
 }
 
+// guard runs before every route: it refuses requests for a foreign Host on a loopback bind.
+func (s *Server) guard(next fasthttp.RequestHandler) fasthttp.RequestHandler {
+	return func(ctx *fasthttp.RequestCtx) {
+		if e := s.hostRefusal(ctx); e != nil {
+			writeError(ctx, e)
+			return
+		}
+		next(ctx)
+	}
+}
+
 // Serve answers requests on ln until Shutdown.
-func (s *Server) Serve(ln net.Listener) error { return s.srv.Serve(ln) }
+func (s *Server) Serve(ln net.Listener) error { return s.srv.Serve(lfListener{ln}) }
 
 // Shutdown stops accepting connections and waits up to ShutdownTimeout for requests in flight to be answered.
 func (s *Server) Shutdown() error {
@@ -113,12 +146,23 @@ func (s *Server) Shutdown() error {
 	return s.srv.ShutdownWithContext(ctx)
 }
 
-// transportError maps fasthttp's errors while reading a request to OpenAI-style answers; its own answer to
-// an oversized body would be a plain 400.
+// transportError maps fasthttp's errors while reading a request to OpenAI-style answers; its own answers
+// to oversized headers and bodies are plain text.
 func (s *Server) transportError(ctx *fasthttp.RequestCtx, err error) {
+	var small *fasthttp.ErrSmallBuffer
+	if errors.As(err, &small) {
+		writeError(ctx, &pipeline.Error{Status: 431, Type: "invalid_request_error", Code: "request_headers_too_large",
+			Message: "the request line and headers are larger than max_header_bytes (" + strconv.Itoa(s.cfg.MaxHeaderBytes) + " bytes)"})
+		return
+	}
 	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
 		writeError(ctx, &pipeline.Error{Status: 413, Type: "invalid_request_error", Code: "request_too_large",
 			Message: "request body is larger than max_body_bytes (" + strconv.Itoa(s.cfg.MaxBodyBytes) + " bytes)"})
+		return
+	}
+	if errors.Is(err, errBareLF) {
+		writeError(ctx, &pipeline.Error{Status: 400, Type: "invalid_request_error", Code: "bad_line_ending",
+			Message: "cannot read the HTTP request: its header lines must end with CRLF, and the header block with an empty CRLF line; a bare LF ended it"})
 		return
 	}
 	writeError(ctx, &pipeline.Error{Status: 400, Type: "invalid_request_error", Message: "cannot read the HTTP request: " + err.Error()})
@@ -135,6 +179,9 @@ func (s *Server) healthz(ctx *fasthttp.RequestCtx) {
 }
 
 func (s *Server) stats(ctx *fasthttp.RequestCtx) {
+	if !s.watcher(ctx) {
+		return
+	}
 	out, err := json.MarshalIndent(s.cfg.Stats(), "", "  ")
 	if err != nil {
 		writeError(ctx, &pipeline.Error{Status: 500, Type: "server_error", Message: "cannot render stats: " + err.Error()})
@@ -145,11 +192,17 @@ func (s *Server) stats(ctx *fasthttp.RequestCtx) {
 }
 
 func (s *Server) metrics(ctx *fasthttp.RequestCtx) {
+	if !s.watcher(ctx) {
+		return
+	}
 	ctx.SetContentType("text/plain; version=0.0.4; charset=utf-8")
 	s.cfg.Metrics(ctx)
 }
 
 func (s *Server) dashboard(ctx *fasthttp.RequestCtx) {
+	if !s.watcher(ctx) {
+		return
+	}
 	var b bytes.Buffer
 	if err := s.cfg.Dashboard(&b); err != nil {
 		writeError(ctx, &pipeline.Error{Status: 500, Type: "server_error", Message: "cannot render the dashboard: " + err.Error()})
@@ -174,8 +227,16 @@ func (s *Server) logRequest(ctx *fasthttp.RequestCtx, r *pipeline.Request) {
 // cached is the handler of the cached routes: one message per request through the pipeline.
 func (s *Server) cached(kind pipeline.Kind) fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
+		var tenant *pipeline.Tenant
+		if len(s.keys) > 0 {
+			if tenant = s.tenant(ctx); tenant == nil {
+				refuseNoKey(ctx, errNoClientKey)
+				return
+			}
+		}
 		r := pipeline.Acquire()
 		r.Kind = kind
+		r.Tenant = tenant
 		r.Arrived = time.Now()
 		if s.cfg.Activity != nil {
 			s.cfg.Activity.Touch(r.Arrived)
@@ -184,11 +245,12 @@ func (s *Server) cached(kind pipeline.Kind) fasthttp.RequestHandler {
 		r.Body = append(r.Body[:0], ctx.PostBody()...)
 		r.Controls = pipeline.DefaultControls(s.cfg.DefaultMode)
 		in := inboundPool.Get().(*inbound)
-		in.r, in.bad = r, nil
+		in.r, in.bad, in.hop = r, nil, namedHeaders(ctx.Request.Header.PeekAll("Connection"))
+		in.dropAuth = tenant != nil
 		//lint:ignore SA1019 All() is the replacement, but its range-over-func closure allocates per request.
 		ctx.Request.Header.VisitAll(in.visit)
 		bad := in.bad
-		in.r, in.bad = nil, nil
+		in.r, in.bad, in.hop, in.dropAuth = nil, nil, nil, false
 		inboundPool.Put(in)
 		if bad != nil {
 			writeError(ctx, bad)
@@ -221,9 +283,12 @@ func (s *Server) cached(kind pipeline.Kind) fasthttp.RequestHandler {
 // inbound sorts one request's headers into cache controls and headers to forward. Its visit func is made
 // once per pooled object: a closure made per request would allocate on the hit path.
 type inbound struct {
-	r     *pipeline.Request
-	bad   *pipeline.Error // the first invalid control
-	visit func(k, v []byte)
+	r   *pipeline.Request
+	bad *pipeline.Error // the first invalid control
+	hop [][]byte        // the Connection header's values when they name headers, which are hop-by-hop then
+	// dropAuth keeps Authorization back: it holds a client key, which must never reach an upstream.
+	dropAuth bool
+	visit    func(k, v []byte)
 }
 
 var inboundPool = sync.Pool{New: func() any {
@@ -239,6 +304,12 @@ func (in *inbound) header(k, v []byte) {
 			in.bad = e
 		}
 	case headerForward:
+		if in.hop != nil && tokenListed(in.hop, k) {
+			return
+		}
+		if in.dropAuth && len(k) == len("authorization") && lowerEq(k, "authorization") {
+			return
+		}
 		in.r.AddHeader(k, v)
 	}
 }

@@ -183,10 +183,16 @@ func (k *keyer) key(r *Request) *Error {
 	if k.thinking != ThinkingAbsent {
 		thinking = k.thinking
 	}
-	if r.Tenant != "" {
-		r.Controls.Namespace = effectiveNamespace(r.Tenant, r.Controls.Namespace)
-	}
 	r.Thinking = thinking
+	if r.Tenant != nil {
+		// Every key, memo and stored record from here on uses the effective namespace: the header's and the
+		// body's cache controls have both been read.
+		ns, e := r.Tenant.namespace(r.Controls.Namespace)
+		if e != nil {
+			return e
+		}
+		r.Controls.Namespace = ns
+	}
 	if r.Kind == KindEmbedding {
 		if r.Stream {
 			return invalidRequest("stream", "embeddings cannot be streamed")
@@ -197,15 +203,6 @@ func (k *keyer) key(r *Request) *Error {
 	}
 	r.Key = k.sum(r.Kind, &r.Controls, thinking, r.Body, members)
 	return nil
-}
-
-// effectiveNamespace nests the namespace a request names inside its client key's: "team-a/x", or
-// "team-a" alone. Only the key decides the first part, so no key reaches another's entries.
-func effectiveNamespace(tenant, named string) string {
-	if named == "" {
-		return tenant
-	}
-	return tenant + "/" + named
 }
 
 // isEmptyArray reports whether raw, a validated JSON array, has no elements.

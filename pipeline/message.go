@@ -80,10 +80,11 @@ type Request struct {
 	Kind     Kind
 	Body     []byte // the client's body, owned by the request (reused across requests)
 	Controls Controls
-	// Tenant is the namespace of the client key the request came with ("" without one): the effective
-	// namespace is Tenant, or Tenant/namespace when the request names one too.
-	Tenant  string
-	Arrived time.Time // when the front end received it; stage and upstream queue waits are bounded from here
+	Arrived  time.Time // when the front end received it; stage and upstream queue waits are bounded from here
+
+	// Tenant, set by the front end when client keys are configured, is what the request's key decides
+	// about namespaces; nil = no client keys.
+	Tenant *Tenant
 
 	Resp Response
 
@@ -228,3 +229,32 @@ var errOverloaded = &Error{Status: 503, Message: "llmcache is overloaded; retry 
 var errQueueTimeout = &Error{Status: 503, Message: "timed out waiting for a free upstream slot (queue_timeout_seconds); retry later", Type: "server_error", Code: "overloaded"}
 
 var errCacheMiss = &Error{Status: 404, Message: "no cached answer for this request and the cache mode is read_only", Type: "invalid_request_error", Code: "cache_miss"}
+
+// Tenant is a client key's say over the namespaces of its requests. The front end makes one per key at
+// start and shares it between that key's requests: it is never changed.
+type Tenant struct {
+	// Namespace is the key's own: every namespace its requests name nests inside it ("team-a/x"), and a
+	// request that names none lives in it. "" = the key has none.
+	Namespace string
+	// Reserved, for a key without a namespace, are the namespaces other keys own: its requests may name
+	// neither them nor one nested inside them, which would read those keys' entries.
+	Reserved []string
+}
+
+// namespace returns the namespace a request of t lives in when it names ns (its X-Cache-Namespace or
+// cache.namespace), or a 403 when ns belongs to another key.
+func (t *Tenant) namespace(ns string) (string, *Error) {
+	switch {
+	case t.Namespace != "" && ns == "":
+		return t.Namespace, nil
+	case t.Namespace != "":
+		return t.Namespace + "/" + ns, nil
+	}
+	for _, r := range t.Reserved {
+		if ns == r || (len(ns) > len(r) && ns[len(r)] == '/' && ns[:len(r)] == r) {
+			return "", &Error{Status: 403, Type: "invalid_request_error", Param: "namespace", Code: "namespace_forbidden",
+				Message: "namespace " + strconv.Quote(ns) + " belongs to another client key"}
+		}
+	}
+	return ns, nil
+}

@@ -18,13 +18,23 @@ import (
 	"llmcache/pipeline/wire"
 )
 
-// Client is the built-in transport: one fasthttp HostClient per endpoint, keeping connections alive.
+// Client is the built-in transport: fasthttp HostClients per endpoint, keeping connections alive.
 type Client struct {
 	proxy func(*url.URL) (*url.URL, error) // nil URL = direct
 	cas   caFiles
 
 	mu    sync.Mutex
-	hosts map[string]*fasthttp.HostClient // by endpoint name; guarded by mu (taken once per upstream call)
+	hosts map[string]*hostClients // by endpoint name; guarded by mu (taken once per upstream call)
+}
+
+// hostClients are one endpoint's two HostClients, which share a dialer.
+type hostClients struct {
+	// pooled carries every call first, on a kept-alive connection when it has an idle one.
+	pooled *fasthttp.HostClient
+	// fresh carries the one resend of a call that failed on a connection before any byte of the answer: a
+	// new connection, never an idle one, which after an upstream restart would be just as dead. Its calls
+	// go out with Connection: close, so its pool stays empty.
+	fresh *fasthttp.HostClient
 }
 
 // New returns a client that always connects directly, whatever the proxy environment says.
@@ -32,7 +42,7 @@ func New() *Client { return NewWithOptions(Options{}) }
 
 // NewWithOptions returns a client; its per-endpoint host clients are made on first use.
 func NewWithOptions(opts Options) *Client {
-	return &Client{proxy: opts.proxyFunc(), hosts: make(map[string]*fasthttp.HostClient)}
+	return &Client{proxy: opts.proxyFunc(), hosts: make(map[string]*hostClients)}
 }
 
 // Check validates what each endpoint's first call would otherwise find wrong: its URL, the proxy settings,
@@ -59,7 +69,7 @@ const (
 
 var streamBufs = sync.Pool{New: func() any { b := make([]byte, streamChunk); return &b }}
 
-func (c *Client) host(req *wire.Request) (*fasthttp.HostClient, error) {
+func (c *Client) host(req *wire.Request) (*hostClients, error) {
 	ep := req.Target
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -76,21 +86,37 @@ func (c *Client) host(req *wire.Request) (*fasthttp.HostClient, error) {
 			return nil, err
 		}
 	}
-	h := &fasthttp.HostClient{
-		Addr:                          t.addr,
-		IsTLS:                         t.isTLS, // the dialer hands over conns that are TLS already
-		DialTimeout:                   newDialer(t, ep, roots).dial,
-		Transport:                     eofSplitter{},
-		RetryIfErr:                    retryStaleConn,
-		MaxConns:                      4096, // the dispatcher bounds calls in flight; this must not
-		MaxIdleConnDuration:           90 * time.Second,
-		MaxResponseBodySize:           maxResponseBytes,
-		NoDefaultUserAgentHeader:      true,
-		DisableHeaderNamesNormalizing: true,
-		DisablePathNormalizing:        true,
+	d := newDialer(t, ep, roots)
+	hostClient := func() *fasthttp.HostClient {
+		return &fasthttp.HostClient{
+			Addr:                          t.addr,
+			IsTLS:                         t.isTLS, // the dialer hands over conns that are TLS already
+			DialTimeout:                   d.dial,
+			Transport:                     eofSplitter{},
+			RetryIfErr:                    neverRetry,
+			MaxConns:                      4096, // the dispatcher bounds calls in flight; this must not
+			MaxIdleConnDuration:           90 * time.Second,
+			MaxResponseBodySize:           maxResponseBytes,
+			NoDefaultUserAgentHeader:      true,
+			DisableHeaderNamesNormalizing: true,
+			DisablePathNormalizing:        true,
+		}
 	}
+	h := &hostClients{pooled: hostClient(), fresh: hostClient()}
 	c.hosts[ep.Name] = h
 	return h, nil
+}
+
+// CloseIdle closes the endpoint's idle kept-alive connections; calls in flight keep theirs. The pipeline
+// calls it when it ejects the endpoint: an upstream that failed may be restarting, and the probe after the
+// cool-down must not go out on a connection from before.
+func (c *Client) CloseIdle(t *wire.Target) {
+	c.mu.Lock()
+	h := c.hosts[t.Name]
+	c.mu.Unlock()
+	if h != nil {
+		h.pooled.CloseIdleConnections()
+	}
 }
 
 // eofSplitter is the HostClient's transport: fasthttp's, with its io.EOF split in two. fasthttp reports
@@ -121,24 +147,41 @@ func (eofSplitter) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, res
 	return retry, err
 }
 
-// retryStaleConn resends a call once when the connection broke before any byte of the answer came: that is
-// how a kept-alive connection the upstream closed while idle fails (uvicorn, in front of vLLM among others,
-// closes them after 5 s, well before our 90 s), and fasthttp never resends a POST by itself. net/http does the
-// same for reused connections. Timeouts are never retried.
-func retryStaleConn(_ *fasthttp.Request, attempts int, err error) (resetTimeout, retry bool) {
-	return false, attempts == 1 && (err == errUnanswered || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET))
+// neverRetry keeps fasthttp from resending calls itself (it would resend GETs through the same pool):
+// send resends a stale connection's call, on a fresh one.
+func neverRetry(*fasthttp.Request, int, error) (resetTimeout, retry bool) { return false, false }
+
+// unanswered reports whether a call failed before any byte of the answer came, in the ways a kept-alive
+// connection the upstream closed while idle fails: a write into it (EPIPE, ECONNRESET) or a read that
+// meets its end (uvicorn, in front of vLLM among others, closes idle connections after 5 s, well before
+// our 90 s; a restarted upstream closes them all). Timeouts are not among them.
+func unanswered(err error) bool {
+	return err == errUnanswered || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)
+}
+
+// send makes one call through the endpoint's pool, and when it fails as a dead kept-alive connection
+// does, sends it once more on a new connection, as net/http does for reused ones: the upstream saw
+// nothing of the first attempt that it answered. The pool may hold more connections just as dead (an
+// upstream restart kills them all), so the resend never takes one from it.
+func send(h *hostClients, freq *fasthttp.Request, fresp *fasthttp.Response, deadline time.Time) error {
+	err := h.pooled.DoDeadline(freq, fresp, deadline)
+	if err == nil || !unanswered(err) {
+		return err
+	}
+	freq.SetConnectionClose()
+	return h.fresh.DoDeadline(freq, fresp, deadline)
 }
 
 // Do implements pipeline's Transport.
 func (c *Client) Do(req *wire.Request, resp *wire.Response) error {
-	hc, freq, fresp, err := c.prepare(req)
+	h, freq, fresp, err := c.prepare(req)
 	if err != nil {
 		return err
 	}
 	defer fasthttp.ReleaseRequest(freq)
 	defer fasthttp.ReleaseResponse(fresp)
 	deadline := time.Now().Add(req.Target.Timeout)
-	if err := hc.DoDeadline(freq, fresp, deadline); err != nil {
+	if err := send(h, freq, fresp, deadline); err != nil {
 		return callError(req.Target, deadline, err)
 	}
 	resp.Status = fresp.StatusCode()
@@ -154,7 +197,7 @@ func (c *Client) Do(req *wire.Request, resp *wire.Response) error {
 // Stream implements pipeline's Transport. DoDeadline returns once the headers are in; the body is then read
 // under the call's deadline, which timedConn left on the connection.
 func (c *Client) Stream(req *wire.Request, sink wire.StreamSink) error {
-	hc, freq, fresp, err := c.prepare(req)
+	h, freq, fresp, err := c.prepare(req)
 	if err != nil {
 		return err
 	}
@@ -162,7 +205,7 @@ func (c *Client) Stream(req *wire.Request, sink wire.StreamSink) error {
 	defer fasthttp.ReleaseResponse(fresp)
 	fresp.StreamBody = true
 	deadline := time.Now().Add(req.Target.Timeout)
-	if err := hc.DoDeadline(freq, fresp, deadline); err != nil {
+	if err := send(h, freq, fresp, deadline); err != nil {
 		return callError(req.Target, deadline, err)
 	}
 	defer fresp.CloseBodyStream()
@@ -189,8 +232,8 @@ func (c *Client) Stream(req *wire.Request, sink wire.StreamSink) error {
 	}
 }
 
-func (c *Client) prepare(req *wire.Request) (*fasthttp.HostClient, *fasthttp.Request, *fasthttp.Response, error) {
-	hc, err := c.host(req)
+func (c *Client) prepare(req *wire.Request) (*hostClients, *fasthttp.Request, *fasthttp.Response, error) {
+	h, err := c.host(req)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("%w: %v", wire.ErrUnreachable, err)
 	}
@@ -203,7 +246,7 @@ func (c *Client) prepare(req *wire.Request) (*fasthttp.HostClient, *fasthttp.Req
 	freq.Header.SetContentType("application/json")
 	freq.Header.Set("Accept-Encoding", "identity")
 	freq.SetBodyRaw(req.Body) // no copy: req.Body outlives freq, which is released before Do/Stream returns
-	return hc, freq, fasthttp.AcquireResponse(), nil
+	return h, freq, fasthttp.AcquireResponse(), nil
 }
 
 // callError maps a fasthttp error to the pipeline's kinds, a timeout (504) or no answer (502), naming the

@@ -74,6 +74,11 @@ func (c *Curl) Check(endpoints []wire.Target) error {
 	})
 }
 
+// CloseIdle does nothing: curl keeps no connection between calls. Each call is a curl process of its own,
+// which opens its connection (and its proxy tunnel and TLS session) and closes it when it exits, so a call
+// never lands on a connection from before an upstream restart, and there is nothing idle to drop.
+func (c *Curl) CloseIdle(*wire.Target) {}
+
 // Close removes the CA bundles' temp files.
 func (c *Curl) Close() error {
 	c.mu.Lock()

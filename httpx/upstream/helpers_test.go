@@ -30,6 +30,7 @@ type transport interface {
 	Do(req *wire.Request, resp *wire.Response) error
 	Stream(req *wire.Request, sink wire.StreamSink) error
 	Check(endpoints []wire.Target) error
+	CloseIdle(t *wire.Target)
 }
 
 // transports is the table every contract test runs over.

@@ -1,0 +1,125 @@
+package httpx
+
+import (
+	"bytes"
+	"errors"
+	"net"
+)
+
+// errBareLF is what a connection's Read returns once the request being read has ended its header block
+// with a bare LF: transportError answers it with a 400.
+var errBareLF = errors.New("the request's header block does not end with CRLF CRLF")
+
+// lfListener hands fasthttp connections that notice requests whose header block ends in a bare LF.
+//
+// fasthttp accepts a bare LF at the end of a header line, but it takes only CRLF CRLF as the end of the
+// header block (anything else could frame the stream differently from a proxy in front, which is how
+// request smuggling works). A request written with bare LFs throughout (nc without -C, a hand-written
+// script) has no CRLF CRLF, so fasthttp waits for more bytes that never come and the client gets no answer
+// until the read timeout, minutes later. The connection cannot change fasthttp's reading, but it sees the
+// bytes go by: when a request's header block has ended without CRLF CRLF and fasthttp asks for more, it
+// fails that read, and the client gets a clear 400 at once.
+type lfListener struct{ net.Listener }
+
+func (l lfListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &lfConn{Conn: c, scanning: true}, nil
+}
+
+// lfConn watches the header block of each request on a connection. fasthttp reads and writes a connection
+// from the goroutine serving it, so the fields need no lock.
+type lfConn struct {
+	net.Conn
+	scanning bool   // the bytes read next are (still) a request's header block
+	head     []byte // the header block so far, when it spans reads; nil while it does not
+	lineOK   bool   // the block's first line is a request line
+	stuck    bool   // the block ended without CRLF CRLF: fail the next read
+}
+
+// maxScan bounds the header bytes a connection keeps while it watches a block that spans reads; a larger
+// block is left to fasthttp, which refuses it (431).
+const maxScan = 1 << 20
+
+func (c *lfConn) Read(p []byte) (int, error) {
+	if c.stuck {
+		return 0, errBareLF
+	}
+	n, err := c.Conn.Read(p)
+	if c.scanning && n > 0 {
+		c.scan(p[:n])
+	}
+	return n, err
+}
+
+// Write ends a request: fasthttp answers a request before it reads the next one (a pipelined request it
+// has read already is parsed from its buffer, and the first bytes read after the answer are then not a
+// request line, which scan leaves alone).
+func (c *lfConn) Write(p []byte) (int, error) {
+	c.scanning, c.lineOK, c.stuck = true, false, false
+	c.head = c.head[:0]
+	if cap(c.head) > 16<<10 {
+		c.head = nil // a rare huge header block is not kept for the life of the connection
+	}
+	return c.Conn.Write(p)
+}
+
+// scan looks at p, the next bytes of a request, for the end of its header block.
+func (c *lfConn) scan(p []byte) {
+	h, from := p, 0
+	if len(c.head) > 0 {
+		from = len(c.head)
+		c.head = append(c.head, p...)
+		h = c.head
+	}
+	done, stuck := c.blockEnd(h, from)
+	switch {
+	case done:
+		c.scanning, c.stuck = false, stuck
+		c.head = c.head[:0]
+	case len(h) > maxScan:
+		c.scanning = false
+		c.head = c.head[:0]
+	case len(c.head) == 0:
+		c.head = append(c.head, p...) // the block goes on in the next read
+	}
+}
+
+// blockEnd reports whether h, a request's bytes from its start, holds the end of its header block (the
+// first empty line), and whether that end is other than CRLF CRLF. LFs before from were looked at already.
+// Bytes that do not begin with a request line are not a request's start: done, not stuck.
+func (c *lfConn) blockEnd(h []byte, from int) (done, stuck bool) {
+	for {
+		j := bytes.IndexByte(h[from:], '\n')
+		if j < 0 {
+			return false, false
+		}
+		i := from + j
+		from = i + 1
+		if !c.lineOK {
+			if !isRequestLine(h[:i]) {
+				return true, false
+			}
+			c.lineOK = true
+			continue
+		}
+		switch {
+		case h[i-1] == '\n': // "\n\n"
+			return true, true
+		case h[i-1] == '\r' && h[i-2] == '\n': // an empty line ending in CRLF, after a line ending in...
+			return true, h[i-3] != '\r' // ...a bare LF, or CRLF
+		}
+	}
+}
+
+// isRequestLine reports whether line (its LF cut off) looks like "METHOD target HTTP/1.x".
+func isRequestLine(line []byte) bool {
+	line = bytes.TrimSuffix(line, []byte{'\r'})
+	if len(line) < len("A / HTTP/1.1") || line[0] < 'A' || line[0] > 'Z' {
+		return false
+	}
+	v := line[len(line)-9:]
+	return string(v[:8]) == " HTTP/1." && (v[8] == '0' || v[8] == '1')
+}
