@@ -5,17 +5,27 @@ package sse
 import "testing"
 
 // A streamed hit replays into a reused buffer without allocating, like the memory-hit path it sits on.
+// Compacting an indented answer on the way costs nothing either.
 func TestSynthesizeAllocs(t *testing.T) {
-	body := benchAnswer(t)
 	dst := make([]byte, 0, 16<<10)
-	for _, usage := range []bool{false, true} {
-		if n := testing.AllocsPerRun(100, func() {
-			var err error
-			if dst, err = Synthesize(dst[:0], Chat, body, usage); err != nil {
-				t.Fatal(err)
+	for _, tc := range []struct {
+		name string
+		kind Kind
+		body []byte
+	}{
+		{"compact", Chat, benchAnswer(t)},
+		{"indented", Chat, []byte(indentedChat)},
+		{"indented completion", Completion, []byte(indentedCompletion)},
+	} {
+		for _, usage := range []bool{false, true} {
+			if n := testing.AllocsPerRun(100, func() {
+				var err error
+				if dst, err = Synthesize(dst[:0], tc.kind, tc.body, usage); err != nil {
+					t.Fatal(err)
+				}
+			}); n != 0 {
+				t.Errorf("Synthesize (%s, include_usage %v) allocates %v times per call", tc.name, usage, n)
 			}
-		}); n != 0 {
-			t.Errorf("Synthesize (include_usage %v) allocates %v times per call", usage, n)
 		}
 	}
 }
