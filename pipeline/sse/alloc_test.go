@@ -47,3 +47,18 @@ func TestSplitterAllocs(t *testing.T) {
 		t.Errorf("Data allocates %v times", a)
 	}
 }
+
+// The lead's stream path calls IsUsageChunk on every event of every streamed miss.
+func TestIsUsageChunkAllocs(t *testing.T) {
+	for _, ev := range []string{
+		`data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}` + "\n\n",
+		`data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":null}],"usage":null}` + "\n\n",
+		"data: {\ndata: \"choices\": [],\ndata: \"usage\": {\"total_tokens\": 1}\ndata: }\n\n",
+		"data: [DONE]\n\n",
+	} {
+		b := []byte(ev)
+		if n := testing.AllocsPerRun(100, func() { IsUsageChunk(b) }); n != 0 {
+			t.Errorf("IsUsageChunk(%q) allocates %v times", ev, n)
+		}
+	}
+}

@@ -109,7 +109,8 @@ func (a *Assembler) Event(event []byte) error {
 	if a.kind != Chat && a.kind != Completion {
 		return a.fail(fmt.Errorf("cannot assemble a stream of %v", a.kind))
 	}
-	data, et, ok := parseEvent(event, &a.scratch)
+	data, et, scratch, ok := parseEvent(event, a.scratch)
+	a.scratch = scratch
 	switch string(et) {
 	case "", "message":
 	case "error":

@@ -137,7 +137,8 @@ func whitespaceVariants(body string) map[string]string {
 
 // checkReplayLines holds a replay to what every SSE client needs: each event is a single "data: " line
 // holding no line break, each data line but the last is a JSON object, the stream ends with [DONE], and the
-// usage chunk (no choices, the stored usage) is there exactly when asked for and the answer has usage.
+// usage chunk (no choices, the stored usage, and the only event IsUsageChunk picks) is there exactly when
+// asked for and the answer has usage.
 func checkReplayLines(t testing.TB, replay, body []byte, includeUsage bool) {
 	t.Helper()
 	if !bytes.HasSuffix(replay, []byte("data: [DONE]\n\n")) {
@@ -167,6 +168,9 @@ func checkReplayLines(t testing.TB, replay, body []byte, includeUsage bool) {
 		}
 		if err := json.Unmarshal(data, &c); err != nil {
 			t.Fatal(err)
+		}
+		if IsUsageChunk(ev) != (len(c.Choices) == 0) {
+			t.Fatalf("IsUsageChunk is %v for event %d: %s", IsUsageChunk(ev), n, data)
 		}
 		if len(c.Choices) == 0 {
 			usageChunks++
