@@ -8,12 +8,11 @@ import "bytes"
 // client's behalf can drop that one event for a client that did not ask, and forward everything else.
 //
 // It is true for an unnamed (or "message") event whose data is one JSON object with a non-null "usage"
-// object, whose "choices" is an empty array (or null, or absent), and which carries no non-null "error".
-// Where a key appears twice, the last one counts, as for the Assembler. It is false for everything else: a
-// chunk that carries choices and usage together (vLLM's continuous usage statistics, servers that put usage
-// on the finish chunk), an empty-choices chunk without usage (Azure's prompt filter results), [DONE],
-// comments, error events, data that is not valid JSON. Either kind of stream is recognised without being told
-// which.
+// object, whose "choices" is an empty array (or null, or absent), and which carries no non-null "error";
+// where a key appears twice, the last one counts. It is false for everything else: a chunk that carries
+// choices and usage together (vLLM's continuous usage statistics, servers that put usage on the finish
+// chunk), an empty-choices chunk without usage (Azure's prompt filter results), [DONE], comments, error
+// events, data that is not valid JSON. Either kind of stream is recognised without being told which.
 //
 // It is safe for concurrent use and does not retain event. It allocates nothing, unless the event splits its
 // data over several lines longer than 2 KiB together (no known upstream splits a chunk at all).
