@@ -105,11 +105,7 @@ var listenAddr = regexp.MustCompile(`msg="llmcache listening".* addr=(\S+)`)
 // requests in flight are answered, and every answer a client received is on disk.
 func TestE2EBinarySIGTERM(t *testing.T) {
 	bin := llmcacheBinary(t)
-	fake, err := fakeupstream.Start(fakeupstream.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fake.Close()
+	fake := startFake(t, fakeupstream.Options{})
 	fake.SetLatency(100 * time.Millisecond)
 
 	dir := t.TempDir()

@@ -35,11 +35,7 @@ func modelIDs(t *testing.T, body []byte) []string {
 }
 
 func TestE2EModelsUnionAndTTL(t *testing.T) {
-	second, err := fakeupstream.Start(fakeupstream.Options{Models: []string{"fake-model", "other-model"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer second.Close()
+	second := startFake(t, fakeupstream.Options{Models: []string{"fake-model", "other-model"}})
 	p := newTestProxy(t, func(c *fileConfig) {
 		c.APIEndpoints = append(c.APIEndpoints, endpointConfig{Name: "second", URL: second.URL() + "/v1", Weight: 1, Model: "override-model"})
 	})

@@ -58,12 +58,7 @@ func startFakes(t *testing.T, n int, opts fakeupstream.Options) []*fakeupstream.
 	t.Helper()
 	fakes := make([]*fakeupstream.Server, n)
 	for i := range fakes {
-		f, err := fakeupstream.Start(opts)
-		if err != nil {
-			t.Fatalf("cannot start fake upstream: %v", err)
-		}
-		t.Cleanup(func() { f.Close() })
-		fakes[i] = f
+		fakes[i] = startFake(t, opts)
 	}
 	return fakes
 }

@@ -36,11 +36,7 @@ func newTestProxy(t *testing.T, mutate func(*fileConfig)) *testProxy {
 // newLoggedTestProxy is newTestProxy with the proxy's logs going to log.
 func newLoggedTestProxy(t *testing.T, mutate func(*fileConfig), log *slog.Logger) *testProxy {
 	t.Helper()
-	fake, err := fakeupstream.Start(fakeupstream.Options{})
-	if err != nil {
-		t.Fatalf("cannot start fake upstream: %v", err)
-	}
-	t.Cleanup(func() { fake.Close() })
+	fake := startFake(t, fakeupstream.Options{})
 	cfg := defaultConfig()
 	cfg.Listen = "127.0.0.1:0"
 	cfg.DatabaseURL = filepath.Join(t.TempDir(), "cache.db")
@@ -54,6 +50,26 @@ func newLoggedTestProxy(t *testing.T, mutate func(*fileConfig), log *slog.Logger
 	p.start()
 	t.Cleanup(func() { p.Stop() })
 	return p
+}
+
+// startFake starts a fake upstream, closed when the test ends, in the layout LLMCACHE_TEST_UPSTREAM names:
+// "indented" answers non-streamed JSON indented as api.openai.com does, "" or "compact" answers it compact.
+// .ci/run runs the end-to-end suite both ways. Every fake a test puts in front of the proxy starts here.
+func startFake(t *testing.T, opts fakeupstream.Options) *fakeupstream.Server {
+	t.Helper()
+	switch mode := os.Getenv("LLMCACHE_TEST_UPSTREAM"); mode {
+	case "", "compact":
+	case "indented":
+		opts.Indent = true
+	default:
+		t.Fatalf("LLMCACHE_TEST_UPSTREAM=%q: want compact or indented", mode)
+	}
+	fake, err := fakeupstream.Start(opts)
+	if err != nil {
+		t.Fatalf("cannot start fake upstream: %v", err)
+	}
+	t.Cleanup(func() { fake.Close() })
+	return fake
 }
 
 // noRetries configures a proxy that relays an upstream's failure at once, for tests of that relay.

@@ -24,6 +24,13 @@
 //	X-Fake-Status: N          answer status N with an OpenAI error body
 //	X-Fake-Cut-After: N       streams: send N events, then drop the connection
 //	X-Fake-Chunk-Delay-Ms: N  delay between SSE events for this request
+//	X-Fake-Indent: 1 or 0     indent this answer, or not, whatever Options.Indent says
+//
+// With Options.Indent the server lays out every JSON body it writes itself
+// (answers, model lists, error bodies) the way api.openai.com does: answers
+// indented by two spaces, error bodies by four, "key": value, a newline at the
+// end. SSE data lines stay compact, as OpenAI's are. A body given to FailNext
+// is sent as given.
 //
 // FailNext and HangUpNext act at once; X-Fake-Status waits for the latency
 // first. The package imports nothing from the llmcache module.
@@ -54,6 +61,9 @@ type Options struct {
 	AnswerBytes int           // approximate length of chat/completion content; 0 = DefaultAnswerBytes
 	Models      []string      // ids returned by GET /v1/models; default {"fake-model"}
 	Addr        string        // listen address; default "127.0.0.1:0"
+	// Indent lays out non-streamed JSON bodies as api.openai.com does (see the
+	// package comment); false writes them compact.
+	Indent bool
 }
 
 // Route names accepted by CallsTo.
@@ -83,6 +93,7 @@ type Server struct {
 	url  string
 
 	answerBytes int
+	indent      bool
 	filler      string // precomputed filler words, at least answerBytes long
 	modelsBody  []byte
 
@@ -120,6 +131,7 @@ type Server struct {
 type failSpec struct {
 	status int
 	body   []byte
+	given  bool // body came from the test, so it goes out exactly as given
 	header map[string]string
 }
 
@@ -142,6 +154,7 @@ func Start(opts Options) (*Server, error) {
 		ln:          ln,
 		addr:        dialAddr(ln.Addr()),
 		answerBytes: opts.AnswerBytes,
+		indent:      opts.Indent,
 		conns:       make(map[net.Conn]struct{}),
 		done:        make(chan struct{}),
 		acceptDone:  make(chan struct{}),
@@ -317,11 +330,12 @@ func (s *Server) SetChunkDelay(d time.Duration) { s.chunkDelay.Store(int64(d)) }
 // FailNext makes the next n requests (any route) answer status with body and
 // the given extra headers (for example Retry-After), at once, without
 // latency. An empty body gives the OpenAI error body
-// {"error":{"message":"fake failure","type":"server_error","param":null,"code":null}}.
+// {"error":{"message":"fake failure","type":"server_error","param":null,"code":null}}
+// (indented under Options.Indent); a body given is sent exactly as given.
 // Content-Type is application/json unless header sets it. A later call
 // replaces an earlier one; n <= 0 cancels.
 func (s *Server) FailNext(n int, status int, body string, header map[string]string) {
-	spec := &failSpec{status: status, body: []byte(body)}
+	spec := &failSpec{status: status, body: []byte(body), given: body != ""}
 	if body == "" {
 		spec.body = fakeFailure
 	}
@@ -404,6 +418,7 @@ var (
 	hdrStatus     = []byte("X-Fake-Status")
 	hdrCutAfter   = []byte("X-Fake-Cut-After")
 	hdrChunkDelay = []byte("X-Fake-Chunk-Delay-Ms")
+	hdrIndent     = []byte("X-Fake-Indent")
 )
 
 // headerInt returns the non-negative integer value of header k, or -1.
@@ -465,6 +480,18 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		}
 	}()
 
+	// Deferred after the s.end above, so it runs first: whichever branch set
+	// the body, it is laid out before the request counts as finished.
+	indent, given := s.indent, false
+	if n := headerInt(ctx, hdrIndent); n >= 0 {
+		indent = n != 0
+	}
+	defer func() {
+		if indent && !given {
+			indentBody(ctx)
+		}
+	}()
+
 	if take(&s.hangN) {
 		async = true
 		s.hangUp(ctx)
@@ -472,6 +499,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	}
 	if take(&s.failN) {
 		if spec := s.failSpec.Load(); spec != nil {
+			given = spec.given
 			ctx.Response.Header.SetContentTypeBytes(ctJSON)
 			for k, v := range spec.header {
 				ctx.Response.Header.Set(k, v)

@@ -458,9 +458,10 @@ func TestStreamTiming(t *testing.T) {
 	if len(evs) < 10 {
 		t.Fatalf("only %d events", len(evs))
 	}
-	first, last := evs[0].at, evs[len(evs)-1].at
-	if last < 300*time.Millisecond || first > last/2 {
-		t.Errorf("events not spread in time: first %v last %v (%d events)", first, last, len(evs))
+	// Times are read by the client, which a loaded machine may hold up: only their distance from the request
+	// is a bound the server guarantees (it sleeps the delay before every event but the first).
+	if last := evs[len(evs)-1].at; last < time.Duration(len(evs)-1)*50*time.Millisecond {
+		t.Errorf("%d events within %v: the chunk delay was not applied", len(evs), last)
 	}
 	if evs[len(evs)-1].data != "[DONE]" {
 		t.Errorf("last event %q", evs[len(evs)-1].data)
@@ -619,7 +620,8 @@ func waitFor(t *testing.T, cond func() bool) {
 }
 
 func TestFailNext(t *testing.T) {
-	s := start(t, Options{Latency: time.Second})
+	// A latency far beyond the bound below: an answer that waited for it cannot pass for a slow machine.
+	s := start(t, Options{Latency: time.Minute})
 	s.FailNext(2, 429, "", map[string]string{"Retry-After": "1"})
 	for i := 0; i < 2; i++ {
 		t0 := time.Now()
@@ -628,7 +630,7 @@ func TestFailNext(t *testing.T) {
 		if r.header.Get("Retry-After") != "1" {
 			t.Errorf("Retry-After %q", r.header.Get("Retry-After"))
 		}
-		if time.Since(t0) > 500*time.Millisecond {
+		if time.Since(t0) > 30*time.Second {
 			t.Error("FailNext answer waited for latency")
 		}
 	}
@@ -692,8 +694,8 @@ func TestHeaderControls(t *testing.T) {
 	if err != io.EOF {
 		t.Fatal(err)
 	}
-	if d := evs[len(evs)-1].at - evs[0].at; d < time.Duration(len(evs)-1)*30*time.Millisecond {
-		t.Errorf("X-Fake-Chunk-Delay-Ms: %d events over %v", len(evs), d)
+	if d := evs[len(evs)-1].at; d < time.Duration(len(evs)-1)*30*time.Millisecond {
+		t.Errorf("X-Fake-Chunk-Delay-Ms: %d events within %v", len(evs), d)
 	}
 }
 
@@ -710,8 +712,8 @@ func TestLatencyAndSetters(t *testing.T) {
 	resp := openStream(t, http.DefaultClient, s.URL()+"/v1/chat/completions", userChat("m", "x", `,"stream":true`), nil)
 	evs, _ := readSSE(resp.Body, t0)
 	resp.Body.Close()
-	if d := evs[len(evs)-1].at - evs[0].at; d < 300*time.Millisecond {
-		t.Errorf("SetChunkDelay not applied: %v for %d events", d, len(evs))
+	if d := evs[len(evs)-1].at; d < time.Duration(len(evs)-1)*40*time.Millisecond {
+		t.Errorf("SetChunkDelay not applied: %d events within %v", len(evs), d)
 	}
 }
 
@@ -979,28 +981,38 @@ func TestCompletions(t *testing.T) {
 }
 
 func TestCountersAndMaxInFlight(t *testing.T) {
-	s := start(t, Options{Latency: 300 * time.Millisecond})
+	// The requests wait out a latency no test outlasts, so all of them are in flight together however
+	// slowly they arrive; Close then ends them (their connections are closed).
+	s := start(t, Options{Latency: time.Hour})
 	const n = 8
 	var wg sync.WaitGroup
 	for i := 0; i < n; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r := post(t, s, "/v1/chat/completions", string(ChatRequest(i)))
-			if r.status != 200 {
-				t.Errorf("status %d", r.status)
+			resp, err := http.Post(s.URL()+"/v1/chat/completions", "application/json", bytes.NewReader(ChatRequest(i)))
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == 200 {
+					t.Error("a request answered 200 before Close")
+				}
 			}
 		}()
 	}
 	waitFor(t, func() bool { return s.InFlight() == n })
+	if s.MaxInFlight() != n || s.Calls() != n || s.CallsTo("chat") != n || s.CallsTo("embeddings") != 0 {
+		t.Errorf("max %d calls %d chat %d", s.MaxInFlight(), s.Calls(), s.CallsTo("chat"))
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
 	wg.Wait()
-	if s.InFlight() != 0 || s.MaxInFlight() != n || s.Calls() != n || s.CallsTo("chat") != n || s.CallsTo("embeddings") != 0 {
-		t.Errorf("inflight %d max %d calls %d chat %d", s.InFlight(), s.MaxInFlight(), s.Calls(), s.CallsTo("chat"))
+	if s.InFlight() != 0 || s.MaxInFlight() != n {
+		t.Errorf("after Close: inflight %d max %d", s.InFlight(), s.MaxInFlight())
 	}
 
-	// A stream counts as in flight until it ends.
-	s.SetLatency(0)
-	s.SetChunkDelay(100 * time.Millisecond)
+	// A stream counts as in flight until it ends: here it waits an hour before its second event.
+	s = start(t, Options{ChunkDelay: time.Hour})
 	resp := openStream(t, http.DefaultClient, s.URL()+"/v1/chat/completions", userChat("m", "x", `,"stream":true`), nil)
 	br := bufio.NewReader(resp.Body)
 	if _, err := br.ReadString('\n'); err != nil {
@@ -1009,10 +1021,19 @@ func TestCountersAndMaxInFlight(t *testing.T) {
 	if s.InFlight() != 1 {
 		t.Errorf("InFlight during stream = %d", s.InFlight())
 	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
 	_, _ = io.Copy(io.Discard, br)
 	resp.Body.Close()
-	waitFor(t, func() bool { return s.InFlight() == 0 })
+	if s.InFlight() != 0 {
+		t.Errorf("InFlight after the stream = %d", s.InFlight())
+	}
 
+	s = start(t, Options{})
+	for i := 0; i < n; i++ {
+		decodeChat(t, post(t, s, "/v1/chat/completions", string(ChatRequest(i))))
+	}
 	s.ResetCounters()
 	if s.Calls() != 0 || s.CallsTo("chat") != 0 || s.MaxInFlight() != 0 || len(s.Requests()) != 0 {
 		t.Errorf("after reset: calls %d chat %d max %d reqs %d", s.Calls(), s.CallsTo("chat"), s.MaxInFlight(), len(s.Requests()))
@@ -1140,11 +1161,8 @@ func TestCloseWithOpenConnections(t *testing.T) {
 		if err != nil {
 			t.Errorf("Close: %v", err)
 		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Close hangs")
-	}
-	if d := time.Since(t0); d > 3*time.Second {
-		t.Errorf("Close took %v", d)
+	case <-time.After(30 * time.Second): // the stream has ~15 s to go, the slow request a minute
+		t.Fatalf("Close hangs: it waits for the stream or the sleeping request (%v)", time.Since(t0))
 	}
 	if _, err := io.ReadAll(br); err == nil {
 		t.Error("stream finished cleanly after Close")
@@ -1266,7 +1284,7 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 		resp2.Body.Close()
 	}
 	tr.CloseIdleConnections()
-	deadline := time.Now().Add(3 * time.Second)
+	deadline := time.Now().Add(20 * time.Second) // catches leaks, not slowness: the loop ends once they are gone
 	for runtime.NumGoroutine() > base+1 {
 		if time.Now().After(deadline) {
 			buf := make([]byte, 1<<20)

@@ -80,7 +80,7 @@ func (r *rawArray) add(arr []byte) {
 		if len(r.b) > 0 {
 			r.b = append(r.b, ',')
 		}
-		r.b = append(r.b, body...)
+		r.b = AppendCompact(r.b, body)
 	}
 	r.seen = true
 }
@@ -109,7 +109,8 @@ func (a *Assembler) Event(event []byte) error {
 	if a.kind != Chat && a.kind != Completion {
 		return a.fail(fmt.Errorf("cannot assemble a stream of %v", a.kind))
 	}
-	data, et, ok := parseEvent(event, &a.scratch)
+	data, et, scratch, ok := parseEvent(event, a.scratch)
+	a.scratch = scratch
 	switch string(et) {
 	case "", "message":
 	case "error":
@@ -158,10 +159,10 @@ func clip(b []byte) []byte {
 	return b
 }
 
-// firstRaw stores a copy of v in *dst unless *dst is already set or v is null.
+// firstRaw stores a compacted copy of v in *dst unless *dst is already set or v is null.
 func firstRaw(dst *[]byte, v []byte) {
 	if *dst == nil && !isNull(v) {
-		*dst = append([]byte(nil), v...)
+		*dst = AppendCompact(make([]byte, 0, len(v)), v)
 	}
 }
 
@@ -186,7 +187,7 @@ func (a *Assembler) chunk(data []byte) error {
 			firstRaw(&a.tier, v)
 		case "usage":
 			if !isNull(v) {
-				a.usage = append(a.usage[:0], v...)
+				a.usage = AppendCompact(a.usage[:0], v)
 			}
 		case "choices":
 			if isNull(v) {
@@ -297,7 +298,7 @@ func (a *Assembler) choice(c []byte, pos int) error {
 		}
 	}
 	if !isNull(finish) {
-		st.finish = append(st.finish[:0], finish...)
+		st.finish = AppendCompact(st.finish[:0], finish)
 	}
 	return nil
 }
@@ -624,13 +625,6 @@ func appendFunction(b []byte, t *toolState) []byte {
 	b = append(b, `,"arguments":`...)
 	b = appendText(b, t.arguments, `""`)
 	return append(b, '}')
-}
-
-func appendRawOrNull(b, raw []byte) []byte {
-	if raw == nil {
-		return append(b, "null"...)
-	}
-	return append(b, raw...)
 }
 
 // appendText writes t as a JSON string, or unseen when no delta carried it.

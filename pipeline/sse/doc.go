@@ -10,7 +10,10 @@
 // JSON value back. The tests hold the package to it.
 //
 // Values pass through as raw JSON: strings keep their escapes, numbers their spelling, usage and logprob
-// entries their bytes. The package imports nothing else of llmcache and uses no reflection.
+// entries their bytes, except for whitespace between tokens, which every copied value loses (AppendCompact).
+// Upstreams indent their answers (OpenAI's API does), and an SSE data line must not hold a line break: a
+// replay of an indented answer is the replay of its compact form, byte for byte. The package imports nothing
+// else of llmcache and uses no reflection.
 package sse
 
 import "strconv"

@@ -107,5 +107,56 @@ func FuzzSynthesize(f *testing.F) {
 		if s.Pending() || !bytes.HasSuffix(replay, []byte("data: [DONE]\n\n")) {
 			t.Fatalf("replay does not end with [DONE]: %q", replay)
 		}
+		checkReplayLines(t, replay, body, true)
+		if replay, err = Synthesize(nil, kind, body, false); err != nil {
+			t.Fatalf("replays with include_usage but not without: %v", err)
+		}
+		checkReplayLines(t, replay, body, false)
+	})
+}
+
+// The layout of a stored answer does not matter: indented any way (spaces, tabs, CRLF, a prefix on every
+// line), an answer replays to the bytes of its compact form, so no data line ever holds a line break.
+func FuzzSynthesizeIndented(f *testing.F) {
+	for _, tc := range roundTripStreams() {
+		body, _, _, _ := assemble(tc.kind, []byte(tc.stream))
+		f.Add(body, tc.kind == Completion, uint8(0))
+	}
+	f.Add([]byte(indentedChat), false, uint8(1))
+	f.Add([]byte(indentedCompletion), true, uint8(2))
+	f.Add([]byte(`{"choices":[{"message":{"content":"a","audio":{"x":[1,{"y":null}]},"tool_calls":[{"function":{"arguments":"{}"}}]},"logprobs":{"content":[]}}],"usage":{"a":{"b":[]}}}`), false, uint8(3))
+	styles := []struct{ prefix, indent string }{{"", "  "}, {"", "\t"}, {" ", "    "}, {"\t", " \t"}}
+	f.Fuzz(func(t *testing.T, body []byte, completion bool, style uint8) {
+		kind := Chat
+		if completion {
+			kind = Completion
+		}
+		var compacted, indented bytes.Buffer
+		if json.Compact(&compacted, body) != nil {
+			return
+		}
+		st := styles[int(style)%len(styles)]
+		if json.Indent(&indented, body, st.prefix, st.indent) != nil {
+			return
+		}
+		// Raw line feeds can only be layout (a JSON string cannot hold one), so they can all become CRLF.
+		loose := indented.Bytes()
+		if style&4 != 0 {
+			loose = bytes.ReplaceAll(loose, []byte("\n"), []byte("\r\n"))
+		}
+		for _, usage := range []bool{true, false} {
+			want, wantErr := Synthesize(nil, kind, compacted.Bytes(), usage)
+			got, err := Synthesize(nil, kind, loose, usage)
+			if (err == nil) != (wantErr == nil) {
+				t.Fatalf("indented: %v, compact: %v", err, wantErr)
+			}
+			if err != nil {
+				continue
+			}
+			if !bytes.Equal(got, want) {
+				t.Fatalf("replay of\n%s\n%s\ndiffers from the replay of its compact form\n%s", loose, got, want)
+			}
+			checkReplayLines(t, got, loose, usage)
+		}
 	})
 }

@@ -101,8 +101,7 @@ var bom = []byte("\xef\xbb\xbf")
 // removed), its `event:` field if any, and whether it had any data line. Comment lines (":...") and other
 // fields are ignored. data is a sub-slice of event unless the event has several data lines.
 func Data(event []byte) (data []byte, eventType string, ok bool) {
-	var scratch []byte
-	data, et, ok := parseEvent(event, &scratch)
+	data, et, _, ok := parseEvent(event, nil)
 	switch string(et) { // no allocation for the names that matter
 	case "":
 	case "error":
@@ -116,8 +115,9 @@ func Data(event []byte) (data []byte, eventType string, ok bool) {
 }
 
 // parseEvent does the work of Data. When the event has several data lines, their joined value is built in
-// *scratch (whose capacity the caller may keep across events); otherwise data points into event.
-func parseEvent(event []byte, scratch *[]byte) (data, eventType []byte, ok bool) {
+// scratch, which is returned grown (so that a caller may keep its capacity across events, or hand in a
+// buffer on its stack); otherwise data points into event.
+func parseEvent(event, scratch []byte) (data, eventType, scratchOut []byte, ok bool) {
 	// A byte order mark is allowed before the first line of a stream; it can only be in the first event.
 	event = bytes.TrimPrefix(event, bom)
 	joined := false
@@ -147,11 +147,11 @@ func parseEvent(event []byte, scratch *[]byte) (data, eventType []byte, ok bool)
 			case !ok:
 				data, ok = value, true
 			case !joined:
-				*scratch = append(append(append((*scratch)[:0], data...), '\n'), value...)
-				data, joined = *scratch, true
+				scratch = append(append(append(scratch[:0], data...), '\n'), value...)
+				data, joined = scratch, true
 			default:
-				*scratch = append(append(*scratch, '\n'), value...)
-				data = *scratch
+				scratch = append(append(scratch, '\n'), value...)
+				data = scratch
 			}
 		case "event":
 			eventType = value
@@ -160,5 +160,5 @@ func parseEvent(event []byte, scratch *[]byte) (data, eventType []byte, ok bool)
 	if ok && data == nil {
 		data = []byte{}
 	}
-	return data, eventType, ok
+	return data, eventType, scratch, ok
 }

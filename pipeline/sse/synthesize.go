@@ -29,6 +29,9 @@ type choiceRef struct {
 // "data: [DONE]". includeUsage mirrors the request's stream_options.include_usage: every chunk then carries
 // "usage":null, and a last chunk with no choices carries the stored usage (when the answer has one).
 //
+// The body's layout does not matter: every value copied from it is compacted, so each event is one data line
+// and an indented answer replays exactly like its compact form.
+//
 // Choices are replayed one after the other in index order (the SDKs accumulate by index, so they need not
 // interleave). A chat choice gives a role chunk, then its other text fields (reasoning_content...), content,
 // refusal, tool calls (a header delta with id, type and name, then argument pieces), legacy function_call, and
@@ -182,10 +185,10 @@ func (w *writer) appendModel(b []byte) []byte {
 	b = append(b, `,"model":`...)
 	b = appendRawOrNull(b, w.model)
 	if w.tier != nil {
-		b = append(append(b, `,"service_tier":`...), w.tier...)
+		b = AppendCompact(append(b, `,"service_tier":`...), w.tier)
 	}
 	if w.fingerprint != nil {
-		b = append(append(b, `,"system_fingerprint":`...), w.fingerprint...)
+		b = AppendCompact(append(b, `,"system_fingerprint":`...), w.fingerprint)
 	}
 	return b
 }
@@ -204,7 +207,7 @@ func (w *writer) usageChunk(usage []byte) {
 		b = append(b, `,"choices":[]`...)
 		b = w.appendModel(b)
 	}
-	b = append(append(b, `,"usage":`...), usage...)
+	b = AppendCompact(append(b, `,"usage":`...), usage)
 	w.b = append(b, "}\n\n"...)
 }
 
@@ -296,7 +299,7 @@ func (w *writer) chatChoice(c []byte) error {
 	w.open()
 	w.b = append(w.b, `{"role":`...)
 	if isString(role) {
-		w.b = append(w.b, role...)
+		w.b = AppendCompact(w.b, role)
 	} else {
 		w.b = append(w.b, `"assistant"`...)
 	}
@@ -344,7 +347,7 @@ func (w *writer) chatChoice(c []byte) error {
 		if !isNull(v) && !isString(v) && !knownMessageKey(k) {
 			w.open()
 			w.b = append(append(append(w.b, `{"`...), k...), `":`...)
-			w.b = append(append(w.b, v...), '}')
+			w.b = append(AppendCompact(w.b, v), '}')
 			w.close(nil, nil)
 		}
 	}
@@ -449,7 +452,7 @@ func (w *writer) openFunction(j int, header bool) {
 		w.b = appendRawOrNull(w.b, w.toolID)
 		w.b = append(w.b, `,"type":`...)
 		if w.toolType != nil {
-			w.b = append(w.b, w.toolType...)
+			w.b = AppendCompact(w.b, w.toolType)
 		} else {
 			w.b = append(w.b, `"function"`...)
 		}

@@ -156,7 +156,7 @@ func checkReplay(t *testing.T, kind Kind, replay, body []byte, includeUsage bool
 		hasUsageKey := strings.Contains(data, `"usage":`)
 		if len(c.Choices) == 0 {
 			usageChunks++
-			if !includeUsage || string(c.Usage) != string(stored.Usage) || n != len(evs)-2 {
+			if !includeUsage || string(c.Usage) != string(compact(t, stored.Usage)) || n != len(evs)-2 {
 				t.Fatalf("event %d: unexpected usage chunk: %s", n, data)
 			}
 			continue
@@ -323,7 +323,7 @@ func TestSynthesizeNonStreamedAnswer(t *testing.T) {
 		t.Error("annotations were not replayed")
 	}
 	got := mustAssemble(t, Chat, string(replay))
-	want := `{"id":"chatcmpl-123","object":"chat.completion","created":1677652288,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"Hello there, how may I assist you today?","refusal":null},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens": 9, "completion_tokens": 12, "total_tokens": 21},"system_fingerprint":"fp_44709d6fcb","service_tier":"default"}`
+	want := `{"id":"chatcmpl-123","object":"chat.completion","created":1677652288,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"Hello there, how may I assist you today?","refusal":null},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":12,"total_tokens":21},"system_fingerprint":"fp_44709d6fcb","service_tier":"default"}`
 	if string(got) != want {
 		t.Errorf("assembled replay\n got %s\nwant %s", got, want)
 	}
