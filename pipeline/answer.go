@@ -51,7 +51,7 @@ func checkAnswer(kind Kind, body []byte) (valid, useful bool, tokens int64) {
 		tokens = a.Usage.TotalTokens
 	}
 	if kind == KindEmbedding {
-		return true, present(a.Data) && !bytes.Equal(bytes.TrimSpace(a.Data), []byte("[]")), tokens
+		return true, nonEmptyArray(a.Data), tokens
 	}
 	for _, c := range a.Choices {
 		if present(c.Logprobs) || nonEmptyString(c.Text) {
@@ -61,11 +61,11 @@ func checkAnswer(kind Kind, body []byte) (valid, useful bool, tokens int64) {
 			if nonEmptyString(m.Content) || nonEmptyString(m.Refusal) || present(m.FunctionCall) || present(m.Audio) {
 				return true, true, tokens
 			}
-			if present(m.ToolCalls) && !bytes.Equal(bytes.TrimSpace(m.ToolCalls), []byte("[]")) {
+			if nonEmptyArray(m.ToolCalls) {
 				return true, true, tokens
 			}
 			// Content given as an array of parts counts when it has any part.
-			if t := bytes.TrimSpace(m.Content); len(t) > 2 && t[0] == '[' {
+			if nonEmptyArray(m.Content) {
 				return true, true, tokens
 			}
 		}
@@ -81,4 +81,10 @@ func present(raw json.RawMessage) bool {
 func nonEmptyString(raw json.RawMessage) bool {
 	t := bytes.TrimSpace(raw)
 	return len(t) > 2 && t[0] == '"'
+}
+
+// nonEmptyArray reports whether raw is a JSON array with at least one element, however it is spaced.
+func nonEmptyArray(raw json.RawMessage) bool {
+	t := bytes.TrimSpace(raw)
+	return len(t) > 0 && t[0] == '[' && !isEmptyArray(t)
 }

@@ -13,6 +13,7 @@ import (
 	json "github.com/goccy/go-json"
 
 	"llmcache/pipeline/canon"
+	"llmcache/pipeline/sse"
 	"llmcache/pipeline/wire"
 )
 
@@ -221,8 +222,8 @@ func (ec *embCall) response(model string, usage json.RawMessage) []byte {
 	if len(bytes.TrimSpace(usage)) == 0 || string(bytes.TrimSpace(usage)) == "null" {
 		usage = json.RawMessage(`{"prompt_tokens":0,"total_tokens":0}`)
 	}
-	b = append(b, usage...)
-	return append(b, '}')
+	// An upstream may indent its usage; the reassembled answer is one compact body.
+	return append(sse.AppendCompact(b, bytes.TrimSpace(usage)), '}')
 }
 
 // parseVector reads an embedding as JSON numbers or as base64 of little-endian float32s.
