@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"os"
 	"strconv"
@@ -11,8 +12,8 @@ import (
 
 	"github.com/BurntSushi/toml"
 
-	"llmcache/actors"
 	"llmcache/httpx"
+	"llmcache/httpx/proxy"
 	"llmcache/pipeline"
 	"llmcache/pipeline/wire"
 )
@@ -117,35 +118,42 @@ type endpointConfig struct {
 	CAFile                  string            `toml:"ca_file"`
 }
 
-// defaultConfig holds the defaults in force for every key a file leaves out; config.toml repeats them.
+// defaultConfig is the file's defaults: every package's own defaults (proxy.DefaultConfig) in the file's
+// units. config.toml repeats them, and TestDefaultsAgree checks that the three agree.
 func defaultConfig() fileConfig {
+	d := proxy.DefaultConfig()
+	pc, hc, w, idle, maint := &d.Pipeline, &d.HTTP, &d.Writer, d.IdleFlush, d.Maintenance
 	return fileConfig{
-		Listen:                 "127.0.0.1:4321",
-		DatabaseURL:            "cache.db",
-		CacheMode:              "read_write",
-		UseProxy:               true,
-		ThinkingField:          "both",
-		CacheHitPoolSize:       8,
-		CacheMissPoolSize:      8,
-		MaxConcurrentRequests:  100,
-		QueueTimeoutSeconds:    30,
-		MaxBodyBytes:           32 << 20,
-		MaxAnswerBytes:         pipeline.DefaultConfig().MaxAnswerBytes,
-		MaxHeaderBytes:         64 << 10,
-		ModelsTTLSeconds:       60,
-		MaxEmbeddingInputs:     2048,
-		ShutdownTimeoutSeconds: 30,
+		Listen:                 d.Listen,
+		DatabaseURL:            d.DatabaseURL,
+		CacheMode:              hc.DefaultMode.String(),
+		UseProxy:               d.Upstream.UseProxy,
+		ThinkingField:          pc.ThinkingField,
+		CacheHitPoolSize:       pc.HitPoolSize,
+		CacheMissPoolSize:      pc.MissPoolSize,
+		MaxConcurrentRequests:  pc.MaxConcurrentRequests,
+		QueueTimeoutSeconds:    pc.QueueTimeout.Seconds(),
+		MaxBodyBytes:           hc.MaxBodyBytes,
+		MaxAnswerBytes:         pc.MaxAnswerBytes,
+		MaxHeaderBytes:         hc.MaxHeaderBytes,
+		ModelsTTLSeconds:       pc.ModelsTTL.Seconds(),
+		MaxEmbeddingInputs:     pc.MaxEmbeddingInputs,
+		ShutdownTimeoutSeconds: hc.ShutdownTimeout.Seconds(),
 		LogFormat:              "text",
-		StatsLogInterval:       60,
-		MaxRetries:             3,
-		RetryBackoffMs:         250,
-		EjectAfter:             5,
-		EjectSeconds:           30,
-		Cache:                  cacheConfig{Enabled: true, MaxItems: 10000, MaxBytes: 256 << 20, BatchWriteSize: 20, FlushInterval: 200},
-		IdleFlush:              idleFlushConfig{Enabled: true, IdleTimeoutSeconds: 300, CheckIntervalSeconds: 10},
-		CacheMaintenance:       maintenanceConfig{Enabled: true, IntervalHours: 12, RetentionDays: 30, CleanupOnStartup: true, MinHitCount: 1},
-		ContextTrim:            contextTrimConfig{MaxContextTokens: 4096, Tokenizer: "o200k_base", OnOverflow: "reject"},
-		APIHeaders:             map[string]string{"User-Agent": "llmcache/1.0"},
+		StatsLogInterval:       d.Stats.LogEvery.Seconds(),
+		MaxRetries:             pc.MaxRetries,
+		RetryBackoffMs:         int(pc.RetryBackoff.Milliseconds()),
+		EjectAfter:             pc.EjectAfter,
+		EjectSeconds:           pc.EjectFor.Seconds(),
+		StandbyOnSaturation:    pc.StandbyOnSaturation,
+		Cache: cacheConfig{Enabled: pc.MemoryEnabled, MaxItems: pc.MemoryMaxItems, MaxBytes: pc.MemoryMaxBytes,
+			BatchWriteSize: w.BatchSize, FlushInterval: int(w.FlushInterval.Milliseconds())},
+		IdleFlush: idleFlushConfig{Enabled: true, IdleTimeoutSeconds: idle.Timeout.Seconds(), CheckIntervalSeconds: idle.CheckInterval.Seconds()},
+		CacheMaintenance: maintenanceConfig{Enabled: true, IntervalHours: maint.Interval.Hours(), RetentionDays: maint.Retention.Hours() / 24,
+			CleanupOnStartup: maint.OnStartup, MinHitCount: maint.MinHitCount, MaxDBBytes: maint.MaxDBBytes},
+		ContextTrim: contextTrimConfig{Enabled: pc.Trim.Enabled, MaxContextTokens: pc.Trim.MaxContextTokens, Tokenizer: pc.Trim.Tokenizer,
+			ReserveOutputTokens: pc.Trim.ReserveOutputTokens, OnOverflow: "reject"},
+		APIHeaders: maps.Clone(pc.Headers),
 	}
 }
 
@@ -452,72 +460,3 @@ func finiteNonNegative(v float64) bool { return v >= 0 && !math.IsInf(v, 0) }
 const maxSeconds = 1e9
 
 func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
-
-// pipelineConfig composes the pipeline's knobs from the file.
-func (c *fileConfig) pipelineConfig(getenv func(string) string) (pipeline.Config, error) {
-	pc := pipeline.DefaultConfig()
-	pc.HitPoolSize = c.CacheHitPoolSize
-	pc.MissPoolSize = c.CacheMissPoolSize
-	pc.MaxConcurrentRequests = c.MaxConcurrentRequests
-	pc.QueueTimeout = seconds(c.QueueTimeoutSeconds)
-	pc.ModelsTTL = seconds(c.ModelsTTLSeconds)
-	pc.MaxEmbeddingInputs = c.MaxEmbeddingInputs
-	pc.MaxAnswerBytes = c.MaxAnswerBytes
-	// Cover the writer's delay, with room for a slow flush: until then a stored answer may not be on disk.
-	pc.RecentGrace = 2*time.Duration(c.Cache.FlushInterval)*time.Millisecond + time.Second
-	pc.MemoryEnabled = c.Cache.Enabled
-	pc.MemoryMaxItems = c.Cache.MaxItems
-	pc.MemoryMaxBytes = c.Cache.MaxBytes
-	pc.CacheVersion = c.CacheVersion
-	pc.OverrideMode = c.CacheOverrideMode
-	pc.ThinkingField = c.ThinkingField
-	pc.IgnoreFields = c.Cache.IgnoreFields
-	pc.Headers = c.APIHeaders
-	pc.Trim = pipeline.TrimConfig{Enabled: c.ContextTrim.Enabled, MaxContextTokens: c.ContextTrim.MaxContextTokens,
-		ReserveOutputTokens: c.ContextTrim.ReserveOutputTokens, Tokenizer: c.ContextTrim.Tokenizer, Pass: c.ContextTrim.OnOverflow == "pass"}
-	pc.MaxRetries = c.MaxRetries
-	pc.RetryBackoff = time.Duration(c.RetryBackoffMs) * time.Millisecond
-	pc.EjectAfter = c.EjectAfter
-	pc.EjectFor = seconds(c.EjectSeconds)
-	pc.StandbyOnSaturation = c.StandbyOnSaturation
-	if c.EnableThinking != nil {
-		pc.EnableThinking = pipeline.ThinkingFalse
-		if *c.EnableThinking {
-			pc.EnableThinking = pipeline.ThinkingTrue
-		}
-	}
-	for i, e := range c.APIEndpoints {
-		key := e.APIKey
-		if e.APIKeyEnv != "" {
-			key = getenv(e.APIKeyEnv)
-			if key == "" {
-				return pc, fmt.Errorf("config: api_endpoints[%d].api_key_env names %s, which is not set", i, e.APIKeyEnv)
-			}
-		}
-		ep := pipeline.DefaultEndpoint(e.URL)
-		ep.Name, ep.InsecureTLS, ep.CAFile = e.Name, e.InsecureTLS, e.CAFile
-		for _, t := range []struct {
-			dst *time.Duration
-			v   float64
-		}{{&ep.ConnectTimeout, e.ConnectTimeoutSeconds}, {&ep.FirstByteTimeout, e.FirstByteTimeoutSeconds}, {&ep.Timeout, e.TimeoutSeconds}} {
-			if t.v > 0 { // 0 keeps the default
-				*t.dst = seconds(t.v)
-			}
-		}
-		ep.Weight, ep.Model, ep.Version, ep.APIKey = e.Weight, e.Model, e.Version, key
-		ep.Headers, ep.MaxConcurrent, ep.MaxContextTokens = e.Headers, e.MaxConcurrent, e.MaxContextTokens
-		pc.Endpoints = append(pc.Endpoints, ep)
-	}
-	return pc, nil
-}
-
-func (c *fileConfig) writerConfig() actors.WriterConfig {
-	return actors.WriterConfig{BatchSize: c.Cache.BatchWriteSize, FlushInterval: time.Duration(c.Cache.FlushInterval) * time.Millisecond}
-}
-
-func (c *fileConfig) httpConfig(getenv func(string) string) (httpx.Config, error) {
-	mode, _ := pipeline.ParseMode(c.CacheMode)
-	keys, err := c.clientKeys(getenv)
-	return httpx.Config{MaxBodyBytes: c.MaxBodyBytes, MaxHeaderBytes: c.MaxHeaderBytes, DefaultMode: mode, ShutdownTimeout: seconds(c.ShutdownTimeoutSeconds), AdminToken: c.AdminToken,
-		Listen: c.Listen, ClientKeys: keys}, err
-}

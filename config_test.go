@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"llmcache/httpx/proxy"
 	"llmcache/pipeline"
 )
 
@@ -33,6 +34,31 @@ func TestShippedConfigIsTheDefaults(t *testing.T) {
 	want := defaultConfig()
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("config.toml differs from the defaults:\n got  %+v\n want %+v", got, want)
+	}
+}
+
+// TestDefaultsAgree: the file's defaults, composed into the proxy's configuration, are every package's own
+// defaults (proxy.DefaultConfig, made of pipeline.DefaultConfig, httpx.DefaultConfig and the actors'), so
+// config.toml (checked against the file's defaults above), main and the packages cannot drift apart.
+func TestDefaultsAgree(t *testing.T) {
+	file := defaultConfig()
+	got, err := file.proxyConfig(func(string) string { return "" }, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := proxy.DefaultConfig()
+	got.Upstream.Getenv = nil // the environment reader: a function, set by main
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("the file's defaults composed differ from the packages' defaults:\n got  %+v\n want %+v", got, want)
+		for _, part := range []struct {
+			name      string
+			got, want any
+		}{{"pipeline", got.Pipeline, want.Pipeline}, {"http", got.HTTP, want.HTTP}, {"writer", got.Writer, want.Writer},
+			{"idle", *got.IdleFlush, *want.IdleFlush}, {"maintenance", *got.Maintenance, *want.Maintenance}, {"stats", got.Stats, want.Stats}} {
+			if !reflect.DeepEqual(part.got, part.want) {
+				t.Errorf("%s:\n got  %+v\n want %+v", part.name, part.got, part.want)
+			}
+		}
 	}
 }
 

@@ -76,9 +76,7 @@ func TestE2EEmbeddingsPerItem(t *testing.T) {
 	resp, body := p.Post(embPath, `{"model":"emb","input":["a","b"]}`)
 	expectCache(t, "first", resp, body, 200, "MISS")
 	expectVectors(t, "first", embeddings(t, body), "a", "b")
-	if err := p.app.writer.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	p.waitWritten()
 
 	resp, body = p.Post(embPath, `{"model":"emb","input":["b","c","a"]}`)
 	expectCache(t, "second", resp, body, 200, "PARTIAL")
@@ -90,9 +88,7 @@ func TestE2EEmbeddingsPerItem(t *testing.T) {
 	if len(calls) != 2 || strings.Join(calls[1], ",") != "c" {
 		t.Fatalf("upstream embedding calls %v, want the second to carry only [c]", calls)
 	}
-	if err := p.app.writer.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	p.waitWritten()
 
 	// All cached, in either encoding: no upstream call, the same vectors.
 	for _, format := range []string{"float", "base64"} {
@@ -143,9 +139,7 @@ func TestE2EEmbeddingsUpstreamFailureStoresNothing(t *testing.T) {
 	if resp.StatusCode != 500 {
 		t.Fatalf("status %d, want the upstream's 500: %s", resp.StatusCode, body)
 	}
-	if err := p.app.writer.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	p.waitWritten()
 	resp, body = p.Post(embPath, `{"model":"emb","input":["f1","f2"]}`)
 	expectCache(t, "after failure", resp, body, 200, "MISS")
 	if n := p.Fake.CallsTo("embeddings"); n != 2 {

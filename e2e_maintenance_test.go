@@ -48,10 +48,9 @@ func TestE2EMaintenanceDeletesWhatTheRulesName(t *testing.T) {
 	waitFor(t, "the ttl entry to expire", func() bool { return expires != 0 && time.Now().UnixMilli() > expires })
 
 	p.start()
-	waitFor(t, "the start-up maintenance run", func() bool { _, runs := p.app.maint.Last(); return runs > 0 })
-	rep, _ := p.app.maint.Last()
-	if rep.Expired != 1 || rep.Unused != 2 {
-		t.Errorf("report: %d expired, %d unused deleted; want 1 and 2", rep.Expired, rep.Unused)
+	rep := waitMaintenance(t, p)
+	if rep.LastExpired != 1 || rep.LastUnused != 2 {
+		t.Errorf("report: %d expired, %d unused deleted; want 1 and 2", rep.LastExpired, rep.LastUnused)
 	}
 	p.Stop()
 	db := openCacheDB(t, p.DBPath)
@@ -81,10 +80,9 @@ func TestE2EMaintenanceMaxDBBytes(t *testing.T) {
 	const limit = 120_000
 	p.cfg.CacheMaintenance.MaxDBBytes = limit
 	p.start()
-	waitFor(t, "the start-up maintenance run", func() bool { _, runs := p.app.maint.Last(); return runs > 0 })
-	rep, _ := p.app.maint.Last()
+	rep := waitMaintenance(t, p)
 	p.Stop()
-	if rep.Evicted == 0 {
+	if rep.LastEvicted == 0 {
 		t.Fatalf("nothing evicted with %d entries over a %d-byte limit", n, limit)
 	}
 	db := openCacheDB(t, p.DBPath)
@@ -105,7 +103,21 @@ func TestE2EMaintenanceMaxDBBytes(t *testing.T) {
 			t.Errorf("entry %d was hit recently but was evicted", i)
 		}
 	}
-	if left := db.count(); left >= n || int64(left) != n-rep.Evicted {
-		t.Errorf("%d rows left, %d evicted of %d", left, rep.Evicted, n)
+	if left := db.count(); left >= n || int64(left) != n-rep.LastEvicted {
+		t.Errorf("%d rows left, %d evicted of %d", left, rep.LastEvicted, n)
 	}
+}
+
+// waitMaintenance waits for the first maintenance run and returns what /stats says it did.
+func waitMaintenance(t *testing.T, p *testProxy) maintenanceFigures {
+	t.Helper()
+	var m maintenanceFigures
+	waitFor(t, "the start-up maintenance run", func() bool {
+		s := getStats(t, p)
+		if s.Maintenance != nil {
+			m = *s.Maintenance
+		}
+		return m.Runs > 0
+	})
+	return m
 }

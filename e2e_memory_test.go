@@ -25,9 +25,7 @@ func TestE2EMemoryLayerBounded(t *testing.T) {
 				expectCache(t, "first", resp, body, 200, "MISS")
 				first[i] = string(body)
 			}
-			if err := p.app.writer.Flush(); err != nil {
-				t.Fatal(err)
-			}
+			p.waitWritten()
 			fromMemory := 0
 			for i := range n {
 				resp, body := p.Post("/v1/chat/completions", chatBody(fmt.Sprintf("bounded %d", i)))
@@ -94,7 +92,7 @@ func TestE2EIdleFlushEmptiesWAL(t *testing.T) {
 	wal := p.DBPath + "-wal"
 	waitFor(t, "the idle flush to write the answer and empty the WAL", func() bool {
 		st, err := os.Stat(wal)
-		return p.app.idle.Runs() > 0 && err == nil && st.Size() == 0
+		return idleFlushes(t, p) > 0 && err == nil && st.Size() == 0
 	})
 	openCacheDB(t, p.DBPath).mustRow(key, b)
 	resp, b = p.Post("/v1/chat/completions", chatBody("idle"))

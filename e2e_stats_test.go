@@ -22,12 +22,30 @@ type statsFigures struct {
 		Waiting int64 `json:"waiting"`
 	} `json:"upstream"`
 	Writer struct {
+		Pending   int64  `json:"pending"`
 		Written   int64  `json:"written"`
 		LastError string `json:"last_error"`
 	} `json:"writer"`
-	Store struct {
+	Maintenance *maintenanceFigures `json:"maintenance"`
+	IdleFlushes *int64              `json:"idle_flushes"`
+	Store       struct {
 		Entries int64 `json:"entries"`
 	} `json:"store"`
+}
+
+type maintenanceFigures struct {
+	Runs        int64 `json:"runs"`
+	LastExpired int64 `json:"last_expired_deleted"`
+	LastUnused  int64 `json:"last_unused_deleted"`
+	LastEvicted int64 `json:"last_evicted"`
+}
+
+// idleFlushes is how many idle flushes /stats says were done.
+func idleFlushes(t *testing.T, p *testProxy) int64 {
+	if n := getStats(t, p).IdleFlushes; n != nil {
+		return *n
+	}
+	return 0
 }
 
 func getStats(t *testing.T, p *testProxy) statsFigures {
@@ -58,9 +76,7 @@ func TestE2EStatsCounts(t *testing.T) {
 	if resp.StatusCode != 500 {
 		t.Fatalf("status %d, want the upstream's 500", resp.StatusCode)
 	}
-	if err := p.app.writer.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	p.waitWritten()
 	s := getStats(t, p)
 	if s.Requests.Misses != 3 || s.Requests.MemoryHits != 2 || s.Requests.DBHits != 0 || s.Requests.Errors != 2 {
 		t.Errorf("requests %+v, want 3 misses, 2 memory hits, 0 db hits, 2 errors", s.Requests)

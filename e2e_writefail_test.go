@@ -51,9 +51,7 @@ func TestE2EWriteFailureDegradesHealthButServes(t *testing.T) {
 		resp, _ := p.Get("/healthz")
 		return resp.StatusCode == 200
 	})
-	if err := p.app.writer.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	p.waitWritten()
 	db := openCacheDB(t, p.DBPath)
 	db.mustRow(key, b1)
 	db.mustRow(cacheKey(t, r3), b3)

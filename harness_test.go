@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"llmcache/bench/fakeupstream"
+	"llmcache/httpx/proxy"
 )
 
 // testProxy is the real proxy (every stage, a real SQLite file in a temp dir) on a loopback port, in front
@@ -18,7 +19,7 @@ import (
 type testProxy struct {
 	t      *testing.T
 	cfg    fileConfig
-	app    *app
+	app    *proxy.Proxy
 	URL    string // "http://127.0.0.1:PORT"
 	Fake   *fakeupstream.Server
 	DBPath string
@@ -89,7 +90,7 @@ func (p *testProxy) start() {
 		p.t.Fatalf("cannot start proxy: %v", err)
 	}
 	p.app = a
-	p.URL = "http://" + a.addr.String()
+	p.URL = "http://" + a.Addr().String()
 }
 
 // Stop stops the proxy the way SIGTERM does; calling it twice is harmless.
@@ -97,7 +98,7 @@ func (p *testProxy) Stop() {
 	if p.app == nil {
 		return
 	}
-	if err := p.app.stop(); err != nil {
+	if err := p.app.Stop(); err != nil {
 		p.t.Errorf("proxy stop: %v", err)
 	}
 	p.app = nil
@@ -148,6 +149,13 @@ func (p *testProxy) do(req *http.Request) (*http.Response, []byte) {
 		p.t.Fatalf("%s %s: reading body: %v", req.Method, req.URL.Path, err)
 	}
 	return resp, b
+}
+
+// waitWritten waits until every answer the proxy has acknowledged is on disk: /stats says nothing is
+// pending in the writer.
+func (p *testProxy) waitWritten() {
+	p.t.Helper()
+	waitFor(p.t, "the writer to write every answer", func() bool { return getStats(p.t, p).Writer.Pending == 0 })
 }
 
 // waitFor polls cond until it holds, failing the test after a generous bound (it catches hangs, it does not

@@ -3,24 +3,16 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
-	"llmcache/actors"
 	"llmcache/bench/fakeupstream"
-	"llmcache/db"
-	"llmcache/httpx"
-	"llmcache/httpx/upstream"
-	"llmcache/pipeline"
-	"llmcache/pipeline/wire"
+	"llmcache/httpx/proxy"
 )
 
 func main() {
@@ -92,10 +84,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	select {
 	case <-ctx.Done():
 		log.Info("stopping: finishing requests in flight")
-	case err := <-a.served:
+	case err := <-a.Served():
 		log.Error("the HTTP server stopped", "err", err)
 	}
-	if err := a.stop(); err != nil {
+	if err := a.Stop(); err != nil {
 		log.Error("stopped with an error", "err", err)
 		return 1
 	}
@@ -103,158 +95,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	return 0
 }
 
-// app is a running proxy: every actor and stage, and the order to stop them in.
-type app struct {
-	log    *slog.Logger
-	store  *db.SQLite
-	writer *actors.Writer
-	pipe   *pipeline.Pipeline
-	idle   *actors.IdleFlusher // nil when [idle_flush] is off
-	maint  *actors.Maintenance // nil when [cache_maintenance] is off
-	server *httpx.Server
-	addr   net.Addr
-	served chan error
-
-	started        time.Time
-	statsActor     *actors.Stats
-	metrics        *promMetrics
-	closeTransport func() error // removes the curl transport's temporary CA bundles
-}
-
-func start(cfg *fileConfig, getenv func(string) string, log *slog.Logger) (*app, error) {
-	pc, err := cfg.pipelineConfig(getenv)
-	if err != nil {
-		return nil, err
-	}
-	hc, err := cfg.httpConfig(getenv)
-	if err != nil {
-		return nil, err
-	}
-	transport, closeTransport, err := newTransport(cfg, pc.Endpoints, getenv)
+// start composes the proxy's configuration from cfg (file, environment and flags), logs it with every
+// secret masked, and starts the proxy.
+func start(cfg *fileConfig, getenv func(string) string, log *slog.Logger) (*proxy.Proxy, error) {
+	pc, err := cfg.proxyConfig(getenv, log)
 	if err != nil {
 		return nil, err
 	}
 	log.Info("configuration", effectiveConfig(cfg)...)
-	metrics := newPromMetrics()
-	statsActor := actors.NewStats(actors.StatsConfig{LogEvery: seconds(cfg.StatsLogInterval), Histogram: metrics.latency,
-		Tick: cfg.chartTick, Bucket: cfg.chartBucket}, log)
-	pc.Log, pc.OnUpstream = log, statsActor.Upstream
-	path := db.PathFromURL(cfg.DatabaseURL)
-	store, err := db.Open(path, db.Options{})
+	p, err := proxy.Start(pc)
 	if err != nil {
-		closeTransport()
 		return nil, err
 	}
-	writer := actors.NewWriter(store, cfg.writerConfig(), log)
-	pipe, err := pipeline.New(pc, store, writer, transport)
-	if err != nil {
-		writer.Stop()
-		store.Close()
-		closeTransport()
-		return nil, err
-	}
-	a := &app{log: log, store: store, writer: writer, pipe: pipe, served: make(chan error, 1), closeTransport: closeTransport,
-		started: time.Now(), statsActor: statsActor, metrics: metrics}
-	metrics.app = a
-	statsActor.Start(a.statsSample, a.summary)
-	hc.Log, hc.Metrics, hc.Dashboard, hc.Observe = log, metrics.write, a.dashboard, metrics.observe
-	if cfg.IdleFlush.Enabled {
-		hc.Activity = &actors.Activity{}
-		a.idle = actors.NewIdleFlusher(actors.IdleConfig{Timeout: seconds(cfg.IdleFlush.IdleTimeoutSeconds),
-			CheckInterval: seconds(cfg.IdleFlush.CheckIntervalSeconds)}, writer, hc.Activity, log)
-	}
-	if m := cfg.CacheMaintenance; m.Enabled {
-		a.maint = actors.NewMaintenance(actors.MaintenanceConfig{
-			Interval:    time.Duration(m.IntervalHours * float64(time.Hour)),
-			Retention:   time.Duration(m.RetentionDays * 24 * float64(time.Hour)),
-			MinHitCount: m.MinHitCount, OnStartup: m.CleanupOnStartup, MaxDBBytes: m.MaxDBBytes,
-		}, writer, store, log)
-	}
-	hc.Stats = a.stats
-	a.server = httpx.New(hc, pipe, a.health)
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		a.stopActors()
-		pipe.Stop()
-		writer.Stop()
-		store.Close()
-		closeTransport()
-		return nil, fmt.Errorf("cannot listen on %q (set listen, LISTEN or -listen): %w", cfg.Listen, err)
-	}
-	a.addr = ln.Addr()
-	go func() { a.served <- a.server.Serve(ln) }()
-	log.Info("llmcache listening", "addr", a.addr.String(), "db", path, "endpoints", len(pc.Endpoints),
+	log.Info("llmcache listening", "addr", p.Addr().String(), "db", pc.DatabaseURL, "endpoints", len(pc.Pipeline.Endpoints),
 		"cache_mode", cfg.CacheMode, "memory_cache", cfg.Cache.Enabled)
-	return a, nil
-}
-
-// stop shuts down in the order that loses nothing: the front end (answering requests in flight), the
-// pipeline (flights and dispatcher), the idle flush and maintenance, the writer (drains and checkpoints), then the store.
-func (a *app) stop() error {
-	var errs []error
-	if err := a.server.Shutdown(); err != nil {
-		errs = append(errs, fmt.Errorf("cannot finish requests in flight: %w", err))
-	}
-	a.pipe.Stop()
-	a.stopActors()
-	a.writer.Stop()
-	if err := a.store.Close(); err != nil {
-		errs = append(errs, fmt.Errorf("cannot close the cache db: %w", err))
-	}
-	if err := a.closeTransport(); err != nil {
-		errs = append(errs, fmt.Errorf("cannot clean up the upstream transport: %w", err))
-	}
-	return errors.Join(errs...)
-}
-
-// stopActors stops the actors that send jobs to the writer, before the writer itself stops, and the
-// stats actor.
-func (a *app) stopActors() {
-	a.statsActor.Stop()
-	if a.idle != nil {
-		a.idle.Stop()
-	}
-	if a.maint != nil {
-		a.maint.Stop()
-	}
-}
-
-// health is /healthz (DESIGN section 3): degraded when the last write to the store failed, or when no
-// upstream endpoint is usable.
-func (a *app) health() error {
-	if s := a.writer.Stats(); s.LastError != "" {
-		return fmt.Errorf("cannot write to the cache db: %s", s.LastError)
-	}
-	for _, e := range a.pipe.Endpoints() {
-		if e.Health != pipeline.Ejected {
-			return nil
-		}
-	}
-	return errors.New("every upstream endpoint is ejected after repeated failures; hits are still served")
-}
-
-// newTransport makes the upstream transport (curl's with use_curl) honouring use_proxy, and checks every
-// endpoint's URL, proxy and CA file now, so that a mistake stops the start instead of failing calls.
-func newTransport(cfg *fileConfig, endpoints []pipeline.Endpoint, getenv func(string) string) (pipeline.Transport, func() error, error) {
-	opts := upstream.Options{UseProxy: cfg.UseProxy, Getenv: getenv}
-	targets := make([]wire.Target, len(endpoints))
-	for i := range endpoints {
-		targets[i] = endpoints[i].Target
-	}
-	if cfg.UseCurl {
-		c, err := upstream.NewCurl(opts)
-		if err != nil {
-			return nil, nil, err
-		}
-		if err := c.Check(targets); err != nil {
-			c.Close()
-			return nil, nil, fmt.Errorf("config: %w", err)
-		}
-		return c, c.Close, nil
-	}
-	c := upstream.NewWithOptions(opts)
-	if err := c.Check(targets); err != nil {
-		return nil, nil, fmt.Errorf("config: %w", err)
-	}
-	return c, func() error { return nil }, nil
+	return p, nil
 }

@@ -44,12 +44,8 @@ type IdleFlusher struct {
 
 // NewIdleFlusher starts the idle flush over writer, watching activity.
 func NewIdleFlusher(cfg IdleConfig, writer *Writer, activity *Activity, log *slog.Logger) *IdleFlusher {
-	if cfg.Timeout <= 0 {
-		cfg.Timeout = 300 * time.Second
-	}
-	if cfg.CheckInterval <= 0 {
-		cfg.CheckInterval = 10 * time.Second
-	}
+	d := DefaultIdleConfig()
+	cfg.Timeout, cfg.CheckInterval = orDefault(cfg.Timeout, d.Timeout), orDefault(cfg.CheckInterval, d.CheckInterval)
 	f := &IdleFlusher{cfg: cfg, writer: writer, activity: activity, log: log, quit: make(chan struct{})}
 	activity.Touch(time.Now())
 	f.wg.Add(1)

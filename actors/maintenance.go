@@ -49,12 +49,8 @@ type Maintenance struct {
 
 // NewMaintenance starts the maintenance actor.
 func NewMaintenance(cfg MaintenanceConfig, writer *Writer, store db.Store, log *slog.Logger) *Maintenance {
-	if cfg.Interval <= 0 {
-		cfg.Interval = 12 * time.Hour
-	}
-	if cfg.ChunkRows <= 0 {
-		cfg.ChunkRows = 500
-	}
+	d := DefaultMaintenanceConfig()
+	cfg.Interval, cfg.ChunkRows = orDefault(cfg.Interval, d.Interval), orDefault(cfg.ChunkRows, d.ChunkRows)
 	m := &Maintenance{cfg: cfg, writer: writer, store: store, log: log, quit: make(chan struct{})}
 	m.wg.Add(1)
 	go func() {

@@ -2,7 +2,6 @@ package actors
 
 import (
 	"log/slog"
-	"math"
 	"sync/atomic"
 	"time"
 
@@ -47,9 +46,11 @@ type LatencyQuantiles struct {
 type StatsView struct {
 	Series             []StatsPoint // oldest first, at most History/Bucket points
 	RequestsLastMinute int64
-	HitRateLastMinute  float64 // hits / (hits + fetched) over the last minute; NaN when there were none
-	Latency            map[string]LatencyQuantiles
-	Dropped            int64 // latency reports dropped because the queue was full
+	// Hits and fetched answers over the last minute: the hit rate's two sides (its one definition is the
+	// pipeline's, which the readers of this view apply).
+	HitsLastMinute, FetchedLastMinute int64
+	Latency                           map[string]LatencyQuantiles
+	Dropped                           int64 // latency reports dropped because the queue was full
 }
 
 type upstreamReport struct {
@@ -95,21 +96,9 @@ type Stats struct {
 
 // NewStats makes the stats actor. Upstream may be called at once (reports wait in the queue); Start runs it.
 func NewStats(cfg StatsConfig, log *slog.Logger) *Stats {
-	if cfg.Tick <= 0 {
-		cfg.Tick = time.Second
-	}
-	if cfg.Bucket <= 0 {
-		cfg.Bucket = 10 * time.Second
-	}
-	if cfg.History <= 0 {
-		cfg.History = time.Hour
-	}
-	if cfg.Window <= 0 {
-		cfg.Window = 5 * time.Minute
-	}
-	if cfg.Queue <= 0 {
-		cfg.Queue = 8192
-	}
+	d := DefaultStatsConfig()
+	cfg.Tick, cfg.Bucket, cfg.History = orDefault(cfg.Tick, d.Tick), orDefault(cfg.Bucket, d.Bucket), orDefault(cfg.History, d.History)
+	cfg.Window, cfg.Queue = orDefault(cfg.Window, d.Window), orDefault(cfg.Queue, d.Queue)
 	s := &Stats{
 		cfg: cfg, log: log,
 		reports:   make(chan upstreamReport, cfg.Queue),
@@ -148,7 +137,7 @@ func (s *Stats) View() StatsView {
 	case s.queries <- reply:
 		return <-reply
 	case <-s.done:
-		return StatsView{HitRateLastMinute: math.NaN()}
+		return StatsView{}
 	}
 }
 
@@ -234,15 +223,13 @@ func (s *Stats) tick(now time.Time) {
 }
 
 func (s *Stats) view() StatsView {
-	v := StatsView{Series: append([]StatsPoint(nil), s.series...), HitRateLastMinute: math.NaN(),
+	v := StatsView{Series: append([]StatsPoint(nil), s.series...),
 		Latency: make(map[string]LatencyQuantiles, len(s.endpoints)), Dropped: s.dropped.Load()}
 	now := s.sample()
 	then := s.seconds[0]
 	hits, fetched := now.Hits-then.Hits, now.Fetched-then.Fetched
 	v.RequestsLastMinute = hits + fetched + now.Other - then.Other
-	if hits+fetched > 0 {
-		v.HitRateLastMinute = float64(hits) / float64(hits+fetched)
-	}
+	v.HitsLastMinute, v.FetchedLastMinute = hits, fetched
 	var qs [3]float64
 	for name, e := range s.endpoints {
 		h := e.prev

@@ -1,5 +1,6 @@
-// Package actors holds the long-lived actors that own the cache's persistent side: the writer, which alone
-// writes to the store, and (in later issues) maintenance, idle flush and statistics.
+// Package actors holds the long-lived actors: the writer, which alone writes to the store, maintenance, the
+// idle flush and the stats sampler. Each is a type whose constructor starts its goroutine and whose Stop
+// ends it.
 package actors
 
 import (
@@ -21,21 +22,10 @@ type WriterConfig struct {
 }
 
 func (c *WriterConfig) setDefaults() {
-	if c.BatchSize <= 0 {
-		c.BatchSize = 20
-	}
-	if c.FlushInterval <= 0 {
-		c.FlushInterval = 200 * time.Millisecond
-	}
-	if c.QueueSize <= 0 {
-		c.QueueSize = 8192
-	}
-	if c.RetryInterval <= 0 {
-		c.RetryInterval = time.Second
-	}
-	if c.MaxPending <= 0 {
-		c.MaxPending = 100_000
-	}
+	d := DefaultWriterConfig()
+	c.BatchSize, c.FlushInterval = orDefault(c.BatchSize, d.BatchSize), orDefault(c.FlushInterval, d.FlushInterval)
+	c.QueueSize, c.RetryInterval = orDefault(c.QueueSize, d.QueueSize), orDefault(c.RetryInterval, d.RetryInterval)
+	c.MaxPending = orDefault(c.MaxPending, d.MaxPending)
 }
 
 // job is one message to the writer: exactly one of its fields is set.
@@ -68,6 +58,7 @@ type Writer struct {
 
 	// Figures for /stats; written by the writer goroutine only.
 	queued      atomic.Int64 // puts waiting in the batch, not yet on disk
+	accepted    atomic.Int64 // puts handed to Put, counted before they are queued
 	written     atomic.Int64 // entries written
 	batches     atomic.Int64 // transactions committed
 	failures    atomic.Int64 // failed transactions
@@ -79,7 +70,7 @@ type Writer struct {
 
 // WriterStats is a snapshot of the writer's figures.
 type WriterStats struct {
-	Pending       int64  `json:"pending"`         // answers waiting for the next write
+	Pending       int64  `json:"pending"`         // answers handed to the writer and neither written nor given up yet
 	Written       int64  `json:"written"`         // answers written since start
 	Batches       int64  `json:"batches"`         // transactions committed
 	Failures      int64  `json:"failures"`        // failed transactions
@@ -114,7 +105,10 @@ func NewWriter(store db.Store, cfg WriterConfig, log *slog.Logger) *Writer {
 
 // Put queues e for storage, waiting while the queue is full: back-pressure, never a drop. e must not be
 // modified afterwards.
-func (w *Writer) Put(e *db.Entry) { w.jobs <- job{put: e} }
+func (w *Writer) Put(e *db.Entry) {
+	w.accepted.Add(1) // before the send: once Put returns, Pending counts e until it is written or dropped
+	w.jobs <- job{put: e}
+}
 
 // TryTouch queues hit counts without waiting; false means the queue was full and the caller keeps them.
 func (w *Writer) TryTouch(t []db.Touch) bool {
@@ -151,11 +145,14 @@ func (w *Writer) Stop() {
 
 // Stats returns the writer's figures.
 func (w *Writer) Stats() WriterStats {
+	// Written and dropped are read before accepted: Pending may then overcount a put that was just written,
+	// but never reads 0 while an answer handed to Put before this call still waits.
 	s := WriterStats{
-		Pending: w.queued.Load(), Written: w.written.Load(), Batches: w.batches.Load(),
+		Written: w.written.Load(), Batches: w.batches.Load(),
 		Failures: w.failures.Load(), Dropped: w.dropped.Load(), LastBatchSize: w.lastBatch.Load(), Touches: w.touchesDone.Load(),
 		QueueDepth: len(w.jobs),
 	}
+	s.Pending = w.accepted.Load() - s.Written - s.Dropped
 	if p := w.lastErr.Load(); p != nil {
 		s.LastError = *p
 	}

@@ -55,7 +55,7 @@ func BenchmarkKeying(b *testing.B) {
 
 // BenchmarkPipelineMemoryHit drives the stages directly (no HTTP): keying → memory shard → hit pool → reply.
 func BenchmarkPipelineMemoryHit(b *testing.B) {
-	p := startProxy(b, startFake(b, fakeupstream.Options{}).URL(), true)
+	pipe := startPipeline(b, startFake(b, fakeupstream.Options{}).URL())
 	body := fakeupstream.ChatRequest(1)
 	submit := func() *pipeline.Request {
 		r := pipeline.Acquire()
@@ -63,7 +63,7 @@ func BenchmarkPipelineMemoryHit(b *testing.B) {
 		r.Arrived = time.Now()
 		r.Body = append(r.Body[:0], body...)
 		r.Controls = pipeline.DefaultControls(pipeline.ModeReadWrite)
-		p.pipe.Submit(r)
+		pipe.Submit(r)
 		return <-r.Done()
 	}
 	pipeline.Release(submit()) // the miss that fills the cache
@@ -125,9 +125,7 @@ func warmOn(b *testing.B, p *proxy, path string, bodies [][]byte) {
 	for _, body := range bodies {
 		post(b, c, path, body, req, resp)
 	}
-	if err := p.writer.Flush(); err != nil {
-		b.Fatal(err)
-	}
+	p.waitWritten(b)
 }
 
 // BenchmarkMiss compares the miss path (every request distinct, stored) with the same load sent straight

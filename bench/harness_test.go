@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net"
@@ -14,17 +15,15 @@ import (
 	"llmcache/bench/fakeupstream"
 	"llmcache/db"
 	"llmcache/httpx"
+	llmproxy "llmcache/httpx/proxy"
 	"llmcache/httpx/upstream"
 	"llmcache/pipeline"
 )
 
-// proxy is llmcache assembled as main.go assembles it, on a loopback port, for benchmarks.
+// proxy is llmcache as users run it — proxy.Start over the default configuration — on a loopback port.
 type proxy struct {
-	addr   string
-	store  *db.SQLite
-	writer *actors.Writer
-	pipe   *pipeline.Pipeline
-	server *httpx.Server
+	addr string
+	run  *llmproxy.Proxy
 }
 
 func startProxy(tb testing.TB, upstreamURL string, memory bool) *proxy {
@@ -41,39 +40,83 @@ func startProxyWith(tb testing.TB, upstreamURL string, tune func(*pipeline.Confi
 // startProxyFull is startProxy with the pipeline's and the front end's configs adjusted.
 func startProxyFull(tb testing.TB, upstreamURL string, tune func(*pipeline.Config), tuneHTTP func(*httpx.Config)) *proxy {
 	tb.Helper()
+	return startProxyConfig(tb, upstreamURL, func(c *llmproxy.Config) {
+		tune(&c.Pipeline)
+		tuneHTTP(&c.HTTP)
+	})
+}
+
+// startProxyConfig starts proxy.DefaultConfig() with one endpoint, "fake", at upstreamURL, a database in a
+// temporary directory and a free port, adjusted by tune.
+func startProxyConfig(tb testing.TB, upstreamURL string, tune func(*llmproxy.Config)) *proxy {
+	tb.Helper()
+	cfg := llmproxy.DefaultConfig()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.DatabaseURL = filepath.Join(tb.TempDir(), "cache.db")
+	cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	ep := pipeline.DefaultEndpoint(upstreamURL)
+	ep.Name = "fake"
+	cfg.Pipeline.Endpoints = []pipeline.Endpoint{ep}
+	tune(&cfg)
+	run, err := llmproxy.Start(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { run.Stop() })
+	return &proxy{addr: run.Addr().String(), run: run}
+}
+
+// figures is the part of GET /stats the benchmarks read.
+type figures struct {
+	Writer struct {
+		Pending int64 `json:"pending"`
+	} `json:"writer"`
+	ContextTrim struct {
+		Runs int64 `json:"runs"`
+	} `json:"context_trim"`
+}
+
+func (p *proxy) stats(tb testing.TB) figures {
+	tb.Helper()
+	status, body, err := fasthttp.Get(nil, "http://"+p.addr+"/stats")
+	var f figures
+	if err != nil || status != 200 || json.Unmarshal(body, &f) != nil {
+		tb.Fatalf("/stats: %d %v %s", status, err, body)
+	}
+	return f
+}
+
+// waitWritten waits until the writer has put every answer on disk.
+func (p *proxy) waitWritten(tb testing.TB) {
+	tb.Helper()
+	for deadline := time.Now().Add(time.Minute); p.stats(tb).Writer.Pending > 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			tb.Fatal("the writer did not write what waits within a minute")
+		}
+	}
+}
+
+// startPipeline assembles the pipeline alone, with the defaults users run, over a store in a temporary
+// directory: for benchmarks of the stages without HTTP.
+func startPipeline(tb testing.TB, upstreamURL string) *pipeline.Pipeline {
+	tb.Helper()
 	store, err := db.Open(filepath.Join(tb.TempDir(), "cache.db"), db.Options{})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	writer := actors.NewWriter(store, actors.WriterConfig{}, quiet)
+	writer := actors.NewWriter(store, actors.DefaultWriterConfig(), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	cfg := pipeline.DefaultConfig()
-	cfg.MaxConcurrentRequests = 256
-	ep := pipeline.DefaultEndpoint(upstreamURL)
-	ep.Name = "fake"
-	cfg.Endpoints = []pipeline.Endpoint{ep}
-	tune(&cfg)
+	cfg.Endpoints = []pipeline.Endpoint{pipeline.DefaultEndpoint(upstreamURL)}
 	pipe, err := pipeline.New(cfg, store, writer, upstream.New())
 	if err != nil {
 		tb.Fatal(err)
 	}
-	p := &proxy{store: store, writer: writer, pipe: pipe}
-	hc := httpx.Config{}
-	tuneHTTP(&hc)
-	p.server = httpx.New(hc, pipe, func() error { return nil })
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	p.addr = ln.Addr().String()
-	go p.server.Serve(ln)
 	tb.Cleanup(func() {
-		p.server.Shutdown()
-		p.pipe.Stop()
-		p.writer.Stop()
-		p.store.Close()
+		pipe.Stop()
+		writer.Stop()
+		store.Close()
 	})
-	return p
+	return pipe
 }
 
 // startFake starts the fake upstream for one benchmark.

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"io"
 	"log/slog"
+	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	"llmcache/actors"
 	"llmcache/bench/fakeupstream"
 	"llmcache/db"
+	llmproxy "llmcache/httpx/proxy"
 )
 
 // BenchmarkHitDuringMaintenance measures SQLite-hit latency (memory layer off, so every hit reads the
@@ -28,27 +30,27 @@ func BenchmarkHitDuringMaintenance(b *testing.B) {
 			name = "maintenance=on"
 		}
 		b.Run(name, func(b *testing.B) {
-			p := startProxy(b, fake.URL(), false)
+			dbPath := filepath.Join(b.TempDir(), "cache.db")
+			if withMaintenance {
+				fillExpired(b, dbPath, 100_000)
+			}
+			p := startProxyConfig(b, fake.URL(), func(c *llmproxy.Config) {
+				c.DatabaseURL = dbPath
+				c.Pipeline.MemoryEnabled = false
+				c.Maintenance = nil // started below, once the hits are warm
+			})
 			bodies := make([][]byte, 64)
 			for i := range bodies {
 				bodies[i] = fakeupstream.ChatRequest(i)
 			}
 			warm(b, p, bodies)
 			if withMaintenance {
-				expired := time.Now().Add(-time.Hour).UnixMilli()
-				body := make([]byte, 1024)
-				for i := range 100_000 {
-					var k [8]byte
-					binary.LittleEndian.PutUint64(k[:], uint64(i))
-					p.writer.Put(&db.Entry{Key: sha256.Sum256(k[:]), Body: body, ContentType: "application/json", Kind: "chat",
-						CreatedAt: expired, ExpiresAt: expired + 1})
-				}
-				if err := p.writer.Flush(); err != nil {
-					b.Fatal(err)
-				}
-				m := actors.NewMaintenance(actors.MaintenanceConfig{OnStartup: true, Interval: time.Hour}, p.writer, p.store,
-					slog.New(slog.NewTextHandler(io.Discard, nil)))
-				b.Cleanup(m.Stop)
+				// A second proxy's maintenance on the same file: its writer deletes while this one's readers hit.
+				startProxyConfig(b, fake.URL(), func(c *llmproxy.Config) {
+					c.DatabaseURL = dbPath
+					m := actors.DefaultMaintenanceConfig()
+					c.Maintenance = &m
+				})
 			}
 			c := client(p.addr)
 			var mu sync.Mutex
@@ -77,5 +79,26 @@ func BenchmarkHitDuringMaintenance(b *testing.B) {
 				b.ReportMetric(float64(all[len(all)*99/100].Microseconds()), "p99-µs")
 			}
 		})
+	}
+}
+
+// fillExpired writes n expired 1 KB entries into the database at path.
+func fillExpired(b *testing.B, path string, n int) {
+	store, err := db.Open(path, db.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	writer := actors.NewWriter(store, actors.DefaultWriterConfig(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	expired := time.Now().Add(-time.Hour).UnixMilli()
+	body := make([]byte, 1024)
+	for i := range n {
+		var k [8]byte
+		binary.LittleEndian.PutUint64(k[:], uint64(i))
+		writer.Put(&db.Entry{Key: sha256.Sum256(k[:]), Body: body, ContentType: "application/json", Kind: "chat",
+			CreatedAt: expired, ExpiresAt: expired + 1})
+	}
+	writer.Stop()
+	if err := store.Close(); err != nil {
+		b.Fatal(err)
 	}
 }

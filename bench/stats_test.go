@@ -1,24 +1,18 @@
 package bench
 
 import (
-	"io"
-	"log/slog"
-	"strconv"
 	"testing"
 	"time"
 
-	"github.com/VictoriaMetrics/metrics"
+	"github.com/valyala/fasthttp"
 
-	"llmcache/actors"
 	"llmcache/bench/fakeupstream"
-	"llmcache/httpx"
 	"llmcache/pipeline"
 )
 
-// BenchmarkHitStats is the cost of statistics on the memory-hit path: the same hits with the request
-// counters off, and with them on plus a request-duration histogram per answer (as main's /metrics has),
-// the stats actor sampling the counters and a scraper reading them ten times a second (a busy /stats,
-// /metrics and dashboard), in one run.
+// BenchmarkHitStats is the cost of statistics on the memory-hit path: the proxy as users run it (request
+// counters, the request-duration histogram, the stats actor) with a scraper reading /stats and /metrics ten
+// times a second, against the same proxy with its request counters off and nobody scraping, in one run.
 func BenchmarkHitStats(b *testing.B) {
 	fake := startFake(b, fakeupstream.Options{})
 	body := fakeupstream.ChatRequest(1)
@@ -28,22 +22,8 @@ func BenchmarkHitStats(b *testing.B) {
 			name = "stats=on"
 		}
 		b.Run(name, func(b *testing.B) {
-			var durations [pipeline.NumKinds]*metrics.PrometheusHistogram
-			set := metrics.NewSet()
-			for k := range durations {
-				durations[k] = set.NewPrometheusHistogram(`llmcache_request_duration_seconds{route="` + strconv.Itoa(k) + `"}`)
-			}
-			p := startProxyFull(b, fake.URL(), func(c *pipeline.Config) { c.MemoryEnabled, c.NoStats = true, !on }, func(h *httpx.Config) {
-				if on {
-					h.Observe = func(k pipeline.Kind, _ *pipeline.Response, took time.Duration) { durations[k].Update(took.Seconds()) }
-				}
-			})
+			p := startProxyWith(b, fake.URL(), func(c *pipeline.Config) { c.NoStats = !on })
 			if on {
-				st := actors.NewStats(actors.StatsConfig{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-				st.Start(func() actors.StatsSample {
-					c := p.pipe.Counts()
-					return actors.StatsSample{Hits: c.Hits(), Fetched: c.Fetched()}
-				}, nil)
 				stop := make(chan struct{})
 				go func() {
 					t := time.NewTicker(100 * time.Millisecond)
@@ -51,14 +31,14 @@ func BenchmarkHitStats(b *testing.B) {
 					for {
 						select {
 						case <-t.C:
-							p.pipe.Counts()
-							st.View()
+							fasthttp.Get(nil, "http://"+p.addr+"/stats")
+							fasthttp.Get(nil, "http://"+p.addr+"/metrics")
 						case <-stop:
 							return
 						}
 					}
 				}()
-				b.Cleanup(func() { close(stop); st.Stop() })
+				b.Cleanup(func() { close(stop) })
 			}
 			warm(b, p, [][]byte{body})
 			measure(b, p.addr, func() []byte { return body }, nil)

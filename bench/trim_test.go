@@ -151,7 +151,7 @@ func BenchmarkHitTrim(b *testing.B) {
 			})
 			warm(b, p, [][]byte{body})
 			measure(b, p.addr, func() []byte { return body }, nil)
-			if n := p.pipe.Counts().TrimRuns; on && n != 1 {
+			if n := p.stats(b).ContextTrim.Runs; on && n != 1 {
 				b.Fatalf("context trimming ran %d times, want once (the miss)", n)
 			}
 		})

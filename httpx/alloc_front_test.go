@@ -3,43 +3,19 @@
 package httpx
 
 import (
-	"io"
-	"log/slog"
-	"path/filepath"
 	"testing"
 
 	"github.com/valyala/fasthttp"
 
-	"llmcache/actors"
 	"llmcache/bench/fakeupstream"
-	"llmcache/db"
-	"llmcache/httpx/upstream"
 	"llmcache/pipeline"
-	"llmcache/pipeline/wire"
 )
 
 // TestMemoryHitAllocsWithGuards is TestMemoryHitAllocs with what a shared proxy turns on: a loopback
 // bind's Host check, client keys with a namespace, and a Connection header to read. They allocate nothing
 // per request either.
 func TestMemoryHitAllocsWithGuards(t *testing.T) {
-	fake, err := fakeupstream.Start(fakeupstream.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fake.Close()
-	store, err := db.Open(filepath.Join(t.TempDir(), "cache.db"), db.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	writer := actors.NewWriter(store, actors.WriterConfig{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	defer writer.Stop()
-	pipe, err := pipeline.New(pipeline.Config{MemoryEnabled: true, Endpoints: []pipeline.Endpoint{{Target: wire.Target{Name: "fake", URL: fake.URL()}, Weight: 1, APIKey: "sk-own"}}},
-		store, writer, upstream.New())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pipe.Stop()
+	pipe := testPipeline(t, func(e *pipeline.Endpoint) { e.APIKey = "sk-own" })
 	s := New(Config{Listen: "127.0.0.1:4321", ClientKeys: []ClientKey{{Key: "other", Namespace: "team-b"}, {Key: "key-a", Namespace: "team-a"}}},
 		pipe, func() error { return nil })
 

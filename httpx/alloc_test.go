@@ -3,44 +3,20 @@
 package httpx
 
 import (
-	"io"
-	"log/slog"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
 
-	"llmcache/actors"
 	"llmcache/bench/fakeupstream"
-	"llmcache/db"
-	"llmcache/httpx/upstream"
 	"llmcache/pipeline"
 )
 
 // TestMemoryHitAllocs proves that a memory hit, from the front end's handler through every stage and
 // back, allocates nothing per request (STYLE habit 6). It runs without -race, which allocates itself.
 func TestMemoryHitAllocs(t *testing.T) {
-	fake, err := fakeupstream.Start(fakeupstream.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fake.Close()
-	store, err := db.Open(filepath.Join(t.TempDir(), "cache.db"), db.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	writer := actors.NewWriter(store, actors.WriterConfig{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	defer writer.Stop()
-	cfg := pipeline.DefaultConfig()
-	cfg.Endpoints = []pipeline.Endpoint{pipeline.DefaultEndpoint(fake.URL())}
-	pipe, err := pipeline.New(cfg, store, writer, upstream.New())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pipe.Stop()
+	pipe := testPipeline(t, nil)
 	// As main wires it: every answer updates a request-duration histogram.
 	durations := metrics.NewSet().NewPrometheusHistogram("llmcache_request_duration_seconds")
 	s := New(Config{Observe: func(_ pipeline.Kind, _ *pipeline.Response, took time.Duration) { durations.Update(took.Seconds()) }},

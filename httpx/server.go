@@ -25,10 +25,10 @@ import (
 
 // Config holds the front end's knobs.
 type Config struct {
-	MaxBodyBytes    int                   // max_body_bytes: larger bodies get 413; default 32 MiB
-	MaxHeaderBytes  int                   // max_header_bytes: a larger request line and headers get 431; default 64 KiB
+	MaxBodyBytes    int                   // max_body_bytes: larger bodies get 413
+	MaxHeaderBytes  int                   // max_header_bytes: a larger request line and headers get 431
 	DefaultMode     pipeline.Mode         // cache_mode: the mode of requests that do not set one
-	ShutdownTimeout time.Duration         // shutdown_timeout_seconds: how long Shutdown waits for requests in flight; default 30 s
+	ShutdownTimeout time.Duration         // shutdown_timeout_seconds: how long Shutdown waits for requests in flight
 	Activity        *actors.Activity      // told of every request, for the idle flush; nil = nobody listens
 	AdminToken      string                // admin_token: when set, the admin API wants it as a Bearer token
 	Stats           func() any            // the figures GET /stats renders as JSON; nil = no /stats route
@@ -45,6 +45,11 @@ type Config struct {
 	// Listen is the address the server listens on: on a loopback one, requests for a Host that is not a
 	// loopback name or address are refused (DNS rebinding). "" = not known, no Host check.
 	Listen string
+}
+
+// DefaultConfig is the front end's configuration with every default.
+func DefaultConfig() Config {
+	return Config{MaxBodyBytes: 32 << 20, MaxHeaderBytes: 64 << 10, DefaultMode: pipeline.ModeReadWrite, ShutdownTimeout: 30 * time.Second}
 }
 
 // Health reports whether the proxy can do its job; a nil error means healthy.
@@ -64,14 +69,15 @@ type Server struct {
 
 // New builds the front end over pipe.
 func New(cfg Config, pipe *pipeline.Pipeline, health Health) *Server {
+	d := DefaultConfig()
 	if cfg.MaxBodyBytes <= 0 {
-		cfg.MaxBodyBytes = 32 << 20
+		cfg.MaxBodyBytes = d.MaxBodyBytes
 	}
 	if cfg.MaxHeaderBytes <= 0 {
-		cfg.MaxHeaderBytes = 64 << 10
+		cfg.MaxHeaderBytes = d.MaxHeaderBytes
 	}
 	if cfg.ShutdownTimeout <= 0 {
-		cfg.ShutdownTimeout = 30 * time.Second
+		cfg.ShutdownTimeout = d.ShutdownTimeout
 	}
 	s := &Server{cfg: cfg, pipe: pipe, health: health, loopback: loopbackBind(cfg.Listen), keys: newClientKeys(cfg.ClientKeys)}
 	s.debug = cfg.Log != nil && cfg.Log.Enabled(context.Background(), slog.LevelDebug)

@@ -137,7 +137,7 @@ func DefaultConfig() Config {
 		ModelsTTL:             60 * time.Second,
 		MaxEmbeddingInputs:    2048,
 		MaxAnswerBytes:        64 << 20,
-		RecentGrace:           2 * time.Second,
+		RecentGrace:           1400 * time.Millisecond, // twice the writer's default flush interval and a second
 		MemoryEnabled:         true,
 		MemoryMaxItems:        10000,
 		MemoryMaxBytes:        256 << 20,

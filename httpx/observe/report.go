@@ -1,13 +1,10 @@
-package main
+package observe
 
 import (
-	"io"
 	"math"
 	"time"
 
 	"llmcache/actors"
-	"llmcache/db"
-	"llmcache/httpx/dashboard"
 	"llmcache/pipeline"
 )
 
@@ -16,23 +13,24 @@ import (
 type statsReport struct {
 	UptimeSeconds      float64            `json:"uptime_seconds"`
 	Requests           requestStats       `json:"requests"`
-	HitRate            float64            `json:"hit_rate"`             // hits / (hits + fetched answers), since start
+	HitRate            float64            `json:"hit_rate"`             // pipeline.HitRate since start; 0 before anything counted
 	HitRateLastMinute  *float64           `json:"hit_rate_last_minute"` // null when nothing was answered in the last minute
 	RequestsLastMinute int64              `json:"requests_last_minute"`
 	TokensSaved        int64              `json:"tokens_saved"` // upstream total_tokens of the answers hits served
 	Memory             memoryStats        `json:"memory"`
 	Upstream           upstreamStats      `json:"upstream"`
 	Writer             actors.WriterStats `json:"writer"`
-	Store              *db.Stats          `json:"store,omitempty"`
+	Store              *StoreFigures      `json:"store,omitempty"`
 	StoreError         string             `json:"store_error,omitempty"`
 	DBReadErrors       int64              `json:"store_read_errors"` // failed SQLite reads, answered as misses
 	Maintenance        *maintenanceStats  `json:"maintenance,omitempty"`
+	IdleFlushes        *int64             `json:"idle_flushes,omitempty"` // idle flushes done; absent when [idle_flush] is off
 	ContextTrim        contextTrimStats   `json:"context_trim"`
 	DroppedReports     int64              `json:"stats_dropped_reports"` // upstream latency reports the stats actor had no room for
 }
 
 type requestStats struct {
-	Total      int64                       `json:"total"`
+	Total      int64                       `json:"total"` // every request answered, every route and outcome
 	MemoryHits int64                       `json:"memory_hits"`
 	DBHits     int64                       `json:"db_hits"`
 	Misses     int64                       `json:"misses"`
@@ -97,11 +95,12 @@ type maintenanceStats struct {
 	LastDurationMS  int64 `json:"last_duration_ms"`
 }
 
-func (a *app) stats() any {
-	c := a.pipe.Counts()
-	v := a.statsActor.View()
+// Report is GET /stats.
+func (s *Sources) Report() any {
+	c := s.Pipeline.Counts()
+	v := s.Stats.View()
 	r := statsReport{
-		UptimeSeconds: time.Since(a.started).Seconds(),
+		UptimeSeconds: time.Since(s.Started).Seconds(),
 		Requests: requestStats{MemoryHits: c.Outcome(pipeline.OutcomeMemoryHit), DBHits: c.Outcome(pipeline.OutcomeDBHit),
 			Misses: c.Outcome(pipeline.OutcomeMiss), Coalesced: c.Outcome(pipeline.OutcomeCoalesced),
 			Refreshes: c.Outcome(pipeline.OutcomeRefresh), Bypasses: c.Outcome(pipeline.OutcomeBypass),
@@ -113,7 +112,7 @@ func (a *app) stats() any {
 		DBReadErrors:       c.DBReadErrors,
 		Upstream: upstreamStats{Calls: c.UpstreamCalls, Errors: c.UpstreamErrors, Retries: c.Retries, InFlight: c.UpstreamInFlight,
 			Queued: c.Queued, Waiting: c.Waiting, Endpoints: []endpointStats{}},
-		Writer:         a.writer.Stats(),
+		Writer:         s.Writer.Stats(),
 		DroppedReports: v.Dropped,
 		ContextTrim:    contextTrimStats{Runs: c.TrimRuns, TrimmedRequests: c.Trimmed, DroppedMessages: c.TrimDropped, Overflows: c.TrimOverflows},
 	}
@@ -125,17 +124,15 @@ func (a *app) stats() any {
 		m := map[string]int64{}
 		for o := range pipeline.NumOutcomes {
 			m[o.String()] = c.Requests[k][o]
-			r.Requests.Total += c.Requests[k][o]
 		}
 		r.Requests.ByRoute[route] = m
 	}
-	if !math.IsNaN(v.HitRateLastMinute) {
-		r.HitRateLastMinute = &v.HitRateLastMinute
+	if rate, ok := pipeline.HitRate(v.HitsLastMinute, v.FetchedLastMinute); ok {
+		r.HitRateLastMinute = &rate
 	}
-	if hits, total := c.Hits(), c.Hits()+c.Fetched(); total > 0 {
-		r.HitRate = float64(hits) / float64(total)
-	}
-	for _, e := range a.pipe.Endpoints() {
+	r.Requests.Total = c.Total()
+	r.HitRate, _ = c.HitRate()
+	for _, e := range s.Pipeline.Endpoints() {
 		es := endpointStats{Name: e.Name, Health: e.Health.String(), Weight: e.Weight,
 			Calls: e.Calls, Retries: e.Retries, Ejections: e.Ejections, InFlight: e.InFlight, Errors: e.Errors,
 			LatencyMeanMS: e.LatencyMeanMS, LastError: e.LastError}
@@ -144,93 +141,19 @@ func (a *app) stats() any {
 		}
 		r.Upstream.Endpoints = append(r.Upstream.Endpoints, es)
 	}
-	if st, err := a.store.Stats(); err != nil {
+	if st, err := s.Store(); err != nil {
 		r.StoreError = err.Error()
 	} else {
 		r.Store = &st
 	}
-	if a.maint != nil {
-		last, runs := a.maint.Last()
+	if s.Maintenance != nil {
+		last, runs := s.Maintenance.Last()
 		r.Maintenance = &maintenanceStats{Runs: runs, LastExpired: last.Expired, LastUnused: last.Unused, LastEvicted: last.Evicted,
 			LastBytesBefore: last.BytesBefore, LastBytesAfter: last.BytesAfter, LastDurationMS: last.Duration.Milliseconds()}
 	}
+	if s.IdleFlush != nil {
+		n := s.IdleFlush.Runs()
+		r.IdleFlushes = &n
+	}
 	return r
-}
-
-// statsSample gives the stats actor the running totals it samples.
-func (a *app) statsSample() actors.StatsSample {
-	c := a.pipe.Counts()
-	s := actors.StatsSample{Hits: c.Hits(), Fetched: c.Fetched()}
-	s.Other = c.Outcome(pipeline.OutcomeCoalesced) + c.Outcome(pipeline.OutcomeError)
-	return s
-}
-
-// summary is the periodic log line: enough to follow a long evaluation run from its log alone.
-func (a *app) summary(v *actors.StatsView) []any {
-	c := a.pipe.Counts()
-	w := a.writer.Stats()
-	attrs := []any{"requests", c.Hits() + c.Fetched() + c.Outcome(pipeline.OutcomeCoalesced) + c.Outcome(pipeline.OutcomeError),
-		"last_minute", v.RequestsLastMinute, "hits", c.Hits(), "misses", c.Fetched(), "coalesced", c.Outcome(pipeline.OutcomeCoalesced),
-		"errors", c.Outcome(pipeline.OutcomeError), "tokens_saved", c.TokensSaved,
-		"upstream_calls", c.UpstreamCalls, "upstream_errors", c.UpstreamErrors, "retries", c.Retries,
-		"in_flight", c.UpstreamInFlight, "queued", c.Queued, "memory_entries", c.MemoryEntries, "writer_pending", w.Pending}
-	if total := c.Hits() + c.Fetched(); total > 0 {
-		attrs = append(attrs, "hit_rate", math.Round(float64(c.Hits())/float64(total)*1000)/1000)
-	}
-	if !math.IsNaN(v.HitRateLastMinute) {
-		attrs = append(attrs, "hit_rate_last_minute", math.Round(v.HitRateLastMinute*1000)/1000)
-	}
-	for _, e := range a.pipe.Endpoints() {
-		if e.Health != pipeline.Healthy {
-			attrs = append(attrs, "endpoint_"+e.Name, e.Health.String())
-		}
-	}
-	return attrs
-}
-
-// dashboard renders GET /dashboard from the same figures as /stats.
-func (a *app) dashboard(w io.Writer) error {
-	c := a.pipe.Counts()
-	v := a.statsActor.View()
-	d := dashboard.View{
-		Now: time.Now(), Uptime: time.Since(a.started), RefreshSeconds: 10,
-		HitRate: math.NaN(), HitRateLastMinute: v.HitRateLastMinute,
-		TokensSaved: c.TokensSaved, MemoryEntries: c.MemoryEntries, MemoryBytes: c.MemoryBytes, DBEntries: -1, DBBytes: -1,
-		UpstreamInFlight: c.UpstreamInFlight, Queued: c.Queued,
-	}
-	for o := range pipeline.NumOutcomes {
-		n := c.Outcome(o)
-		d.Requests += n
-		d.Outcomes = append(d.Outcomes, dashboard.Count{Name: o.String(), Value: n})
-	}
-	if total := c.Hits() + c.Fetched(); total > 0 {
-		d.HitRate = float64(c.Hits()) / float64(total)
-	}
-	if st, err := a.store.Stats(); err == nil {
-		d.DBEntries, d.DBBytes = st.Entries, st.FileBytes+st.WALBytes
-	}
-	ws := a.writer.Stats()
-	d.WriterPending, d.WriterLastError = ws.Pending, ws.LastError
-	for _, p := range v.Series {
-		pt := dashboard.Point{At: p.At, HitRate: math.NaN(), LatencyP50MS: p.LatencyP50MS, LatencyP99MS: p.LatencyP99MS}
-		if p.Seconds > 0 {
-			pt.RequestsPerSecond = float64(p.Requests) / p.Seconds
-		}
-		if p.Hits+p.Fetched > 0 {
-			pt.HitRate = float64(p.Hits) / float64(p.Hits+p.Fetched)
-		}
-		d.Series = append(d.Series, pt)
-	}
-	for _, e := range a.pipe.Endpoints() {
-		de := dashboard.Endpoint{Name: e.Name, Health: e.Health.String(), Weight: e.Weight, Calls: e.Calls, Retries: e.Retries,
-			Ejections: e.Ejections, InFlight: e.InFlight, LastError: e.LastError, LatencyP50MS: math.NaN(), LatencyP99MS: math.NaN()}
-		for _, n := range e.Errors {
-			de.Errors += n
-		}
-		if q, ok := v.Latency[e.Name]; ok {
-			de.LatencyP50MS, de.LatencyP99MS = q.P50MS, q.P99MS
-		}
-		d.Endpoints = append(d.Endpoints, de)
-	}
-	return dashboard.Render(w, &d)
 }

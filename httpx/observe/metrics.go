@@ -1,4 +1,4 @@
-package main
+package observe
 
 import (
 	"io"
@@ -12,15 +12,15 @@ import (
 	"llmcache/pipeline"
 )
 
-// promMetrics is GET /metrics: the figures of /stats as Prometheus counters, gauges and histograms,
+// Metrics is GET /metrics: the figures of /stats as Prometheus counters, gauges and histograms,
 // exposed by VictoriaMetrics/metrics. The hot path keeps its own atomic counters; a scrape copies them
 // into the set, then the library writes the exposition. A series appears once what it counts has
 // happened: a route and outcome that never occurred (most of them, on most proxies) would otherwise fill
 // the page with zeros, a histogram's worth of buckets each.
-type promMetrics struct {
+type Metrics struct {
 	mu  sync.Mutex // one scrape at a time: the copy and the write go together
 	set *metrics.Set
-	app *app
+	src *Sources // set by Serve
 
 	// durations are llmcache_request_duration_seconds by route and outcome, each made at the first
 	// request it counts; a request after that only loads a pointer (no name to build, no map to look up).
@@ -28,9 +28,10 @@ type promMetrics struct {
 	durationNames [pipeline.NumKinds][pipeline.NumOutcomes]string // "" for routes not counted
 }
 
-func newPromMetrics() *promMetrics {
+// NewMetrics makes the set; Serve gives it its sources.
+func NewMetrics() *Metrics {
 	metrics.ExposeMetadata(true) // # TYPE lines, so counters and gauges parse as such
-	m := &promMetrics{set: metrics.NewSet()}
+	m := &Metrics{set: metrics.NewSet()}
 	for k := range pipeline.NumKinds {
 		route := pipeline.Kind(k).Route()
 		if route == "other" {
@@ -49,9 +50,9 @@ func newPromMetrics() *promMetrics {
 // included, for every series.
 var latencyBuckets = []float64{0.001, 0.005, 0.025, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600}
 
-// observe records one answered request (httpx.Config.Observe): the time to its answer's headers, by route
-// and outcome.
-func (m *promMetrics) observe(kind pipeline.Kind, resp *pipeline.Response, took time.Duration) {
+// Observe records one answered request (httpx.Config.Observe): the time to its answer's headers, by route
+// and outcome. It allocates nothing once the route and outcome have been seen.
+func (m *Metrics) Observe(kind pipeline.Kind, resp *pipeline.Response, took time.Duration) {
 	if int(kind) >= pipeline.NumKinds {
 		return
 	}
@@ -99,30 +100,37 @@ func label(name string, kv ...string) string {
 	return b.String()
 }
 
-func (m *promMetrics) counter(name string, v int64) {
+func (m *Metrics) counter(name string, v int64) {
 	m.set.GetOrCreateCounter(name).Set(uint64(max(v, 0)))
 }
 
 // occurred sets a counter of a labelled family, whose series appear only once their count is above zero.
 // Counts only grow, so a series never disappears once shown.
-func (m *promMetrics) occurred(name string, v int64) {
+func (m *Metrics) occurred(name string, v int64) {
 	if v > 0 {
 		m.counter(name, v)
 	}
 }
-func (m *promMetrics) gauge(name string, v float64) { m.set.GetOrCreateGauge(name, nil).Set(v) }
+func (m *Metrics) gauge(name string, v float64) { m.set.GetOrCreateGauge(name, nil).Set(v) }
 
-// latency is the upstream latency histogram of one endpoint, fed by the stats actor.
-func (m *promMetrics) latency(endpoint string) *metrics.PrometheusHistogram {
+// Latency is the upstream latency histogram of one endpoint, fed by the stats actor.
+func (m *Metrics) Latency(endpoint string) *metrics.PrometheusHistogram {
 	return m.set.GetOrCreatePrometheusHistogramExt(label("llmcache_upstream_request_duration_seconds", "endpoint", endpoint), latencyBuckets)
 }
 
-// write copies the current figures into the set and writes the exposition to w.
-func (m *promMetrics) write(w io.Writer) {
+// Serve makes src the figures Write reads.
+func (m *Metrics) Serve(src *Sources) {
+	m.mu.Lock()
+	m.src = src
+	m.mu.Unlock()
+}
+
+// Write copies the current figures into the set and writes the exposition to w.
+func (m *Metrics) Write(w io.Writer) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	a := m.app
-	c := a.pipe.Counts()
+	a := m.src
+	c := a.Pipeline.Counts()
 	for k := range pipeline.NumKinds {
 		route := pipeline.Kind(k).Route()
 		if route == "other" {
@@ -133,8 +141,8 @@ func (m *promMetrics) write(w io.Writer) {
 		}
 	}
 	m.counter("llmcache_tokens_saved_total", c.TokensSaved)
-	if total := c.Hits() + c.Fetched(); total > 0 { // DESIGN §8 asks for the hit rate itself, as /stats has it
-		m.gauge("llmcache_hit_ratio", float64(c.Hits())/float64(total))
+	if rate, ok := c.HitRate(); ok { // the hit rate itself, as /stats has it
+		m.gauge("llmcache_hit_ratio", rate)
 	}
 	m.counter("llmcache_context_trim_runs_total", c.TrimRuns)
 	m.counter("llmcache_context_trim_trimmed_total", c.Trimmed)
@@ -144,7 +152,7 @@ func (m *promMetrics) write(w io.Writer) {
 	m.gauge("llmcache_upstream_queued", float64(c.Queued))
 	m.gauge("llmcache_memory_entries", float64(c.MemoryEntries))
 	m.gauge("llmcache_memory_bytes", float64(c.MemoryBytes))
-	for _, e := range a.pipe.Endpoints() {
+	for _, e := range a.Pipeline.Endpoints() {
 		ep := e.Name
 		m.counter(label("llmcache_upstream_calls_total", "endpoint", ep), e.Calls)
 		m.counter(label("llmcache_upstream_retries_total", "endpoint", ep), e.Retries)
@@ -159,7 +167,7 @@ func (m *promMetrics) write(w io.Writer) {
 			m.occurred(label("llmcache_upstream_errors_total", "endpoint", ep, "kind", kind), n)
 		}
 	}
-	w1 := a.writer.Stats()
+	w1 := a.Writer.Stats()
 	m.gauge("llmcache_writer_pending", float64(w1.Pending))
 	m.gauge("llmcache_writer_queue_depth", float64(w1.QueueDepth))
 	m.gauge("llmcache_writer_last_batch_size", float64(w1.LastBatchSize))
@@ -167,17 +175,17 @@ func (m *promMetrics) write(w io.Writer) {
 	m.counter("llmcache_writer_batches_total", w1.Batches)
 	m.counter("llmcache_writer_failures_total", w1.Failures)
 	m.counter("llmcache_writer_dropped_total", w1.Dropped)
-	if st, err := a.store.Stats(); err == nil {
+	if st, err := a.Store(); err == nil {
 		m.gauge("llmcache_db_entries", float64(st.Entries))
 		m.gauge("llmcache_db_bytes", float64(st.FileBytes+st.WALBytes))
 	}
-	if a.maint != nil {
-		last, runs := a.maint.Last()
+	if a.Maintenance != nil {
+		last, runs := a.Maintenance.Last()
 		m.counter("llmcache_maintenance_runs_total", runs)
 		m.gauge("llmcache_maintenance_last_deleted", float64(last.Expired+last.Unused+last.Evicted))
 	}
-	if a.statsActor != nil {
-		m.counter("llmcache_stats_reports_dropped_total", a.statsActor.View().Dropped)
+	if a.Stats != nil {
+		m.counter("llmcache_stats_reports_dropped_total", a.Stats.View().Dropped)
 	}
 	m.set.WritePrometheus(w)
 }

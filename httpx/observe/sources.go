@@ -1,0 +1,65 @@
+// Package observe turns what the stages count into what operators read: GET /stats (JSON), GET /metrics
+// (Prometheus text), the dashboard's view and the periodic summary log line. Every figure comes from the
+// same sources, read the same way: a request's outcome as the pipeline counted it, and the one hit-rate
+// definition, pipeline.HitRate.
+package observe
+
+import (
+	"math"
+	"time"
+
+	"llmcache/actors"
+	"llmcache/pipeline"
+)
+
+// StoreFigures is the persistent tier's size, as the store reports it.
+type StoreFigures struct {
+	Entries   int64 `json:"entries"`    // rows of cached answers
+	FileBytes int64 `json:"file_bytes"` // the database file
+	WALBytes  int64 `json:"wal_bytes"`  // its write-ahead log
+	PageSize  int64 `json:"page_size"`
+	PageCount int64 `json:"page_count"`
+	FreePages int64 `json:"free_pages"` // reclaimable by incremental vacuum
+}
+
+// Sources are what the figures are read from.
+type Sources struct {
+	Started     time.Time
+	Pipeline    *pipeline.Pipeline
+	Writer      *actors.Writer
+	Stats       *actors.Stats
+	Maintenance *actors.Maintenance          // nil: [cache_maintenance] off
+	IdleFlush   *actors.IdleFlusher          // nil: [idle_flush] off
+	Store       func() (StoreFigures, error) // may count rows: called on demand only
+}
+
+// Sample gives the stats actor the running totals it samples.
+func (s *Sources) Sample() actors.StatsSample {
+	c := s.Pipeline.Counts()
+	return actors.StatsSample{Hits: c.Hits(), Fetched: c.Fetched(),
+		Other: c.Outcome(pipeline.OutcomeCoalesced) + c.Outcome(pipeline.OutcomeError)}
+}
+
+// Summary is the periodic log line's attributes: enough to follow a long evaluation run from its log alone.
+func (s *Sources) Summary(v *actors.StatsView) []any {
+	c := s.Pipeline.Counts()
+	w := s.Writer.Stats()
+	attrs := []any{"requests", c.Total(), "last_minute", v.RequestsLastMinute, "hits", c.Hits(), "misses", c.Fetched(),
+		"coalesced", c.Outcome(pipeline.OutcomeCoalesced), "errors", c.Outcome(pipeline.OutcomeError), "tokens_saved", c.TokensSaved,
+		"upstream_calls", c.UpstreamCalls, "upstream_errors", c.UpstreamErrors, "retries", c.Retries,
+		"in_flight", c.UpstreamInFlight, "queued", c.Queued, "memory_entries", c.MemoryEntries, "writer_pending", w.Pending}
+	if rate, ok := c.HitRate(); ok {
+		attrs = append(attrs, "hit_rate", round3(rate))
+	}
+	if rate, ok := pipeline.HitRate(v.HitsLastMinute, v.FetchedLastMinute); ok {
+		attrs = append(attrs, "hit_rate_last_minute", round3(rate))
+	}
+	for _, e := range s.Pipeline.Endpoints() {
+		if e.Health != pipeline.Healthy {
+			attrs = append(attrs, "endpoint_"+e.Name, e.Health.String())
+		}
+	}
+	return attrs
+}
+
+func round3(v float64) float64 { return math.Round(v*1000) / 1000 }

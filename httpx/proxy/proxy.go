@@ -1,0 +1,203 @@
+// Package proxy assembles a whole llmcache from one Config: the upstream transport, the stats actor, the
+// store, the writer, the pipeline, the idle flush and maintenance actors, and the front end on its
+// listener. It is the composition root — the one package that imports every layer — so that main, the
+// end-to-end tests and the benchmarks all run the same proxy, built the same way.
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"llmcache/actors"
+	"llmcache/db"
+	"llmcache/httpx"
+	"llmcache/httpx/observe"
+	"llmcache/httpx/upstream"
+	"llmcache/pipeline"
+	"llmcache/pipeline/wire"
+)
+
+// Config is a whole proxy's configuration: each package's own, composed.
+type Config struct {
+	Listen      string // the address to listen on; "127.0.0.1:0" picks a free port
+	DatabaseURL string // the SQLite file (a path or a sqlite:// URL)
+	UseCurl     bool   // upstream calls through the curl binary instead of the built-in client
+	Upstream    upstream.Options
+	Pipeline    pipeline.Config
+	HTTP        httpx.Config
+	Writer      actors.WriterConfig
+	IdleFlush   *actors.IdleConfig        // nil: [idle_flush] off
+	Maintenance *actors.MaintenanceConfig // nil: [cache_maintenance] off
+	Stats       actors.StatsConfig
+	Log         *slog.Logger // nil: slog.Default()
+}
+
+// DefaultConfig is every package's defaults, with no endpoint.
+func DefaultConfig() Config {
+	idle, maint := actors.DefaultIdleConfig(), actors.DefaultMaintenanceConfig()
+	return Config{
+		Listen:      "127.0.0.1:4321",
+		DatabaseURL: "cache.db",
+		Upstream:    upstream.Options{UseProxy: true},
+		Pipeline:    pipeline.DefaultConfig(),
+		HTTP:        httpx.DefaultConfig(),
+		Writer:      actors.DefaultWriterConfig(),
+		IdleFlush:   &idle,
+		Maintenance: &maint,
+		Stats:       actors.DefaultStatsConfig(),
+	}
+}
+
+// Proxy is a running llmcache. Start makes it; Stop stops it.
+type Proxy struct {
+	log     *slog.Logger
+	addr    net.Addr
+	served  chan error
+	writer  *actors.Writer
+	pipe    *pipeline.Pipeline
+	sources *observe.Sources
+	// closers undo what Start did, last first: Stop runs them all, and a Start that fails runs those
+	// pushed so far. Start's order makes that the order that loses nothing: the front end (requests in
+	// flight are answered), the actors that send the writer jobs, the pipeline (flights and upstream
+	// calls end), the writer (it drains what waits and checkpoints), the store, then the rest.
+	closers []closer
+}
+
+type closer struct {
+	what string
+	fn   func() error
+}
+
+func (p *Proxy) push(what string, fn func() error) { p.closers = append(p.closers, closer{what, fn}) }
+
+// unwind runs every closer, last first, and joins their errors.
+func (p *Proxy) unwind() error {
+	var errs []error
+	for i := len(p.closers) - 1; i >= 0; i-- {
+		if err := p.closers[i].fn(); err != nil {
+			errs = append(errs, fmt.Errorf("cannot %s: %w", p.closers[i].what, err))
+		}
+	}
+	p.closers = nil
+	return errors.Join(errs...)
+}
+
+// Start assembles the proxy and serves on cfg.Listen. On error, everything it started is stopped.
+func Start(cfg Config) (_ *Proxy, err error) {
+	log := cfg.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	p := &Proxy{log: log, served: make(chan error, 1)}
+	defer func() {
+		if err != nil {
+			p.unwind()
+		}
+	}()
+	transport, err := p.transport(&cfg)
+	if err != nil {
+		return nil, err
+	}
+	metrics := observe.NewMetrics()
+	st := cfg.Stats
+	st.Histogram = metrics.Latency
+	stats := actors.NewStats(st, log)
+	store, err := db.Open(db.PathFromURL(cfg.DatabaseURL), db.Options{})
+	if err != nil {
+		return nil, err
+	}
+	p.push("close the cache db", store.Close)
+	p.writer = actors.NewWriter(store, cfg.Writer, log)
+	p.push("write the answers waiting for the disk", func() error { p.writer.Stop(); return nil })
+	pc := cfg.Pipeline
+	pc.Log, pc.OnUpstream = log, stats.Upstream
+	if p.pipe, err = pipeline.New(pc, store, p.writer, transport); err != nil {
+		return nil, err
+	}
+	p.push("stop the pipeline", func() error { p.pipe.Stop(); return nil })
+	p.sources = &observe.Sources{Started: time.Now(), Pipeline: p.pipe, Writer: p.writer, Stats: stats, Store: storeFigures(store)}
+	metrics.Serve(p.sources)
+	stats.Start(p.sources.Sample, p.sources.Summary)
+	p.push("stop the stats actor", func() error { stats.Stop(); return nil })
+	hc := cfg.HTTP
+	hc.Listen, hc.Log, hc.Stats, hc.Metrics, hc.Dashboard, hc.Observe = cfg.Listen, log, p.sources.Report, metrics.Write, p.sources.Dashboard, metrics.Observe
+	if cfg.IdleFlush != nil {
+		hc.Activity = &actors.Activity{}
+		p.sources.IdleFlush = actors.NewIdleFlusher(*cfg.IdleFlush, p.writer, hc.Activity, log)
+		p.push("stop the idle flush", func() error { p.sources.IdleFlush.Stop(); return nil })
+	}
+	if cfg.Maintenance != nil {
+		p.sources.Maintenance = actors.NewMaintenance(*cfg.Maintenance, p.writer, store, log)
+		p.push("stop maintenance", func() error { p.sources.Maintenance.Stop(); return nil })
+	}
+	server := httpx.New(hc, p.pipe, p.health)
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("cannot listen on %q (set listen, LISTEN or -listen): %w", cfg.Listen, err)
+	}
+	p.addr = ln.Addr()
+	go func() { p.served <- server.Serve(ln) }()
+	p.push("finish the requests in flight", server.Shutdown)
+	return p, nil
+}
+
+// transport makes the upstream transport (curl's with UseCurl) and checks every endpoint's URL, proxy and
+// CA file now, so that a mistake stops the start instead of failing calls.
+func (p *Proxy) transport(cfg *Config) (pipeline.Transport, error) {
+	targets := make([]wire.Target, len(cfg.Pipeline.Endpoints))
+	for i := range cfg.Pipeline.Endpoints {
+		targets[i] = cfg.Pipeline.Endpoints[i].Target
+	}
+	if cfg.UseCurl {
+		c, err := upstream.NewCurl(cfg.Upstream)
+		if err != nil {
+			return nil, err
+		}
+		p.push("clean up the curl transport", c.Close)
+		if err := c.Check(targets); err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+		return c, nil
+	}
+	c := upstream.NewWithOptions(cfg.Upstream)
+	if err := c.Check(targets); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return c, nil
+}
+
+// storeFigures reads the store's size for /stats.
+func storeFigures(store *db.SQLite) func() (observe.StoreFigures, error) {
+	return func() (observe.StoreFigures, error) {
+		s, err := store.Stats()
+		return observe.StoreFigures{Entries: s.Entries, FileBytes: s.FileBytes, WALBytes: s.WALBytes, PageSize: s.PageSize,
+			PageCount: s.PageCount, FreePages: s.FreePages}, err
+	}
+}
+
+// Addr is the address the proxy listens on.
+func (p *Proxy) Addr() net.Addr { return p.addr }
+
+// Served reports the front end's end when it stops by itself (an error).
+func (p *Proxy) Served() <-chan error { return p.served }
+
+// Stop shuts the proxy down in the order that loses nothing (see Proxy.closers). Calling it twice is
+// harmless.
+func (p *Proxy) Stop() error { return p.unwind() }
+
+// health is /healthz: degraded when the last write to the store failed, or when every upstream endpoint is
+// ejected.
+func (p *Proxy) health() error {
+	if s := p.writer.Stats(); s.LastError != "" {
+		return fmt.Errorf("cannot write to the cache db: %s", s.LastError)
+	}
+	for _, e := range p.pipe.Endpoints() {
+		if e.Health != pipeline.Ejected {
+			return nil
+		}
+	}
+	return errors.New("every upstream endpoint is ejected after repeated failures; they are still asked, and hits are served")
+}
