@@ -18,7 +18,7 @@ import (
 	"llmcache/pipeline/wire"
 )
 
-// fileConfig is the schema of config.toml (DESIGN section 7). Key names follow the Rust project
+// fileConfig is the schema of config.toml. Key names follow the Rust project
 // Local_LLM_Cache so its users can move over. Defaults are set in defaultConfig.
 type fileConfig struct {
 	Listen                 string            `toml:"listen"`
@@ -187,7 +187,7 @@ func loadConfig(path string, allowMissing bool) (fileConfig, error) {
 	return cfg, nil
 }
 
-// applyEnv applies the environment overrides of DESIGN section 7.
+// applyEnv applies the environment overrides (DATABASE_URL, LISTEN, ...).
 func applyEnv(cfg *fileConfig, getenv func(string) string) error {
 	str := func(name string, dst *string) {
 		if v := getenv(name); v != "" {

@@ -81,7 +81,7 @@ func BenchmarkPipelineMemoryHit(b *testing.B) {
 }
 
 // BenchmarkHit compares hits over HTTP with a bare fasthttp server returning the same bytes, in one run.
-// Sub-benchmarks report req/s; the DESIGN targets are memory ≥ 0.8x bare and db ≥ 0.5x memory.
+// Sub-benchmarks report req/s; the targets are memory ≥ 0.8x bare and db ≥ 0.5x memory.
 func BenchmarkHit(b *testing.B) {
 	fake := startFake(b, fakeupstream.Options{})
 	body := fakeupstream.ChatRequest(1)
@@ -129,7 +129,7 @@ func warmOn(b *testing.B, p *proxy, path string, bodies [][]byte) {
 }
 
 // BenchmarkMiss compares the miss path (every request distinct, stored) with the same load sent straight
-// to the fake upstream and through a bare fasthttp reverse proxy, in one run. The DESIGN target is
+// to the fake upstream and through a bare fasthttp reverse proxy, in one run. The target is
 // llmcache ≥ 0.7x the bare proxy.
 func BenchmarkMiss(b *testing.B) {
 	fake := startFake(b, fakeupstream.Options{})

@@ -16,7 +16,7 @@ import (
 )
 
 // BenchmarkWriter measures the writer actor's sustained rate of stored 1 KB answers, with puts arriving
-// from several goroutines as they do from upstream calls. The DESIGN target is 50,000 answers/s.
+// from several goroutines as they do from upstream calls. The target is 50,000 answers/s.
 func BenchmarkWriter(b *testing.B) {
 	for _, batch := range []int{20, 200} {
 		b.Run("batch_write_size="+strconv.Itoa(batch), func(b *testing.B) {

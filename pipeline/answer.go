@@ -40,7 +40,7 @@ func usageTokens(body []byte) int64 {
 
 // checkAnswer reports whether a 200 body is JSON at all (valid), whether it carries an answer (useful), and
 // the tokens the upstream says it spent (usage.total_tokens; 0 when absent).
-// An "empty" answer (DESIGN section 3) is never stored: no choices, or choices with no content, no tool calls,
+// An "empty" answer is never stored: no choices, or choices with no content, no tool calls,
 // no refusal and no logprobs. An echo + max_tokens:0 loglikelihood answer has logprobs, so it is kept.
 func checkAnswer(kind Kind, body []byte) (valid, useful bool, tokens int64) {
 	var a answerShape

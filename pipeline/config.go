@@ -10,7 +10,7 @@ import (
 	"llmcache/pipeline/wire"
 )
 
-// Mode is how a request may use the cache (DESIGN section 3, per-request controls).
+// Mode is how a request may use the cache.
 type Mode uint8
 
 const (
@@ -56,7 +56,7 @@ const (
 	ThinkingTrue
 )
 
-// Endpoint is one upstream from [[api_endpoints]] (DESIGN section 6). The embedded Target is what the
+// Endpoint is one upstream from [[api_endpoints]]. The embedded Target is what the
 // transports see of it.
 type Endpoint struct {
 	wire.Target

@@ -22,7 +22,7 @@ type Controls struct {
 // DefaultControls are the controls of a request that sets none; mode is the configured cache_mode.
 func DefaultControls(mode Mode) Controls { return Controls{Mode: mode, MaxAge: -1} }
 
-// ApplyHeader reads one cache-control request header into c (DESIGN section 3). Unrelated headers are ignored.
+// ApplyHeader reads one cache-control request header into c. Unrelated headers are ignored.
 // The error names the header, for a 400.
 func (c *Controls) ApplyHeader(name, value []byte) *Error {
 	switch {

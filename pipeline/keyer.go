@@ -13,7 +13,7 @@ import (
 const KeyScheme = "k1"
 
 // keyFields tells which top-level fields are left out of the key: stream, stream_options, user and cache
-// always (DESIGN section 4), plus cache.ignore_fields.
+// always, plus cache.ignore_fields.
 type keyFields struct{ ignore map[string]struct{} }
 
 func newKeyFields(extra []string) keyFields {

@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-// benchAnswer is a stored chat answer of about 1.3 KB, the size DESIGN section 9 measures with.
+// benchAnswer is a stored chat answer of about 1.3 KB, the size the performance targets are measured with.
 func benchAnswer(tb testing.TB) []byte {
 	tb.Helper()
 	content := strings.Repeat("The proxy answers repeated requests from its cache, so an evaluation run replays exactly. ", 8)

@@ -1,4 +1,4 @@
-// Package sse turns OpenAI-style server-sent event streams into stored answers and back (DESIGN section 4).
+// Package sse turns OpenAI-style server-sent event streams into stored answers and back.
 //
 // A streamed and a non-streamed request share one cache entry. On a streamed miss the proxy forwards the
 // upstream's events live while a Splitter cuts them out of the network reads and an Assembler folds them into
