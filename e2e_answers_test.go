@@ -98,6 +98,12 @@ func TestE2EAnswerTooLargeNotStored(t *testing.T) {
 		t.Errorf("the same stream again: X-Cache %q, want MISS (too large to be stored)", x)
 	}
 	expectCalls(t, p, 4)
+	var st struct {
+		TooLarge int64 `json:"answers_too_large"`
+	}
+	if resp, body := p.Get("/stats"); json.Unmarshal(body, &st) != nil || st.TooLarge != 4 {
+		t.Errorf("/stats answers_too_large = %d (%d %s), want 4 (two answers, two streams)", st.TooLarge, resp.StatusCode, body)
+	}
 	if n := openCacheDB(t, p.DBPath).count(); n != 0 {
 		t.Errorf("%d rows on disk, want none", n)
 	}

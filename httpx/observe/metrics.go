@@ -141,6 +141,7 @@ func (m *Metrics) Write(w io.Writer) {
 		}
 	}
 	m.counter("llmcache_tokens_saved_total", c.TokensSaved)
+	m.counter("llmcache_answers_too_large_total", c.TooLarge)
 	if rate, ok := c.HitRate(); ok { // the hit rate itself, as /stats has it
 		m.gauge("llmcache_hit_ratio", rate)
 	}
@@ -150,6 +151,7 @@ func (m *Metrics) Write(w io.Writer) {
 	m.counter("llmcache_context_trim_overflows_total", c.TrimOverflows)
 	m.gauge("llmcache_upstream_in_flight", float64(c.UpstreamInFlight))
 	m.gauge("llmcache_upstream_queued", float64(c.Queued))
+	m.gauge("llmcache_upstream_waiting", float64(c.Waiting))
 	m.gauge("llmcache_memory_entries", float64(c.MemoryEntries))
 	m.gauge("llmcache_memory_bytes", float64(c.MemoryBytes))
 	for _, e := range a.Pipeline.Endpoints() {

@@ -23,6 +23,7 @@ type statsReport struct {
 	Store              *StoreFigures      `json:"store,omitempty"`
 	StoreError         string             `json:"store_error,omitempty"`
 	DBReadErrors       int64              `json:"store_read_errors"` // failed SQLite reads, answered as misses
+	AnswersTooLarge    int64              `json:"answers_too_large"` // answers over max_answer_bytes: passed on, not stored
 	Maintenance        *maintenanceStats  `json:"maintenance,omitempty"`
 	IdleFlushes        *int64             `json:"idle_flushes,omitempty"` // idle flushes done; absent when [idle_flush] is off
 	ContextTrim        contextTrimStats   `json:"context_trim"`
@@ -110,6 +111,7 @@ func (s *Sources) Report() any {
 		TokensSaved:        c.TokensSaved,
 		Memory:             memoryStats{Entries: c.MemoryEntries, Bytes: c.MemoryBytes, TouchDrops: c.TouchDrops},
 		DBReadErrors:       c.DBReadErrors,
+		AnswersTooLarge:    c.TooLarge,
 		Upstream: upstreamStats{Calls: c.UpstreamCalls, Errors: c.UpstreamErrors, Retries: c.Retries, InFlight: c.UpstreamInFlight,
 			Queued: c.Queued, Waiting: c.Waiting, Endpoints: []endpointStats{}},
 		Writer:         s.Writer.Stats(),
