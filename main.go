@@ -136,7 +136,7 @@ func start(cfg *fileConfig, getenv func(string) string, log *slog.Logger) (*app,
 		Tick: cfg.chartTick, Bucket: cfg.chartBucket}, log)
 	pc.Log, pc.OnUpstream = log, statsActor.Upstream
 	path := db.PathFromURL(cfg.DatabaseURL)
-	store, err := db.Open(path, db.Options{})
+	store, err := db.Open(path, db.Options{Log: log})
 	if err != nil {
 		closeTransport()
 		return nil, err

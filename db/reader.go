@@ -65,20 +65,27 @@ func (r *sqliteReader) Get(key *Key, e *Entry) (bool, error) {
 		return false, nil
 	}
 	e.Key = *key
-	e.Body = append(e.Body[:0], st.ColumnRawBlob(0)...)
-	setString(&e.ContentType, st.ColumnRawText(1))
-	setString(&e.Kind, st.ColumnRawText(2))
-	setString(&e.Namespace, st.ColumnRawText(3))
-	setString(&e.Model, st.ColumnRawText(4))
-	setString(&e.Endpoint, st.ColumnRawText(5))
-	setString(&e.UpstreamModel, st.ColumnRawText(6))
-	e.Version = st.ColumnInt64(7)
-	e.CreatedAt = st.ColumnInt64(8)
-	e.LastHitAt = st.ColumnInt64(9)
-	e.HitCount = st.ColumnInt64(10)
-	e.ExpiresAt = st.ColumnInt64(11)
-	encoding := st.ColumnInt64(12)
-	err := st.Err() // e.g. out of memory while reading a column
+	var err error
+	if n := st.ColumnInt64(1); n > largeBody {
+		e.Body, err = readLargeBody(r.c, st.ColumnInt64(2), n, e.Body)
+	} else {
+		e.Body = append(e.Body[:0], st.ColumnRawBlob(0)...)
+	}
+	setString(&e.ContentType, st.ColumnRawText(3))
+	setString(&e.Kind, st.ColumnRawText(4))
+	setString(&e.Namespace, st.ColumnRawText(5))
+	setString(&e.Model, st.ColumnRawText(6))
+	setString(&e.Endpoint, st.ColumnRawText(7))
+	setString(&e.UpstreamModel, st.ColumnRawText(8))
+	e.Version = st.ColumnInt64(9)
+	e.CreatedAt = st.ColumnInt64(10)
+	e.LastHitAt = st.ColumnInt64(11)
+	e.HitCount = st.ColumnInt64(12)
+	e.ExpiresAt = st.ColumnInt64(13)
+	encoding := st.ColumnInt64(14)
+	if err == nil {
+		err = st.Err() // e.g. out of memory while reading a column
+	}
 	// Always reset: a statement left stepping holds a read snapshot, which
 	// would keep checkpoints from finishing.
 	if rerr := st.Reset(); err == nil {
