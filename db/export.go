@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/ncruces/go-sqlite3"
@@ -73,11 +74,14 @@ func (s *SQLite) Export(namespace *string, fn func(e *ExportedEntry) error) erro
 // Breakdown, Export and OpenReader work; the writer's methods return ErrClosed. Unlike Open it never
 // creates the file, changes pragmas or migrates, so it may run beside a proxy serving the same file
 // without taking the write lock. A database written by a newer llmcache is refused.
-func OpenReadOnly(path string) (*SQLite, error) {
+func OpenReadOnly(path string) (_ *SQLite, err error) {
 	path = PathFromURL(path)
 	c, err := openRead(path, DefaultBusyTimeout)
 	if err == nil {
-		err = checkSchema(c, path)
+		err = func() (err error) {
+			defer catch(&err, path, "open")
+			return checkSchema(c, path)
+		}()
 		if cerr := c.Close(); err == nil {
 			err = cerr
 		}
@@ -89,7 +93,7 @@ func OpenReadOnly(path string) (*SQLite, error) {
 		}
 		return nil, fmt.Errorf("cannot open cache db %q: %w", path, err)
 	}
-	return &SQLite{path: path, busyTimeout: DefaultBusyTimeout, deletes: map[string]*sqlite3.Stmt{}}, nil
+	return &SQLite{path: path, busyTimeout: DefaultBusyTimeout, log: slog.Default(), deletes: map[string]*sqlite3.Stmt{}}, nil
 }
 
 // ExportFile is Export on the database file at path without opening it for writing: it never creates
@@ -104,6 +108,7 @@ type errStop struct{ err error }
 func (e errStop) Error() string { return e.err.Error() }
 
 func exportPath(path string, busy time.Duration, namespace *string, fn func(e *ExportedEntry) error) (err error) {
+	defer catch(&err, path, "export")
 	var stop errStop
 	defer func() {
 		if errors.As(err, &stop) {
@@ -192,8 +197,9 @@ func checkSchema(c *sqlite3.Conn, path string) error {
 // Not safe for concurrent use: the writer connection is the writer actor's, so call Import only when no
 // writer actor runs (the command-line import opens the store itself).
 func (s *SQLite) Import(entries []ExportedEntry) (err error) {
-	if s.w == nil {
-		return fmt.Errorf("cannot import into cache db %q: %w", s.path, ErrClosed)
+	defer s.guard(&err, "import into")
+	if err := s.writer(); err != nil {
+		return fmt.Errorf("cannot import into cache db %q: %w", s.path, err)
 	}
 	for i := range entries {
 		if err := entries[i].Validate(); err != nil {
@@ -231,9 +237,10 @@ func (s *SQLite) Import(entries []ExportedEntry) (err error) {
 // shrink the file. It needs the write lock for the whole rebuild.
 //
 // Not safe for concurrent use; call it only when no writer actor runs.
-func (s *SQLite) Vacuum() error {
-	if s.w == nil {
-		return fmt.Errorf("cannot vacuum cache db %q: %w", s.path, ErrClosed)
+func (s *SQLite) Vacuum() (err error) {
+	defer s.guard(&err, "vacuum")
+	if err := s.writer(); err != nil {
+		return fmt.Errorf("cannot vacuum cache db %q: %w", s.path, err)
 	}
 	if err := s.w.Exec(`VACUUM`); err != nil {
 		return fmt.Errorf("cannot vacuum cache db %q: %w", s.path, err)
@@ -251,6 +258,7 @@ type Count struct {
 // Breakdown counts the entries per kind and per namespace, each sorted by name. It scans the whole
 // table: call it on demand only. It uses a read connection of its own.
 func (s *SQLite) Breakdown() (kinds, namespaces []Count, err error) {
+	defer catch(&err, s.path, "count entries of")
 	if s.closed.Load() {
 		return nil, nil, fmt.Errorf("cannot count entries of cache db %q: %w", s.path, ErrClosed)
 	}

@@ -189,7 +189,8 @@ func migrate(c *sqlite3.Conn, path string, log *slog.Logger) error {
 // immutable: no lock, no -wal or -shm created, not a byte changed. With a
 // -wal file (a proxy running, or one that crashed) an ordinary read-only
 // connection reads through it. A missing or empty file is a new database.
-func refuseNewer(path string) error {
+func refuseNewer(path string) (err error) {
+	defer catch(&err, path, "open")
 	fi, err := os.Stat(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil

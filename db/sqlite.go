@@ -25,7 +25,13 @@ import (
 type SQLite struct {
 	path        string
 	busyTimeout time.Duration
+	log         *slog.Logger
 	closed      atomic.Bool
+	panics      atomic.Int64 // driver panics recovered into errors, on every connection
+
+	// broken: a driver panic dropped the writer connection (w is nil); the next writer call opens a new
+	// one. Writer actor only.
+	broken bool
 
 	// Writer connection and its prepared statements: writer actor only.
 	w        *sqlite3.Conn
@@ -112,9 +118,13 @@ func Open(path string, opts Options) (*SQLite, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot open cache db %q: %w", path, err)
 	}
-	s := &SQLite{path: path, busyTimeout: opts.BusyTimeout, w: c, deletes: map[string]*sqlite3.Stmt{}}
-	if err := s.init(opts.Log); err != nil {
-		s.closeWriter()
+	s := &SQLite{path: path, busyTimeout: opts.BusyTimeout, log: opts.Log, w: c, deletes: map[string]*sqlite3.Stmt{}}
+	err = func() (err error) {
+		defer catch(&err, path, "open")
+		return s.init(opts.Log)
+	}()
+	if err != nil {
+		quietly(func() { _ = s.closeWriter() })
 		return nil, err
 	}
 	return s, nil
@@ -187,9 +197,10 @@ func (s *SQLite) Path() string { return s.path }
 
 // execWriter runs sql on the writer connection (tests and maintenance).
 // Writer actor only.
-func (s *SQLite) execWriter(sql string) error {
-	if s.w == nil {
-		return ErrClosed
+func (s *SQLite) execWriter(sql string) (err error) {
+	defer s.guard(&err, "write to")
+	if err := s.writer(); err != nil {
+		return err
 	}
 	return s.w.Exec(sql)
 }
@@ -205,12 +216,17 @@ func (s *SQLite) beginTx() error {
 
 // endTx commits when *errp is nil, and rolls back otherwise (or when the
 // commit fails). SQLite may already have rolled back after errors such as
-// SQLITE_FULL, hence the autocommit check.
+// SQLITE_FULL, hence the autocommit check. Deferred right after beginTx, it
+// also catches a driver panic in the transaction (caught): a transaction cut
+// short by a panic must never be committed.
 func (s *SQLite) endTx(errp *error) {
+	if p := recover(); p != nil {
+		*errp = s.caught(p, "transaction")
+	}
 	if *errp == nil {
 		*errp = s.commit.Exec()
 	}
-	if *errp != nil && !s.w.GetAutocommit() {
+	if *errp != nil && s.w != nil && !s.w.GetAutocommit() {
 		_ = s.rollback.Exec()
 	}
 }
@@ -226,8 +242,9 @@ func (s *SQLite) endTx(errp *error) {
 //
 // Not safe for concurrent use; called only by the writer actor.
 func (s *SQLite) WriteBatch(b *Batch) (err error) {
-	if s.w == nil {
-		return fmt.Errorf("cannot write batch to cache db %q: %w", s.path, ErrClosed)
+	defer s.guard(&err, "write batch to")
+	if err := s.writer(); err != nil {
+		return fmt.Errorf("cannot write batch to cache db %q: %w", s.path, err)
 	}
 	if b == nil || b.Len() == 0 {
 		return nil
@@ -359,8 +376,9 @@ func (b *binder) int64(i int, v int64) {
 //
 // Not safe for concurrent use; called only by the writer actor.
 func (s *SQLite) Delete(f Filter) (n int64, err error) {
-	if s.w == nil {
-		return 0, fmt.Errorf("cannot delete from cache db %q: %w", s.path, ErrClosed)
+	defer s.guard(&err, "delete from")
+	if err := s.writer(); err != nil {
+		return 0, fmt.Errorf("cannot delete from cache db %q: %w", s.path, err)
 	}
 	if f.empty() && !f.All {
 		return 0, fmt.Errorf("cannot delete from cache db %q: empty filter (set a field, or All)", s.path)
@@ -528,9 +546,10 @@ func bindFilter(st *sqlite3.Stmt, f *Filter) error {
 // matching sqlite3.BUSY.
 //
 // Not safe for concurrent use; called only by the writer actor.
-func (s *SQLite) Checkpoint() error {
-	if s.w == nil {
-		return fmt.Errorf("cannot checkpoint cache db %q: %w", s.path, ErrClosed)
+func (s *SQLite) Checkpoint() (err error) {
+	defer s.guard(&err, "checkpoint")
+	if err := s.writer(); err != nil {
+		return fmt.Errorf("cannot checkpoint cache db %q: %w", s.path, err)
 	}
 	if _, _, err := s.w.WALCheckpoint("main", sqlite3.CHECKPOINT_TRUNCATE); err != nil {
 		return fmt.Errorf("cannot checkpoint cache db %q: %w", s.path, err)
@@ -542,9 +561,10 @@ func (s *SQLite) Checkpoint() error {
 // they are stale; usually cheap).
 //
 // Not safe for concurrent use; called only by the writer actor.
-func (s *SQLite) Optimize() error {
-	if s.w == nil {
-		return fmt.Errorf("cannot optimize cache db %q: %w", s.path, ErrClosed)
+func (s *SQLite) Optimize() (err error) {
+	defer s.guard(&err, "optimize")
+	if err := s.writer(); err != nil {
+		return fmt.Errorf("cannot optimize cache db %q: %w", s.path, err)
 	}
 	if err := s.w.Exec(`PRAGMA optimize`); err != nil {
 		return fmt.Errorf("cannot optimize cache db %q: %w", s.path, err)
@@ -557,9 +577,10 @@ func (s *SQLite) Optimize() error {
 // mode, so space freed by deletes stays in the file until this runs.
 //
 // Not safe for concurrent use; called only by the writer actor.
-func (s *SQLite) IncrementalVacuum(pages int64) error {
-	if s.w == nil {
-		return fmt.Errorf("cannot vacuum cache db %q: %w", s.path, ErrClosed)
+func (s *SQLite) IncrementalVacuum(pages int64) (err error) {
+	defer s.guard(&err, "vacuum")
+	if err := s.writer(); err != nil {
+		return fmt.Errorf("cannot vacuum cache db %q: %w", s.path, err)
 	}
 	if pages < 0 {
 		pages = 0
@@ -575,8 +596,9 @@ func (s *SQLite) IncrementalVacuum(pages int64) error {
 //
 // Not safe for concurrent use; called only by the writer actor.
 func (s *SQLite) DeleteLRU(n int) (deleted int64, err error) {
-	if s.w == nil {
-		return 0, fmt.Errorf("cannot evict from cache db %q: %w", s.path, ErrClosed)
+	defer s.guard(&err, "evict from")
+	if err := s.writer(); err != nil {
+		return 0, fmt.Errorf("cannot evict from cache db %q: %w", s.path, err)
 	}
 	defer func() {
 		if err != nil {
@@ -677,6 +699,17 @@ func (s *SQLite) Stats() (st Stats, err error) {
 	}()
 	s.statsMu.Lock()
 	defer s.statsMu.Unlock()
+	defer func() {
+		if p := recover(); p != nil {
+			// Drop the connection: the next call opens a new one.
+			s.panics.Add(1)
+			err = driverPanic(p)
+			s.log.Error("the SQLite driver panicked; the stats call failed", "db", s.path, "err", err)
+			quietly(func() { _ = s.stats.close() })
+			s.stats = nil
+		}
+	}()
+	st.DriverPanics = s.panics.Load()
 	if s.closed.Load() {
 		return st, ErrClosed
 	}
@@ -746,11 +779,10 @@ func (s *SQLite) closeWriter() error {
 	for _, st := range []*sqlite3.Stmt{s.begin, s.commit, s.rollback, s.delKey, s.put, s.setHits, s.touch} {
 		errs = append(errs, st.Close())
 	}
-	for sql, st := range s.deletes {
+	for _, st := range s.deletes {
 		errs = append(errs, st.Close())
-		delete(s.deletes, sql)
 	}
 	errs = append(errs, s.w.Close())
-	s.w, s.begin, s.commit, s.rollback, s.delKey, s.put, s.setHits, s.touch = nil, nil, nil, nil, nil, nil, nil, nil
+	s.forgetWriter()
 	return errors.Join(errs...)
 }

@@ -86,6 +86,9 @@ type Stats struct {
 	PageSize   int64 `json:"page_size"`
 	PageCount  int64 `json:"page_count"` // pages in the database as readers see it (WAL included), free ones too
 	FreePages  int64 `json:"free_pages"` // pages on the freelist (reclaimable by incremental vacuum)
+	// DriverPanics counts the panics of the SQLite driver that calls on this store recovered into errors
+	// since it was opened (each is also logged), on any of its connections, writer or reader.
+	DriverPanics int64 `json:"driver_panics"`
 }
 
 // Store is the persistent cache tier seen by the pipeline's miss pool
