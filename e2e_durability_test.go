@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -281,7 +282,8 @@ func TestE2EDurabilitySIGTERM(t *testing.T) {
 }
 
 // TestE2EBinarySchemaTooNew: a database written by a newer schema is refused at start with a non-zero
-// exit and a message saying it is newer; the file is left alone.
+// exit and a message saying it is newer; the file is left alone, byte for byte, and no -wal or -shm file
+// appears beside it.
 func TestE2EBinarySchemaTooNew(t *testing.T) {
 	bin := llmcacheBinary(t)
 	dir := t.TempDir()
@@ -313,6 +315,10 @@ func TestE2EBinarySchemaTooNew(t *testing.T) {
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
 	}
+	before, err := os.ReadFile(dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -329,6 +335,14 @@ func TestE2EBinarySchemaTooNew(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), "newer") {
 		t.Fatalf("stderr does not say the database is newer:\n%s", stderr.String())
+	}
+	if after, err := os.ReadFile(dbPath); err != nil || !bytes.Equal(after, before) {
+		t.Fatalf("the refused database changed (%v)", err)
+	}
+	for _, suffix := range []string{"-wal", "-shm"} {
+		if _, err := os.Stat(dbPath + suffix); !os.IsNotExist(err) {
+			t.Errorf("the refused start left a %s file (%v)", suffix, err)
+		}
 	}
 
 	// The refused file keeps its version: the old binary did not "migrate" it down.
