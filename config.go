@@ -63,6 +63,9 @@ type cacheConfig struct {
 	BatchWriteSize int      `toml:"batch_write_size"`
 	FlushInterval  int      `toml:"flush_interval_ms"`
 	IgnoreFields   []string `toml:"ignore_fields"`
+
+	// MaxPendingBytes bounds the answers waiting for the disk (actors.WriterConfig.MaxPendingBytes).
+	MaxPendingBytes int64 `toml:"max_pending_bytes"`
 }
 
 type idleFlushConfig struct {
@@ -128,7 +131,7 @@ func defaultConfig() fileConfig {
 		RetryBackoffMs:         250,
 		EjectAfter:             5,
 		EjectSeconds:           30,
-		Cache:                  cacheConfig{Enabled: true, MaxItems: 10000, MaxBytes: 256 << 20, BatchWriteSize: 20, FlushInterval: 200},
+		Cache:                  cacheConfig{Enabled: true, MaxItems: 10000, MaxBytes: 256 << 20, BatchWriteSize: 20, FlushInterval: 200, MaxPendingBytes: actors.DefaultMaxPendingBytes},
 		IdleFlush:              idleFlushConfig{Enabled: true, IdleTimeoutSeconds: 300, CheckIntervalSeconds: 10},
 		CacheMaintenance:       maintenanceConfig{Enabled: true, IntervalHours: 12, RetentionDays: 30, CleanupOnStartup: true, MinHitCount: 1},
 		ContextTrim:            contextTrimConfig{MaxContextTokens: 4096, Tokenizer: "o200k_base", OnOverflow: "reject"},
@@ -241,6 +244,7 @@ func (c *fileConfig) validate() error {
 		{"cache.max_bytes", float64(c.Cache.MaxBytes)},
 		{"cache.batch_write_size", float64(c.Cache.BatchWriteSize)},
 		{"cache.flush_interval_ms", float64(c.Cache.FlushInterval)},
+		{"cache.max_pending_bytes", float64(c.Cache.MaxPendingBytes)},
 		{"idle_flush.idle_timeout_seconds", c.IdleFlush.IdleTimeoutSeconds},
 		{"idle_flush.check_interval_seconds", c.IdleFlush.CheckIntervalSeconds},
 		{"cache_maintenance.interval_hours", c.CacheMaintenance.IntervalHours},
@@ -436,7 +440,8 @@ func (c *fileConfig) pipelineConfig(getenv func(string) string) (pipeline.Config
 }
 
 func (c *fileConfig) writerConfig() actors.WriterConfig {
-	return actors.WriterConfig{BatchSize: c.Cache.BatchWriteSize, FlushInterval: time.Duration(c.Cache.FlushInterval) * time.Millisecond}
+	return actors.WriterConfig{BatchSize: c.Cache.BatchWriteSize, FlushInterval: time.Duration(c.Cache.FlushInterval) * time.Millisecond,
+		MaxPendingBytes: c.Cache.MaxPendingBytes}
 }
 
 func (c *fileConfig) httpConfig() httpx.Config {
