@@ -194,7 +194,9 @@ func (a *app) stop() error {
 	}
 	a.pipe.Stop()
 	a.stopActors()
-	a.writer.Stop()
+	if err := a.writer.Stop(); err != nil {
+		errs = append(errs, err) // answers lost: the exit code says so
+	}
 	if err := a.store.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("cannot close the cache db: %w", err))
 	}

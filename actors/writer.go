@@ -3,6 +3,7 @@
 package actors
 
 import (
+	"fmt"
 	"log/slog"
 	"slices"
 	"sync"
@@ -78,6 +79,7 @@ type Writer struct {
 	wg    sync.WaitGroup
 
 	stopOnce sync.Once
+	stopErr  error // what the final drain could not write; set by the writer goroutine before it ends
 
 	// queuedBytes is the bytes of the answers in jobs, not yet taken by the writer goroutine: Put adds,
 	// the writer goroutine subtracts. Put waits on queuedFree while it is at MaxPendingBytes.
@@ -189,12 +191,15 @@ func (w *Writer) Do(fn func(db.Store) (int64, error)) (int64, error) {
 	return r.n, r.err
 }
 
-// Stop writes everything queued, checkpoints the WAL and stops the writer. No Put may follow.
-func (w *Writer) Stop() {
+// Stop writes everything queued, checkpoints the WAL and stops the writer. No Put may follow. It returns
+// an error when answers that were waiting could not be written (a full or read-only disk): they are lost,
+// and the process should say so with its exit code.
+func (w *Writer) Stop() error {
 	w.stopOnce.Do(func() {
 		close(w.jobs)
 		w.wg.Wait()
 	})
+	return w.stopErr
 }
 
 // Stats returns the writer's figures.
@@ -277,6 +282,11 @@ func (w *Writer) loop() {
 		}
 		if err != nil {
 			w.log.Error("cannot write cached answers at shutdown; they are lost", "entries", len(batch.Puts), "err", err)
+			if n := len(batch.Puts); n > 0 {
+				w.dropped.Add(int64(n))
+				w.droppedBytes.Add(batchBytes)
+				w.stopErr = fmt.Errorf("cannot write %d cached answers (%d bytes) at shutdown; they are lost: %w", n, batchBytes, err)
+			}
 		}
 		if err := w.store.Checkpoint(); err != nil {
 			w.log.Warn("cannot checkpoint the WAL at shutdown", "err", err)

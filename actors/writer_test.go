@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -113,7 +114,9 @@ func TestWriterStopDrainsEverything(t *testing.T) {
 	for i := range 300 {
 		w.Put(entry(i))
 	}
-	w.Stop()
+	if err := w.Stop(); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
 	if n := onDisk(t, s, 300); n != 300 {
 		t.Fatalf("after Stop %d of 300 answers are on disk, want all", n)
 	}
@@ -224,5 +227,26 @@ func TestWriterPutWaitsWhileTheQueueHoldsMaxPendingBytes(t *testing.T) {
 	}
 	if st := w.Stats(); st.Written != 12 || st.Dropped != 0 || st.PendingBytes != 0 {
 		t.Fatalf("%+v: want 12 written, none dropped or pending", st)
+	}
+}
+
+// TestWriterStopReportsLostAnswers: a stop that cannot write the answers waiting (the disk still full
+// after the retries) says how many were lost, and counts them as dropped.
+func TestWriterStopReportsLostAnswers(t *testing.T) {
+	s := openStore(t)
+	s.fail.Store(true)
+	w := NewWriter(s, WriterConfig{BatchSize: 1000, FlushInterval: time.Hour}, quiet())
+	for i := range 3 {
+		w.Put(sized(i, 100))
+	}
+	err := w.Stop()
+	if err == nil || !strings.Contains(err.Error(), "cannot write 3 cached answers (300 bytes) at shutdown") {
+		t.Fatalf("Stop on a failing store: %v, want the 3 answers lost", err)
+	}
+	if st := w.Stats(); st.Dropped != 3 || st.DroppedBytes != 300 {
+		t.Fatalf("%+v: want 3 answers (300 bytes) dropped", st)
+	}
+	if err2 := w.Stop(); err2 != err {
+		t.Fatalf("a second Stop returned %v", err2)
 	}
 }
