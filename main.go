@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -218,18 +219,26 @@ func (a *app) stopActors() {
 	}
 }
 
-// health is /healthz (DESIGN section 3): degraded when the last write to the store failed, or when no
-// upstream endpoint is usable.
+// health is /healthz: degraded (still answering, so 200) when the last write to the store failed, or when
+// every upstream endpoint is ejected; both reasons when both hold. Nothing here makes the proxy unable to
+// answer at all (httpx.Down, 503): while it stops, its listener and idle connections are closed first, so
+// no /healthz reaches it.
 func (a *app) health() error {
+	var reasons []string
 	if s := a.writer.Stats(); s.LastError != "" {
-		return fmt.Errorf("cannot write to the cache db: %s", s.LastError)
+		reasons = append(reasons, "cannot write to the cache db, answers are served but not kept: "+s.LastError)
 	}
+	ejected := true
 	for _, e := range a.pipe.Endpoints() {
-		if e.Health != pipeline.Ejected {
-			return nil
-		}
+		ejected = ejected && e.Health == pipeline.Ejected
 	}
-	return errors.New("every upstream endpoint is ejected after repeated failures; hits are still served")
+	if ejected {
+		reasons = append(reasons, "every upstream endpoint is ejected after repeated failures; hits are still served")
+	}
+	if len(reasons) == 0 {
+		return nil
+	}
+	return errors.New(strings.Join(reasons, "; "))
 }
 
 // newTransport makes the upstream transport (curl's with use_curl) honouring use_proxy, and checks every
