@@ -203,11 +203,15 @@ func TestCLIImportRefusesWhatCannotBeServed(t *testing.T) {
 		{importLine(t, "3", func(e *db.ExportedEntry) { e.Body = []byte(`["an","array"]`) }), "not a JSON object"},
 		{importLine(t, "4", func(e *db.ExportedEntry) { e.Kind = "images" }), `kind "images"`},
 		{importLine(t, "5", func(e *db.ExportedEntry) { e.Kind, e.ContentType = "embedding", "application/json" }), "float32"},
-		{importLine(t, "6", func(e *db.ExportedEntry) { e.Kind, e.ContentType, e.Body = "embedding", vectorContentType, []byte{1, 2, 3} }), "float32"},
+		{importLine(t, "6", func(e *db.ExportedEntry) {
+			e.Kind, e.ContentType, e.Body = "embedding", vectorContentType, []byte{1, 2, 3}
+		}), "float32"},
 		{importLine(t, "7", func(e *db.ExportedEntry) { e.HitCount = -1 }), "hit_count"},
 		{importLine(t, "8", func(e *db.ExportedEntry) { e.CreatedAt = 0 }), "created_at"},
 		{importLine(t, "9", nil), ""}, // fine
-		{importLine(t, "a", func(e *db.ExportedEntry) { e.Kind, e.ContentType, e.Body = "embedding", vectorContentType, make([]byte, 8) }), ""},
+		{importLine(t, "a", func(e *db.ExportedEntry) {
+			e.Kind, e.ContentType, e.Body = "embedding", vectorContentType, make([]byte, 8)
+		}), ""},
 		{importLine(t, "b", func(e *db.ExportedEntry) { e.Kind, e.ContentType = "completion", "application/json; charset=utf-8" }), ""},
 	}
 	var text strings.Builder
