@@ -11,6 +11,8 @@ import (
 // never shrinks once grown) and copied again into the record SQLite builds: a 100 MB answer needed over
 // 200 MB of it. In chunks, a body of any size needs bodyChunk. A large body is inserted as a zeroblob of
 // its size, the last column of the record, which SQLite does not expand in memory, then written into.
+// Incremental blob I/O needs a rowid: should entries become a WITHOUT ROWID table, large bodies would need
+// a rowid table of their own to keep this.
 const (
 	largeBody = 1 << 20 // bodies above this many bytes are written and read in chunks
 	bodyChunk = 1 << 20
