@@ -14,16 +14,20 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"mime"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"llmcache/db"
+	"llmcache/pipeline"
 )
 
 // importBatch is the number of lines imported per transaction.
@@ -38,7 +42,9 @@ const cliUsage = `usage:
   llmcache vacuum [-config F] [-db PATH]                        checkpoint and compact the cache file (stop the proxy first)
   llmcache export [-namespace X] [-o FILE|-] [-config F] [-db PATH]
                                                                 write every entry (of namespace X) as JSON lines
+                                                                (FILE is replaced only once the export is complete)
   llmcache import [-config F] [-db PATH] FILE|-                 upsert the entries of a JSON lines export
+                                                                (lines that could not be served are refused and named)
 `
 
 // isSubcommand reports whether args name a subcommand rather than the proxy's flags.
@@ -229,24 +235,28 @@ func cmdVacuum(path string, stdout io.Writer) error {
 }
 
 // cmdExport writes every entry (of *namespace, when set) as one JSON object per line to outPath ("-" =
-// stdout). It reads through a read-only connection (db.ExportFile), so it may run beside a proxy. On
-// failure a partly written file is removed.
+// stdout). It reads through a read-only connection (db.ExportFile), so it may run beside a proxy, and
+// never creates the database. A file is written under a temporary name beside outPath and renamed over it
+// at the end: outPath (a symlink itself, never its target) is replaced only by a complete export, and a
+// failed one leaves it as it was.
 func cmdExport(ctx context.Context, path string, namespace *string, outPath string, stdout, stderr io.Writer) (err error) {
+	if err := mustExist(path); err != nil {
+		return err
+	}
 	out := stdout
+	var tmp *os.File
 	if outPath != "-" {
-		f, err := os.Create(outPath)
+		tmp, err = os.CreateTemp(filepath.Dir(outPath), "."+filepath.Base(outPath)+".tmp-*")
 		if err != nil {
 			return fmt.Errorf("cannot create %q: %w", outPath, err)
 		}
 		defer func() {
-			if cerr := f.Close(); err == nil && cerr != nil {
-				err = fmt.Errorf("cannot write %q: %w", outPath, cerr)
-			}
 			if err != nil {
-				_ = os.Remove(outPath)
+				_ = tmp.Close()
+				_ = os.Remove(tmp.Name())
 			}
 		}()
-		out = f
+		out = tmp
 	}
 	w := bufio.NewWriterSize(out, 256<<10)
 	enc := json.NewEncoder(w)
@@ -271,15 +281,80 @@ func cmdExport(ctx context.Context, path string, namespace *string, outPath stri
 	if err != nil {
 		return err
 	}
+	if tmp != nil {
+		// CreateTemp makes the file readable by its owner only; an export is made to be shared.
+		err = tmp.Chmod(0o644)
+		if err == nil {
+			err = tmp.Sync()
+		}
+		if cerr := tmp.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil {
+			err = os.Rename(tmp.Name(), outPath)
+		}
+		if err != nil {
+			return fmt.Errorf("cannot write %q: %w", outPath, err)
+		}
+	}
 	// The count goes to stderr: stdout may be the export itself.
 	fmt.Fprintf(stderr, "exported %d entries\n", p.n)
 	return nil
 }
 
+// vectorContentType is how the pipeline stores an embedding: little-endian float32s (see
+// pipeline/embeddings.go). An imported embedding must be one, or it could never be served.
+const vectorContentType = "application/x-llmcache-float32"
+
+// maxRefusedShown bounds the refused lines an import names one by one; the count covers them all.
+const maxRefusedShown = 100
+
+// checkImportable reports why e cannot be imported, or nil: besides what db.ExportedEntry.Validate checks,
+// an entry must be one this llmcache can serve as a hit byte for byte. A chat or completion answer is a
+// JSON object with a JSON content type; an embedding is a float32 vector; other kinds are not served.
+func checkImportable(e *db.ExportedEntry) error {
+	if err := e.Validate(); err != nil {
+		return err
+	}
+	if len(e.Body) == 0 {
+		return errors.New("body_b64 is empty: an empty answer is never cached")
+	}
+	if e.CreatedAt <= 0 {
+		return fmt.Errorf("created_at must be a time in unix milliseconds (got %d)", e.CreatedAt)
+	}
+	for _, f := range []struct {
+		name string
+		v    int64
+	}{{"version", e.Version}, {"last_hit_at", e.LastHitAt}, {"hit_count", e.HitCount}, {"expires_at", e.ExpiresAt}} {
+		if f.v < 0 {
+			return fmt.Errorf("%s must not be negative (got %d)", f.name, f.v)
+		}
+	}
+	switch e.Kind {
+	case pipeline.KindChat.String(), pipeline.KindCompletion.String():
+		if mt, _, err := mime.ParseMediaType(e.ContentType); err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+			return fmt.Errorf("content_type %q is not JSON: a %s answer is a JSON object", e.ContentType, e.Kind)
+		}
+		if b := bytes.TrimLeft(e.Body, " \t\r\n"); len(b) == 0 || b[0] != '{' || !json.Valid(b) {
+			return fmt.Errorf("body is not a JSON object: a %s answer is one", e.Kind)
+		}
+	case pipeline.KindEmbedding.String():
+		if e.ContentType != vectorContentType || len(e.Body)%4 != 0 {
+			return fmt.Errorf("an embedding is a vector of float32s (content_type %q, a multiple of 4 bytes); got %q, %d bytes",
+				vectorContentType, e.ContentType, len(e.Body))
+		}
+	default:
+		return fmt.Errorf("kind %q is not one this llmcache serves (%s, %s, %s)", e.Kind,
+			pipeline.KindChat, pipeline.KindCompletion, pipeline.KindEmbedding)
+	}
+	return nil
+}
+
 // cmdImport upserts every line of inPath ("-" = stdin) into the database, importBatch lines per
-// transaction. A malformed line stops the import with an error naming its line number: nothing of its
-// batch is written, the batches before it stay committed (imports are upserts, so running the import
-// again once the file is fixed gives the same result as one clean run). Blank lines are skipped.
+// transaction. Every line is checked (checkImportable): a line that cannot be imported is refused, named
+// on stderr with its number and the reason, and the import goes on with the next; the command then fails
+// (exit 1) after importing the rest. Imports are upserts, so running the import again once the file is
+// fixed gives the same result as one clean run. Blank lines are skipped.
 func cmdImport(ctx context.Context, path, inPath string, stdout, stderr io.Writer) (err error) {
 	var in io.Reader = os.Stdin
 	if inPath != "-" {
@@ -315,6 +390,7 @@ func cmdImport(ctx context.Context, path, inPath string, stdout, stderr io.Write
 		batch = batch[:0]
 		return nil
 	}
+	refused := 0
 	for line := 1; ; line++ {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("interrupted at line %d after %d entries imported: %w", line, p.n, err)
@@ -324,32 +400,32 @@ func cmdImport(ctx context.Context, path, inPath string, stdout, stderr io.Write
 		if rerr != nil && rerr != io.EOF {
 			return fmt.Errorf("cannot read %q at line %d: %w", inPath, line, rerr)
 		}
-		if len(strings.TrimSpace(string(text))) > 0 {
+		if len(bytes.TrimSpace(text)) > 0 {
 			var e db.ExportedEntry
-			dec := json.NewDecoder(strings.NewReader(string(text)))
+			dec := json.NewDecoder(bytes.NewReader(text))
 			dec.DisallowUnknownFields() // a column this binary does not know would be lost silently
 			err := dec.Decode(&e)
 			if err == nil && dec.More() {
 				err = errors.New("more than one JSON value on the line")
 			}
 			if err == nil {
-				err = e.Validate()
+				err = checkImportable(&e)
 			}
 			if err != nil {
-				from := line
-				if len(batch) > 0 {
-					from = firstLine
+				refused++
+				if refused <= maxRefusedShown {
+					p.done()
+					fmt.Fprintf(stderr, "llmcache import: %s line %d refused: %v\n", inPath, line, err)
 				}
-				return fmt.Errorf("%s line %d: %v (%d entries imported before it; nothing of lines %d to %d)",
-					inPath, line, err, p.n, from, line)
-			}
-			if len(batch) == 0 {
-				firstLine = line
-			}
-			batch = append(batch, e)
-			if len(batch) == importBatch {
-				if err := flush(); err != nil {
-					return err
+			} else {
+				if len(batch) == 0 {
+					firstLine = line
+				}
+				batch = append(batch, e)
+				if len(batch) == importBatch {
+					if err := flush(); err != nil {
+						return err
+					}
 				}
 			}
 		}
@@ -362,6 +438,13 @@ func cmdImport(ctx context.Context, path, inPath string, stdout, stderr io.Write
 	}
 	p.done()
 	fmt.Fprintf(stdout, "imported %d entries into %s\n", p.n, path)
+	if refused > 0 {
+		shown := ""
+		if refused > maxRefusedShown {
+			shown = fmt.Sprintf(" (the first %d named above)", maxRefusedShown)
+		}
+		return fmt.Errorf("refused %d lines of %s%s; the other %d entries were imported", refused, inPath, shown, p.n)
+	}
 	return nil
 }
 

@@ -67,6 +67,9 @@ type cacheConfig struct {
 	BatchWriteSize int      `toml:"batch_write_size"`
 	FlushInterval  int      `toml:"flush_interval_ms"`
 	IgnoreFields   []string `toml:"ignore_fields"`
+
+	// MaxPendingBytes bounds the answers waiting for the disk (actors.WriterConfig.MaxPendingBytes).
+	MaxPendingBytes int64 `toml:"max_pending_bytes"`
 }
 
 type idleFlushConfig struct {
@@ -147,7 +150,7 @@ func defaultConfig() fileConfig {
 		EjectSeconds:           pc.EjectFor.Seconds(),
 		StandbyOnSaturation:    pc.StandbyOnSaturation,
 		Cache: cacheConfig{Enabled: pc.MemoryEnabled, MaxItems: pc.MemoryMaxItems, MaxBytes: pc.MemoryMaxBytes,
-			BatchWriteSize: w.BatchSize, FlushInterval: int(w.FlushInterval.Milliseconds())},
+			BatchWriteSize: w.BatchSize, FlushInterval: int(w.FlushInterval.Milliseconds()), MaxPendingBytes: w.MaxPendingBytes},
 		IdleFlush: idleFlushConfig{Enabled: true, IdleTimeoutSeconds: idle.Timeout.Seconds(), CheckIntervalSeconds: idle.CheckInterval.Seconds()},
 		CacheMaintenance: maintenanceConfig{Enabled: true, IntervalHours: maint.Interval.Hours(), RetentionDays: maint.Retention.Hours() / 24,
 			CleanupOnStartup: maint.OnStartup, MinHitCount: maint.MinHitCount, MaxDBBytes: maint.MaxDBBytes},
@@ -263,6 +266,7 @@ func (c *fileConfig) validate() error {
 		{"cache.max_bytes", float64(c.Cache.MaxBytes)},
 		{"cache.batch_write_size", float64(c.Cache.BatchWriteSize)},
 		{"cache.flush_interval_ms", float64(c.Cache.FlushInterval)},
+		{"cache.max_pending_bytes", float64(c.Cache.MaxPendingBytes)},
 		{"idle_flush.idle_timeout_seconds", c.IdleFlush.IdleTimeoutSeconds},
 		{"idle_flush.check_interval_seconds", c.IdleFlush.CheckIntervalSeconds},
 		{"cache_maintenance.interval_hours", c.CacheMaintenance.IntervalHours},

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"llmcache/actors"
 	"llmcache/httpx/proxy"
 	"llmcache/pipeline"
 )
@@ -230,4 +231,50 @@ api_key = "sk-x"
 	if strings.Contains(out.String(), "literal") || !strings.Contains(out.String(), "TEAM_A_KEY") {
 		t.Errorf("the start-up line shows a client key, or not its key_env:\n%s", out.String())
 	}
+}
+
+// TestMaxPendingBytes: cache.max_pending_bytes defaults to 256 MiB, reaches the writer from the file, and
+// must be above 0.
+func TestMaxPendingBytes(t *testing.T) {
+	def := defaultConfig()
+	if got := writerOf(t, &def).MaxPendingBytes; got != 256<<20 {
+		t.Errorf("default max_pending_bytes %d, want 268435456", got)
+	}
+	dir := t.TempDir()
+	for _, c := range []struct {
+		value string
+		want  int64 // 0: refused
+	}{{"1000", 1000}, {"0", 0}, {"-1", 0}} {
+		path := filepath.Join(dir, "c.toml")
+		text := "[cache]\nmax_pending_bytes = " + c.value + "\n\n[[api_endpoints]]\nurl = \"http://127.0.0.1:1\"\n"
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := loadConfig(path, false)
+		if err == nil {
+			err = cfg.validate()
+		}
+		if c.want == 0 {
+			if err == nil || !strings.Contains(err.Error(), "cache.max_pending_bytes") {
+				t.Errorf("max_pending_bytes = %s: error %v, want one naming cache.max_pending_bytes", c.value, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("max_pending_bytes = %s: %v", c.value, err)
+		}
+		if got := writerOf(t, &cfg).MaxPendingBytes; got != c.want {
+			t.Errorf("max_pending_bytes = %s reaches the writer as %d", c.value, got)
+		}
+	}
+}
+
+// writerOf is the writer's configuration composed from cfg.
+func writerOf(t *testing.T, cfg *fileConfig) actors.WriterConfig {
+	t.Helper()
+	pc, err := cfg.proxyConfig(func(string) string { return "" }, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pc.Writer
 }

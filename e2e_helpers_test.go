@@ -256,8 +256,8 @@ func (d *cacheDB) row(keyHex string) (dbRow, bool) {
 	if err != nil || len(key) != 32 {
 		d.t.Fatalf("bad key %q", keyHex)
 	}
-	st, _, err := d.c.Prepare(`SELECT kind, namespace, model, endpoint, upstream_model, content_type, body, expires_at, encoding, hit_count, last_hit_at
-		FROM entries WHERE key = ?1`)
+	st, _, err := d.c.Prepare(`SELECT e.kind, e.namespace, e.model, e.endpoint, e.upstream_model, e.content_type, e.body, e.expires_at, e.encoding,
+		ifnull(h.hit_count, 0), ifnull(h.last_hit_at, 0) FROM entries e LEFT JOIN hits h ON h.key = e.key WHERE e.key = ?1`)
 	if err != nil {
 		d.t.Fatalf("cannot read row: %v", err)
 	}

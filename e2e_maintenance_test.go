@@ -32,7 +32,9 @@ func TestE2EMaintenanceDeletesWhatTheRulesName(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, hits := range map[string]int{"old-unused": 0, "old-popular": 5, "old-once": 1} {
-		if err := w.Exec(fmt.Sprintf(`UPDATE entries SET created_at = %d, last_hit_at = %d, hit_count = %d WHERE hex(key) = upper('%s')`, old, old, hits, keys[name])); err != nil {
+		if err := w.Exec(fmt.Sprintf(`UPDATE entries SET created_at = %[1]d WHERE hex(key) = upper('%[3]s');
+			INSERT INTO hits (key, hit_count, last_hit_at) VALUES (unhex('%[3]s'), %[2]d, %[1]d)
+			ON CONFLICT (key) DO UPDATE SET hit_count = excluded.hit_count, last_hit_at = excluded.last_hit_at`, old, hits, keys[name])); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -6,7 +6,8 @@ import "time"
 
 // DefaultWriterConfig is the writer's configuration with every default.
 func DefaultWriterConfig() WriterConfig {
-	return WriterConfig{BatchSize: 20, FlushInterval: 200 * time.Millisecond, QueueSize: 8192, RetryInterval: time.Second, MaxPending: 100_000}
+	return WriterConfig{BatchSize: 20, FlushInterval: 200 * time.Millisecond, QueueSize: 8192, RetryInterval: time.Second,
+		MaxPendingBytes: 256 << 20, MaxPendingTouches: 100_000}
 }
 
 // DefaultIdleConfig is the idle flush's configuration with every default.

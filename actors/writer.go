@@ -4,7 +4,9 @@
 package actors
 
 import (
+	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,14 +20,19 @@ type WriterConfig struct {
 	FlushInterval time.Duration // flush_interval_ms: or this long after the first one waits; default 200 ms
 	QueueSize     int           // jobs that may wait before Put blocks (back-pressure); default 8192
 	RetryInterval time.Duration // after a failed write, wait this long before trying again; default 1 s
-	MaxPending    int           // answers kept for a retry while writes fail (a full disk); past it the oldest go; default 100,000
+	// MaxPendingBytes (max_pending_bytes) bounds the bytes of answers waiting for the disk, those queued
+	// and those in the batch; default 256 MiB. While writes fail (a full or read-only disk), past it the
+	// oldest waiting answers are dropped, counted and logged. While writes work, a batch holding half of
+	// it is written at once, and Put waits (back-pressure) while the queue alone holds all of it.
+	MaxPendingBytes   int64
+	MaxPendingTouches int // hit counts kept for a retry while writes fail; past it the oldest go; default 100,000
 }
 
 func (c *WriterConfig) setDefaults() {
 	d := DefaultWriterConfig()
 	c.BatchSize, c.FlushInterval = orDefault(c.BatchSize, d.BatchSize), orDefault(c.FlushInterval, d.FlushInterval)
 	c.QueueSize, c.RetryInterval = orDefault(c.QueueSize, d.QueueSize), orDefault(c.RetryInterval, d.RetryInterval)
-	c.MaxPending = orDefault(c.MaxPending, d.MaxPending)
+	c.MaxPendingBytes, c.MaxPendingTouches = orDefault(c.MaxPendingBytes, d.MaxPendingBytes), orDefault(c.MaxPendingTouches, d.MaxPendingTouches)
 }
 
 // job is one message to the writer: exactly one of its fields is set.
@@ -43,10 +50,11 @@ type syncResult struct {
 
 // Writer is the actor that owns every write to the store. NewWriter starts it; Stop drains it.
 //
-// Writes are batched: puts and touches wait in memory until BatchSize puts wait or FlushInterval passed
-// since the first one, then everything waiting goes to the store in one transaction. A failed write keeps
-// its batch and is retried. Only while writes keep failing (a full or read-only disk) and more than
-// MaxPending answers wait are the oldest dropped, counted and logged: memory stays bounded.
+// Writes are batched: puts and touches wait in memory until BatchSize puts (or half of MaxPendingBytes)
+// wait or FlushInterval passed since the first one, then everything waiting goes to the store in one
+// transaction. A failed write keeps its batch and is retried. Only while writes keep failing (a full or
+// read-only disk) and more than MaxPendingBytes of answers wait are the oldest dropped, counted and
+// logged: memory stays bounded.
 type Writer struct {
 	cfg   WriterConfig
 	store db.Store
@@ -55,26 +63,38 @@ type Writer struct {
 	wg    sync.WaitGroup
 
 	stopOnce sync.Once
+	stopErr  error // what the final drain could not write; set by the writer goroutine before it ends
 
-	// Figures for /stats; written by the writer goroutine only.
-	queued      atomic.Int64 // puts waiting in the batch, not yet on disk
-	accepted    atomic.Int64 // puts handed to Put, counted before they are queued
-	written     atomic.Int64 // entries written
-	batches     atomic.Int64 // transactions committed
-	failures    atomic.Int64 // failed transactions
-	dropped     atomic.Int64 // answers given up while writes failed
-	lastErr     atomic.Pointer[string]
-	lastBatch   atomic.Int64
-	touchesDone atomic.Int64
+	// queuedBytes is the bytes of the answers in jobs, not yet taken by the writer goroutine: Put adds,
+	// the writer goroutine subtracts. Put waits on queuedFree while it is at MaxPendingBytes.
+	queuedMu    sync.Mutex
+	queuedFree  sync.Cond // L is &queuedMu
+	queuedBytes int64     // guarded by queuedMu
+	putsWaiting int       // Puts blocked on queuedFree; guarded by queuedMu
+
+	// Figures for /stats; written by the writer goroutine only (pendingBytes by Put too).
+	queued       atomic.Int64 // puts waiting in the batch, not yet on disk
+	accepted     atomic.Int64 // puts handed to Put, counted before they are queued
+	pendingBytes atomic.Int64 // bytes of the answers queued or in the batch
+	written      atomic.Int64 // entries written
+	batches      atomic.Int64 // transactions committed
+	failures     atomic.Int64 // failed transactions
+	dropped      atomic.Int64 // answers given up while writes failed
+	droppedBytes atomic.Int64
+	lastErr      atomic.Pointer[string]
+	lastBatch    atomic.Int64
+	touchesDone  atomic.Int64
 }
 
 // WriterStats is a snapshot of the writer's figures.
 type WriterStats struct {
 	Pending       int64  `json:"pending"`         // answers handed to the writer and neither written nor given up yet
+	PendingBytes  int64  `json:"pending_bytes"`   // bytes of the answers queued or waiting for the next write
 	Written       int64  `json:"written"`         // answers written since start
 	Batches       int64  `json:"batches"`         // transactions committed
 	Failures      int64  `json:"failures"`        // failed transactions
-	Dropped       int64  `json:"dropped"`         // answers given up while writes kept failing
+	Dropped       int64  `json:"dropped"`         // answers given up while writes kept failing (past max_pending_bytes, or at stop)
+	DroppedBytes  int64  `json:"dropped_bytes"`   // their bytes
 	LastBatchSize int64  `json:"last_batch_size"` // answers in the last transaction
 	Touches       int64  `json:"touches"`         // hit-count updates written
 	QueueDepth    int    `json:"queue_depth"`     // jobs waiting in the writer's queue
@@ -95,6 +115,7 @@ func NewWriter(store db.Store, cfg WriterConfig, log *slog.Logger) *Writer {
 		log = slog.Default()
 	}
 	w := &Writer{cfg: cfg, store: store, log: log, jobs: make(chan job, cfg.QueueSize)}
+	w.queuedFree.L = &w.queuedMu
 	w.wg.Add(1)
 	go func() {
 		defer w.wg.Done()
@@ -103,11 +124,32 @@ func NewWriter(store db.Store, cfg WriterConfig, log *slog.Logger) *Writer {
 	return w
 }
 
-// Put queues e for storage, waiting while the queue is full: back-pressure, never a drop. e must not be
-// modified afterwards.
+// Put queues e for storage, waiting while the queue is full (QueueSize jobs, or MaxPendingBytes of
+// answers): back-pressure, never a drop. e must not be modified afterwards.
 func (w *Writer) Put(e *db.Entry) {
+	n := int64(len(e.Body))
+	w.queuedMu.Lock()
+	// An answer alone larger than the bound still goes when the queue is empty.
+	for w.queuedBytes > 0 && w.queuedBytes+n > w.cfg.MaxPendingBytes {
+		w.putsWaiting++
+		w.queuedFree.Wait()
+		w.putsWaiting--
+	}
+	w.queuedBytes += n
+	w.queuedMu.Unlock()
+	w.pendingBytes.Add(n)
 	w.accepted.Add(1) // before the send: once Put returns, Pending counts e until it is written or dropped
 	w.jobs <- job{put: e}
+}
+
+// taken is told by the writer goroutine that a put of n bytes left the queue.
+func (w *Writer) taken(n int64) {
+	w.queuedMu.Lock()
+	w.queuedBytes -= n
+	if w.putsWaiting > 0 {
+		w.queuedFree.Broadcast()
+	}
+	w.queuedMu.Unlock()
 }
 
 // TryTouch queues hit counts without waiting; false means the queue was full and the caller keeps them.
@@ -135,12 +177,15 @@ func (w *Writer) Do(fn func(db.Store) (int64, error)) (int64, error) {
 	return r.n, r.err
 }
 
-// Stop writes everything queued, checkpoints the WAL and stops the writer. No Put may follow.
-func (w *Writer) Stop() {
+// Stop writes everything queued, checkpoints the WAL and stops the writer. No Put may follow. It returns
+// an error when answers that were waiting could not be written (a full or read-only disk): they are lost,
+// and the process should say so with its exit code.
+func (w *Writer) Stop() error {
 	w.stopOnce.Do(func() {
 		close(w.jobs)
 		w.wg.Wait()
 	})
+	return w.stopErr
 }
 
 // Stats returns the writer's figures.
@@ -148,9 +193,9 @@ func (w *Writer) Stats() WriterStats {
 	// Written and dropped are read before accepted: Pending may then overcount a put that was just written,
 	// but never reads 0 while an answer handed to Put before this call still waits.
 	s := WriterStats{
-		Written: w.written.Load(), Batches: w.batches.Load(),
-		Failures: w.failures.Load(), Dropped: w.dropped.Load(), LastBatchSize: w.lastBatch.Load(), Touches: w.touchesDone.Load(),
-		QueueDepth: len(w.jobs),
+		PendingBytes: w.pendingBytes.Load(), Written: w.written.Load(), Batches: w.batches.Load(),
+		Failures: w.failures.Load(), Dropped: w.dropped.Load(), DroppedBytes: w.droppedBytes.Load(),
+		LastBatchSize: w.lastBatch.Load(), Touches: w.touchesDone.Load(), QueueDepth: len(w.jobs),
 	}
 	s.Pending = w.accepted.Load() - s.Written - s.Dropped
 	if p := w.lastErr.Load(); p != nil {
@@ -161,10 +206,13 @@ func (w *Writer) Stats() WriterStats {
 
 func (w *Writer) loop() {
 	var (
-		batch   db.Batch
-		timer   = time.NewTimer(time.Hour)
-		armed   bool      // timer runs
-		retryAt time.Time // after a failed write, size triggers wait until then
+		batch      db.Batch
+		batchBytes int64 // bytes of the answers in batch.Puts
+		timer      = time.NewTimer(time.Hour)
+		armed      bool      // timer runs
+		failing    bool      // the last write failed
+		retryAt    time.Time // after a failed write, size triggers wait until then
+		shedLog    shedLog
 	)
 	timer.Stop()
 	arm := func(d time.Duration) {
@@ -182,18 +230,25 @@ func (w *Writer) loop() {
 			return nil
 		}
 		err := w.write(&batch)
+		failing = err != nil
 		if err != nil {
 			retryAt = time.Now().Add(w.cfg.RetryInterval)
 			arm(w.cfg.RetryInterval)
-			w.shed(&batch)
+			batchBytes = w.shed(&batch, batchBytes, &shedLog)
+			return err
 		}
-		return err
+		w.pendingBytes.Add(-batchBytes)
+		batchBytes = 0
+		return nil
 	}
 	// handle takes one job; a sync job first flushes what came before it, keeping the order.
 	handle := func(j job) {
 		if j.sync == nil {
 			if j.put != nil {
 				batch.Puts = append(batch.Puts, j.put)
+				n := int64(len(j.put.Body))
+				batchBytes += n
+				w.taken(n)
 				w.queued.Store(int64(len(batch.Puts)))
 			}
 			batch.Touches = append(batch.Touches, j.touches...)
@@ -216,6 +271,11 @@ func (w *Writer) loop() {
 		}
 		if err != nil {
 			w.log.Error("cannot write cached answers at shutdown; they are lost", "entries", len(batch.Puts), "err", err)
+			if n := len(batch.Puts); n > 0 {
+				w.dropped.Add(int64(n))
+				w.droppedBytes.Add(batchBytes)
+				w.stopErr = fmt.Errorf("cannot write %d cached answers (%d bytes) at shutdown; they are lost: %w", n, batchBytes, err)
+			}
 		}
 		if err := w.store.Checkpoint(); err != nil {
 			w.log.Warn("cannot checkpoint the WAL at shutdown", "err", err)
@@ -243,7 +303,12 @@ func (w *Writer) loop() {
 					break drain
 				}
 			}
-			if len(batch.Puts) >= w.cfg.BatchSize && !time.Now().Before(retryAt) {
+			if failing {
+				// Answers keep arriving while the disk refuses them: hold no more than the bound.
+				batchBytes = w.shed(&batch, batchBytes, &shedLog)
+			}
+			full := len(batch.Puts) >= w.cfg.BatchSize || batchBytes >= w.cfg.MaxPendingBytes/2
+			if full && !time.Now().Before(retryAt) {
 				flush()
 			} else if len(batch.Puts) > 0 || len(batch.Touches) > 0 {
 				arm(w.cfg.FlushInterval)
@@ -276,17 +341,39 @@ func (w *Writer) write(batch *db.Batch) error {
 	return nil
 }
 
-// shed drops the oldest waiting answers beyond MaxPending after a failed write, and hit counts beyond the
-// same bound: a disk that stays full must not grow the process without end.
-func (w *Writer) shed(batch *db.Batch) {
-	if over := len(batch.Puts) - w.cfg.MaxPending; over > 0 {
-		clear(batch.Puts[:over])
-		batch.Puts = append(batch.Puts[:0], batch.Puts[over:]...)
-		w.dropped.Add(int64(over))
-		w.queued.Store(int64(len(batch.Puts)))
-		w.log.Error("writes keep failing: dropped the oldest cached answers waiting for disk", "dropped", over, "still_waiting", len(batch.Puts))
+// shedLog keeps the drop log to a line per RetryInterval while a full disk drops answers continuously.
+type shedLog struct {
+	last           time.Time
+	answers, bytes int64 // dropped since the last line
+}
+
+// shed drops the oldest waiting answers while more than MaxPendingBytes wait (queued and in batch, whose
+// answers hold batchBytes), and the oldest hit counts beyond MaxPendingTouches: a disk that stays full must
+// not grow the process without end. It returns the bytes left in batch. Writer goroutine only.
+func (w *Writer) shed(batch *db.Batch, batchBytes int64, lg *shedLog) int64 {
+	over := w.pendingBytes.Load() - w.cfg.MaxPendingBytes
+	drop, freed := 0, int64(0)
+	for ; drop < len(batch.Puts) && freed < over; drop++ {
+		freed += int64(len(batch.Puts[drop].Body))
 	}
-	if over := len(batch.Touches) - w.cfg.MaxPending; over > 0 {
+	if drop > 0 {
+		// slices.Delete also zeroes the vacated tail: a stale pointer there would keep a dropped answer alive.
+		batch.Puts = slices.Delete(batch.Puts, 0, drop)
+		w.queued.Store(int64(len(batch.Puts)))
+		w.pendingBytes.Add(-freed)
+		w.dropped.Add(int64(drop))
+		w.droppedBytes.Add(freed)
+		lg.answers += int64(drop)
+		lg.bytes += freed
+		if now := time.Now(); now.Sub(lg.last) >= w.cfg.RetryInterval {
+			w.log.Error("writes keep failing: dropped the oldest cached answers waiting for the disk (max_pending_bytes)",
+				"dropped", lg.answers, "dropped_bytes", lg.bytes, "still_waiting", len(batch.Puts),
+				"pending_bytes", w.pendingBytes.Load(), "max_pending_bytes", w.cfg.MaxPendingBytes)
+			lg.last, lg.answers, lg.bytes = now, 0, 0
+		}
+	}
+	if over := len(batch.Touches) - w.cfg.MaxPendingTouches; over > 0 {
 		batch.Touches = append(batch.Touches[:0], batch.Touches[over:]...)
 	}
+	return batchBytes - freed
 }

@@ -310,7 +310,7 @@ func TestPragmasOnFreshFile(t *testing.T) {
 		t.Fatalf("reader auto_vacuum = %q", v)
 	}
 	// The indexes exist.
-	for _, name := range []string{"entries_expires_at", "entries_last_hit_at", "entries_namespace", "entries_model", "entries_created_at"} {
+	for _, name := range []string{"entries_expires_at", "hits_last_hit_at", "entries_namespace", "entries_model", "entries_created_at"} {
 		if n := queryInt(t, s, `SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND name = '`+name+`'`); n != 1 {
 			t.Fatalf("index %s missing", name)
 		}
@@ -658,7 +658,7 @@ func TestConcurrentReadWhileWriting(t *testing.T) {
 	if reads.Load() == 0 {
 		t.Fatal("no reads")
 	}
-	if n := queryInt(t, s, `SELECT hit_count FROM entries WHERE created_at = 1700000000000`); n != batches {
+	if n := queryInt(t, s, `SELECT hit_count FROM hits WHERE key = x'`+fmt.Sprintf("%x", keyOf(0))+`'`); n != batches {
 		t.Fatalf("hit_count = %d", n)
 	}
 }
@@ -708,8 +708,8 @@ func TestWriteBatchErrorsDoNotPanic(t *testing.T) {
 	if n := queryInt(t, s, `SELECT count(*) FROM entries`); n != 1 {
 		t.Fatalf("failed batch left %d rows, want 1", n)
 	}
-	if n := queryInt(t, s, `SELECT hit_count FROM entries`); n != 0 {
-		t.Fatalf("failed batch applied touches: hit_count %d", n)
+	if n := queryInt(t, s, `SELECT count(*) FROM hits`); n != 0 {
+		t.Fatalf("failed batch applied touches: %d hits rows", n)
 	}
 
 	// The caller retries the same batches once the disk has room.
@@ -721,7 +721,7 @@ func TestWriteBatchErrorsDoNotPanic(t *testing.T) {
 	if n := queryInt(t, s, `SELECT count(*) FROM entries`); n != 103 {
 		t.Fatalf("after retry: %d rows", n)
 	}
-	if n := queryInt(t, s, `SELECT hit_count FROM entries WHERE created_at = 1700000000000`); n != 2 {
+	if n := queryInt(t, s, `SELECT hit_count FROM hits WHERE key = x'`+fmt.Sprintf("%x", keyOf(0))+`'`); n != 2 {
 		t.Fatalf("after retry: hit_count %d", n)
 	}
 }
@@ -882,12 +882,16 @@ func TestQueryPlansUseIndexes(t *testing.T) {
 	}{
 		{sqlGet, "sqlite_autoindex_entries_1"},
 		{sqlTouch, "sqlite_autoindex_entries_1"},
+		{sqlDelKey, "sqlite_autoindex_entries_1"},
+		{`DELETE FROM hits WHERE key = x'00'`, "PRIMARY KEY"}, // the trigger's delete
 		{`DELETE FROM entries WHERE ` + whereSQL(&Filter{Keys: []Key{{}}}, true), "sqlite_autoindex_entries_1"},
 		{`SELECT rowid FROM entries WHERE ` + whereSQL(&Filter{Namespace: new("x")}, false), "entries_namespace"},
 		{`SELECT rowid FROM entries WHERE ` + whereSQL(&Filter{Model: "m"}, false), "entries_model"},
 		{`SELECT rowid FROM entries WHERE ` + whereSQL(&Filter{OlderThan: 1}, false), "entries_created_at"},
 		{`SELECT rowid FROM entries WHERE ` + whereSQL(&Filter{ExpiredBy: 1}, false), "entries_expires_at"},
-		{`SELECT rowid FROM entries ORDER BY last_hit_at LIMIT 10`, "entries_last_hit_at"},
+		{`SELECT key FROM hits ORDER BY last_hit_at LIMIT 10`, "hits_last_hit_at"},
+		{`SELECT rowid FROM entries WHERE NOT EXISTS (SELECT 1 FROM hits h WHERE h.key = entries.key) ORDER BY created_at LIMIT 10`, "entries_created_at"},
+		{`SELECT rowid FROM entries WHERE ` + whereSQL(&Filter{UnusedBefore: 1, HitsBelow: 1}, false), "entries_created_at"},
 	} {
 		if p := plan(c.sql); !strings.Contains(p, c.index) {
 			t.Errorf("%s\nplan %s does not use %s", c.sql, p, c.index)

@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/ncruces/go-sqlite3"
@@ -49,29 +50,12 @@ func (e *ExportedEntry) Validate() error {
 	return nil
 }
 
-const (
-	sqlExport = `SELECT key, kind, namespace, model, endpoint, upstream_model, content_type,
-	version, created_at, last_hit_at, hit_count, expires_at, encoding, body FROM entries`
-	// sqlImport replaces every column of an existing row: unlike sqlPut (a fresh answer, whose hits start
-	// from 0), an imported row is the exported row, hit counts included.
-	sqlImport = `INSERT INTO entries (key, kind, namespace, model, endpoint, upstream_model, content_type,
-	version, created_at, last_hit_at, hit_count, expires_at, encoding, body)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
-ON CONFLICT (key) DO UPDATE SET
-	kind = excluded.kind,
-	namespace = excluded.namespace,
-	model = excluded.model,
-	endpoint = excluded.endpoint,
-	upstream_model = excluded.upstream_model,
-	content_type = excluded.content_type,
-	version = excluded.version,
-	created_at = excluded.created_at,
-	last_hit_at = excluded.last_hit_at,
-	hit_count = excluded.hit_count,
-	expires_at = excluded.expires_at,
-	encoding = excluded.encoding,
-	body = excluded.body`
-)
+// sqlExport reads every entry with its hits; a body above largeBody comes back NULL and is read in
+// chunks, as in sqlGet.
+var sqlExport = fmt.Sprintf(`SELECT e.key, e.kind, e.namespace, e.model, e.endpoint, e.upstream_model, e.content_type,
+	e.version, e.created_at, ifnull(h.last_hit_at, 0), ifnull(h.hit_count, 0), e.expires_at, e.encoding,
+	CASE WHEN length(e.body) <= %d THEN e.body END, length(e.body), e.id
+FROM entries e LEFT JOIN hits h ON h.key = e.key`, largeBody)
 
 // Export calls fn for every entry (only those of *namespace when namespace is not nil), in rowid order.
 // It streams: one row is in memory at a time, and e.Body is reused, so it is valid only until fn
@@ -90,11 +74,14 @@ func (s *SQLite) Export(namespace *string, fn func(e *ExportedEntry) error) erro
 // Breakdown, Export and OpenReader work; the writer's methods return ErrClosed. Unlike Open it never
 // creates the file, changes pragmas or migrates, so it may run beside a proxy serving the same file
 // without taking the write lock. A database written by a newer llmcache is refused.
-func OpenReadOnly(path string) (*SQLite, error) {
+func OpenReadOnly(path string) (_ *SQLite, err error) {
 	path = PathFromURL(path)
 	c, err := openRead(path, DefaultBusyTimeout)
 	if err == nil {
-		err = checkSchema(c, path)
+		err = func() (err error) {
+			defer catch(&err, path, "open")
+			return checkSchema(c, path)
+		}()
 		if cerr := c.Close(); err == nil {
 			err = cerr
 		}
@@ -106,7 +93,7 @@ func OpenReadOnly(path string) (*SQLite, error) {
 		}
 		return nil, fmt.Errorf("cannot open cache db %q: %w", path, err)
 	}
-	return &SQLite{path: path, busyTimeout: DefaultBusyTimeout, deletes: map[string]*sqlite3.Stmt{}}, nil
+	return &SQLite{path: path, busyTimeout: DefaultBusyTimeout, log: slog.Default(), deletes: map[string]*sqlite3.Stmt{}}, nil
 }
 
 // ExportFile is Export on the database file at path without opening it for writing: it never creates
@@ -121,6 +108,7 @@ type errStop struct{ err error }
 func (e errStop) Error() string { return e.err.Error() }
 
 func exportPath(path string, busy time.Duration, namespace *string, fn func(e *ExportedEntry) error) (err error) {
+	defer catch(&err, path, "export")
 	var stop errStop
 	defer func() {
 		if errors.As(err, &stop) {
@@ -139,9 +127,9 @@ func exportPath(path string, busy time.Duration, namespace *string, fn func(e *E
 	}
 	sql := sqlExport
 	if namespace != nil {
-		sql += ` WHERE namespace = ?1`
+		sql += ` WHERE e.namespace = ?1`
 	}
-	st, _, err := c.Prepare(sql + ` ORDER BY id`)
+	st, _, err := c.Prepare(sql + ` ORDER BY e.id`)
 	if err != nil {
 		return err
 	}
@@ -168,8 +156,14 @@ func exportPath(path string, busy time.Duration, namespace *string, fn func(e *E
 		e.HitCount = st.ColumnInt64(10)
 		e.ExpiresAt = st.ColumnInt64(11)
 		e.Encoding = st.ColumnInt64(12)
+		if n := st.ColumnInt64(14); n > largeBody {
+			if e.Body, err = readLargeBody(c, st.ColumnInt64(15), n, e.Body); err != nil {
+				return err
+			}
+		} else {
+			e.Body = append(e.Body[:0:cap(e.Body)], st.ColumnRawBlob(13)...)
+		}
 		// An empty blob reads as nil; keep it a present, empty body.
-		e.Body = append(e.Body[:0:cap(e.Body)], st.ColumnRawBlob(13)...)
 		if e.Body == nil {
 			e.Body = []byte{}
 		}
@@ -197,14 +191,15 @@ func checkSchema(c *sqlite3.Conn, path string) error {
 }
 
 // Import upserts entries in one IMMEDIATE transaction on the writer connection: an entry whose key is
-// already on disk replaces that row entirely (every column, hit counts included). Every entry is
+// already on disk replaces that entry entirely (every column, hit counts included). Every entry is
 // validated first; on any error nothing is written and the error names the entry's index in entries.
 //
 // Not safe for concurrent use: the writer connection is the writer actor's, so call Import only when no
 // writer actor runs (the command-line import opens the store itself).
 func (s *SQLite) Import(entries []ExportedEntry) (err error) {
-	if s.w == nil {
-		return fmt.Errorf("cannot import into cache db %q: %w", s.path, ErrClosed)
+	defer s.guard(&err, "import into")
+	if err := s.writer(); err != nil {
+		return fmt.Errorf("cannot import into cache db %q: %w", s.path, err)
 	}
 	for i := range entries {
 		if err := entries[i].Validate(); err != nil {
@@ -219,44 +214,18 @@ func (s *SQLite) Import(entries []ExportedEntry) (err error) {
 			err = fmt.Errorf("cannot import into cache db %q: %w", s.path, err)
 		}
 	}()
-	st, _, err := s.w.Prepare(sqlImport)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
 	if err := s.beginTx(); err != nil {
 		return err
 	}
 	defer s.endTx(&err)
-	var key Key
+	var row Entry
 	for i := range entries {
 		e := &entries[i]
-		hex.Decode(key[:], []byte(e.Key)) // validated above
-		b := binder{st: st}
-		b.blob(1, key[:])
-		b.text(2, e.Kind)
-		b.text(3, e.Namespace)
-		b.text(4, e.Model)
-		b.text(5, e.Endpoint)
-		b.text(6, e.UpstreamModel)
-		b.text(7, e.ContentType)
-		b.int64(8, e.Version)
-		b.int64(9, e.CreatedAt)
-		b.int64(10, e.LastHitAt)
-		b.int64(11, e.HitCount)
-		b.int64(12, e.ExpiresAt)
-		b.int64(13, e.Encoding)
-		if len(e.Body) == 0 {
-			if b.err == nil {
-				b.err = st.BindZeroBlob(14, 0) // NOT NULL: an empty blob, not NULL
-			}
-		} else {
-			b.blob(14, e.Body)
-		}
-		if b.err != nil {
-			return fmt.Errorf("entry %d: %w", i, b.err)
-		}
-		if err := st.Exec(); err != nil {
+		hex.Decode(row.Key[:], []byte(e.Key)) // validated above
+		row.Body, row.ContentType, row.Kind, row.Namespace, row.Model = e.Body, e.ContentType, e.Kind, e.Namespace, e.Model
+		row.Endpoint, row.UpstreamModel, row.Version, row.CreatedAt = e.Endpoint, e.UpstreamModel, e.Version, e.CreatedAt
+		row.LastHitAt, row.HitCount, row.ExpiresAt = e.LastHitAt, e.HitCount, e.ExpiresAt
+		if err := s.putEntry(&row, e.Encoding); err != nil {
 			return fmt.Errorf("entry %d (key %s): %w", i, e.Key, err)
 		}
 	}
@@ -268,9 +237,10 @@ func (s *SQLite) Import(entries []ExportedEntry) (err error) {
 // shrink the file. It needs the write lock for the whole rebuild.
 //
 // Not safe for concurrent use; call it only when no writer actor runs.
-func (s *SQLite) Vacuum() error {
-	if s.w == nil {
-		return fmt.Errorf("cannot vacuum cache db %q: %w", s.path, ErrClosed)
+func (s *SQLite) Vacuum() (err error) {
+	defer s.guard(&err, "vacuum")
+	if err := s.writer(); err != nil {
+		return fmt.Errorf("cannot vacuum cache db %q: %w", s.path, err)
 	}
 	if err := s.w.Exec(`VACUUM`); err != nil {
 		return fmt.Errorf("cannot vacuum cache db %q: %w", s.path, err)
@@ -288,6 +258,7 @@ type Count struct {
 // Breakdown counts the entries per kind and per namespace, each sorted by name. It scans the whole
 // table: call it on demand only. It uses a read connection of its own.
 func (s *SQLite) Breakdown() (kinds, namespaces []Count, err error) {
+	defer catch(&err, s.path, "count entries of")
 	if s.closed.Load() {
 		return nil, nil, fmt.Errorf("cannot count entries of cache db %q: %w", s.path, ErrClosed)
 	}

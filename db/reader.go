@@ -24,36 +24,80 @@ func openRead(path string, busyTimeout time.Duration) (*sqlite3.Conn, error) {
 
 // sqliteReader is one read connection with its prepared lookup.
 type sqliteReader struct {
+	s    *SQLite // for its path, busy timeout, log and panic count
 	path string
 	c    *sqlite3.Conn
 	get  *sqlite3.Stmt
+	// broken: a driver panic dropped the connection (c is nil); the next Get opens a new one.
+	broken bool
 }
 
 // OpenReader opens a read connection for one miss-pool worker. Safe to call
 // from any goroutine; the Reader itself is not safe for concurrent use.
 func (s *SQLite) OpenReader() (Reader, error) {
-	if s.closed.Load() {
-		return nil, fmt.Errorf("cannot open reader on cache db %q: %w", s.path, ErrClosed)
+	r := &sqliteReader{s: s, path: s.path}
+	if err := r.open(); err != nil {
+		return nil, err
 	}
-	c, err := openRead(s.path, s.busyTimeout)
+	return r, nil
+}
+
+func (r *sqliteReader) open() (err error) {
+	defer catch(&err, r.path, "open reader on")
+	if r.s.closed.Load() {
+		return fmt.Errorf("cannot open reader on cache db %q: %w", r.path, ErrClosed)
+	}
+	c, err := openRead(r.path, r.s.busyTimeout)
 	if err != nil {
-		return nil, fmt.Errorf("cannot open reader on cache db %q: %w", s.path, err)
+		return fmt.Errorf("cannot open reader on cache db %q: %w", r.path, err)
 	}
 	st, _, err := c.Prepare(sqlGet)
 	if err != nil {
 		_ = c.Close()
-		return nil, fmt.Errorf("cannot open reader on cache db %q: %w", s.path, err)
+		return fmt.Errorf("cannot open reader on cache db %q: %w", r.path, err)
 	}
-	return &sqliteReader{path: s.path, c: c, get: st}, nil
+	r.c, r.get = c, st
+	return nil
+}
+
+// caught deals with a driver panic during Get: after SQLITE_NOMEM it resets the statement (ending its read
+// transaction) and keeps the connection; after any other panic it drops the connection, and the next Get
+// opens a new one.
+func (r *sqliteReader) caught(p any) error {
+	err := driverPanic(p)
+	r.s.panics.Add(1)
+	if isOOM(p) {
+		quietly(func() { _ = r.get.Reset() })
+		r.s.log.Error("the SQLite driver ran out of memory reading an entry; served as a miss, the connection is kept", "db", r.path, "err", err)
+		return err
+	}
+	quietly(func() { _ = r.get.Close() })
+	quietly(func() { _ = r.c.Close() })
+	r.c, r.get, r.broken = nil, nil, true
+	r.s.log.Error("the SQLite driver panicked reading an entry; served as a miss, the read connection is opened again on its next use",
+		"db", r.path, "err", err)
+	return err
 }
 
 // Get implements Reader. In steady state it allocates only to grow e.Body
-// and to replace text fields whose value changed.
-func (r *sqliteReader) Get(key *Key, e *Entry) (bool, error) {
-	st := r.get
-	if st == nil {
-		return false, fmt.Errorf("cannot read cache db %q: %w", r.path, ErrClosed)
+// and to replace text fields whose value changed. A driver panic becomes its
+// error (see caught).
+func (r *sqliteReader) Get(key *Key, e *Entry) (found bool, err error) {
+	if r.get == nil {
+		if !r.broken {
+			return false, fmt.Errorf("cannot read cache db %q: %w", r.path, ErrClosed)
+		}
+		if err := r.open(); err != nil {
+			return false, err
+		}
+		r.broken = false
 	}
+	defer func() {
+		if p := recover(); p != nil {
+			found, err = false, fmt.Errorf("cannot read cache db %q: %w", r.path, r.caught(p))
+		}
+	}()
+	st := r.get
 	if err := st.BindBlob(1, key[:]); err != nil {
 		return false, fmt.Errorf("cannot read cache db %q: %w", r.path, err)
 	}
@@ -65,20 +109,26 @@ func (r *sqliteReader) Get(key *Key, e *Entry) (bool, error) {
 		return false, nil
 	}
 	e.Key = *key
-	e.Body = append(e.Body[:0], st.ColumnRawBlob(0)...)
-	setString(&e.ContentType, st.ColumnRawText(1))
-	setString(&e.Kind, st.ColumnRawText(2))
-	setString(&e.Namespace, st.ColumnRawText(3))
-	setString(&e.Model, st.ColumnRawText(4))
-	setString(&e.Endpoint, st.ColumnRawText(5))
-	setString(&e.UpstreamModel, st.ColumnRawText(6))
-	e.Version = st.ColumnInt64(7)
-	e.CreatedAt = st.ColumnInt64(8)
-	e.LastHitAt = st.ColumnInt64(9)
-	e.HitCount = st.ColumnInt64(10)
-	e.ExpiresAt = st.ColumnInt64(11)
-	encoding := st.ColumnInt64(12)
-	err := st.Err() // e.g. out of memory while reading a column
+	if n := st.ColumnInt64(1); n > largeBody {
+		e.Body, err = readLargeBody(r.c, st.ColumnInt64(2), n, e.Body)
+	} else {
+		e.Body = append(e.Body[:0], st.ColumnRawBlob(0)...)
+	}
+	setString(&e.ContentType, st.ColumnRawText(3))
+	setString(&e.Kind, st.ColumnRawText(4))
+	setString(&e.Namespace, st.ColumnRawText(5))
+	setString(&e.Model, st.ColumnRawText(6))
+	setString(&e.Endpoint, st.ColumnRawText(7))
+	setString(&e.UpstreamModel, st.ColumnRawText(8))
+	e.Version = st.ColumnInt64(9)
+	e.CreatedAt = st.ColumnInt64(10)
+	e.LastHitAt = st.ColumnInt64(11)
+	e.HitCount = st.ColumnInt64(12)
+	e.ExpiresAt = st.ColumnInt64(13)
+	encoding := st.ColumnInt64(14)
+	if err == nil {
+		err = st.Err() // e.g. out of memory while reading a column
+	}
 	// Always reset: a statement left stepping holds a read snapshot, which
 	// would keep checkpoints from finishing.
 	if rerr := st.Reset(); err == nil {
@@ -102,6 +152,7 @@ func setString(dst *string, b []byte) {
 
 // Close implements Reader.
 func (r *sqliteReader) Close() error {
+	r.broken = false // a closed reader stays closed
 	if r.c == nil {
 		return nil
 	}

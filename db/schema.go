@@ -1,7 +1,14 @@
 package db
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
 
 	"github.com/ncruces/go-sqlite3"
 )
@@ -13,8 +20,8 @@ import (
 //
 // entries is a rowid table (not WITHOUT ROWID: bodies are large, and a rowid
 // table keeps them out of the key index). The small columns come first and
-// body last, so metadata reads and hit-count updates stay on the table's leaf
-// page and do not walk or rewrite the body's overflow pages.
+// body last, so metadata reads stay on the table's leaf page and do not walk
+// the body's overflow pages.
 //
 //	id             rowid alias (stable across VACUUM)
 //	key            32-byte SHA-256 of the canonical request, unique
@@ -26,12 +33,33 @@ import (
 //	content_type   Content-Type of the body
 //	version        entry format version
 //	created_at     unix ms when the answer was stored
-//	last_hit_at    unix ms of the latest hit, 0 = never hit
-//	hit_count      number of hits
+//	last_hit_at    retired at schema 2 (see hits); nothing reads or writes it
+//	hit_count      retired at schema 2 (see hits); nothing reads or writes it
 //	expires_at     unix ms after which the entry is stale, 0 = never
 //	encoding       body encoding: 0 = identity (reserved for compression,
 //	               e.g. zstd, without a migration)
 //	body           the response body
+//
+// hits holds the mutable hit bookkeeping of entries, keyed by the entry's
+// key; an entry never hit has no row (0 hits, last hit 0). It is a table of
+// its own because updating a column of an entries row rewrites the whole
+// record, body included: recording a hit on a 100 MB answer needed twice its
+// size in SQLite's memory and ran the writer out of memory. A hit now writes
+// a ~50-byte row. Keyed by key rather than by rowid, so that entries may later
+// become a WITHOUT ROWID table without touching hits.
+//
+//	key            the entry's key
+//	hit_count      number of hits
+//	last_hit_at    unix ms of the latest hit
+//
+// A trigger deletes an entry's hits row with the entry, whichever statement
+// deletes it. A fresh answer that replaces an entry (an upsert keeps the row)
+// resets its hits explicitly (WriteBatch).
+//
+// entries.hit_count and entries.last_hit_at stay in the table after schema
+// 2, unused: dropping a column rewrites every row, bodies included, the very
+// rewrite that ran out of memory. The next migration that rebuilds entries
+// anyway (compressing bodies, say) drops them.
 //
 // meta holds key/value pairs; meta.schema_version is the number of
 // migrations applied.
@@ -64,6 +92,22 @@ CREATE INDEX entries_last_hit_at ON entries (last_hit_at);
 CREATE INDEX entries_namespace   ON entries (namespace);
 CREATE INDEX entries_model       ON entries (model);
 CREATE INDEX entries_created_at  ON entries (created_at);
+`,
+	// 2: hit bookkeeping moves to hits. Copying the counts reads only the small
+	// columns at the front of each record, never a body's overflow pages.
+	`
+CREATE TABLE hits (
+	key         BLOB    PRIMARY KEY CHECK (length(key) = 32),
+	hit_count   INTEGER NOT NULL DEFAULT 0,
+	last_hit_at INTEGER NOT NULL DEFAULT 0
+) STRICT, WITHOUT ROWID;
+INSERT INTO hits (key, hit_count, last_hit_at)
+	SELECT key, hit_count, last_hit_at FROM entries WHERE hit_count <> 0 OR last_hit_at <> 0;
+CREATE INDEX hits_last_hit_at ON hits (last_hit_at);
+DROP INDEX entries_last_hit_at;
+CREATE TRIGGER entries_delete_hits AFTER DELETE ON entries BEGIN
+	DELETE FROM hits WHERE key = old.key;
+END;
 `,
 }
 
@@ -110,8 +154,10 @@ func schemaVersion(c *sqlite3.Conn) (int64, error) {
 }
 
 // migrate brings the schema up to latestSchema, one transaction per step,
-// and refuses a database made by a newer schema.
-func migrate(c *sqlite3.Conn, path string) error {
+// and refuses a database made by a newer schema. Each step of an existing
+// database is logged: a step may copy data (schema 2 copies the hit counts)
+// and take a while on a large cache; a new database is created silently.
+func migrate(c *sqlite3.Conn, path string, log *slog.Logger) error {
 	v, err := schemaVersion(c)
 	if err != nil {
 		return fmt.Errorf("cannot open cache db %q: cannot read schema version: %w", path, err)
@@ -119,11 +165,64 @@ func migrate(c *sqlite3.Conn, path string) error {
 	if v > latestSchema {
 		return &SchemaTooNewError{Path: path, Version: v, Supported: latestSchema}
 	}
+	existing := v > 0
+	if existing && v < latestSchema {
+		log.Info("migrating cache db schema", "db", path, "from", v, "to", latestSchema)
+	}
 	for v < latestSchema {
+		start := time.Now()
 		if err := migrateStep(c, path); err != nil {
 			return err
 		}
 		v++
+		if existing {
+			log.Info("cache db schema migrated", "db", path, "schema_version", v, "took", time.Since(start).Round(time.Millisecond))
+		}
+	}
+	return nil
+}
+
+// refuseNewer refuses a database written by a newer llmcache before anything
+// writes to it: Open sets pragmas (journal_mode = WAL writes the file header)
+// before migrate can check the version under the write lock. Without a -wal
+// file the whole database is in the main file, which is then read as
+// immutable: no lock, no -wal or -shm created, not a byte changed. With a
+// -wal file (a proxy running, or one that crashed) an ordinary read-only
+// connection reads through it. A missing or empty file is a new database.
+func refuseNewer(path string) (err error) {
+	defer catch(&err, path, "open")
+	fi, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("cannot open cache db %q: %w", path, err)
+	}
+	if fi.Size() == 0 {
+		return nil
+	}
+	name, flags := path, sqlite3.OPEN_READONLY
+	if _, err := os.Stat(path + "-wal"); errors.Is(err, fs.ErrNotExist) {
+		abs, err := filepath.Abs(path)
+		if err != nil {
+			return fmt.Errorf("cannot open cache db %q: %w", path, err)
+		}
+		// A URI, because immutable is a URI parameter: the path is escaped (?, #, %).
+		name, flags = "file:"+(&url.URL{Path: abs}).EscapedPath()+"?mode=ro&immutable=1", flags|sqlite3.OPEN_URI
+	}
+	c, err := sqlite3.OpenFlags(name, flags)
+	if err != nil {
+		return fmt.Errorf("cannot open cache db %q: %w", path, err)
+	}
+	v, err := schemaVersion(c)
+	if cerr := c.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("cannot open cache db %q: %w", path, err)
+	}
+	if v > latestSchema {
+		return &SchemaTooNewError{Path: path, Version: v, Supported: latestSchema}
 	}
 	return nil
 }

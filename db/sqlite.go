@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,14 +25,22 @@ import (
 type SQLite struct {
 	path        string
 	busyTimeout time.Duration
+	log         *slog.Logger
 	closed      atomic.Bool
+	panics      atomic.Int64 // driver panics recovered into errors, on every connection
+
+	// broken: a driver panic dropped the writer connection (w is nil); the next writer call opens a new
+	// one. Writer actor only.
+	broken bool
 
 	// Writer connection and its prepared statements: writer actor only.
 	w        *sqlite3.Conn
 	begin    *sqlite3.Stmt
 	commit   *sqlite3.Stmt
 	rollback *sqlite3.Stmt
+	delKey   *sqlite3.Stmt
 	put      *sqlite3.Stmt
+	setHits  *sqlite3.Stmt
 	touch    *sqlite3.Stmt
 	deletes  map[string]*sqlite3.Stmt // DELETE statements by SQL text
 
@@ -57,28 +66,29 @@ const (
 )
 
 const (
-	sqlPut = `INSERT INTO entries (key, kind, namespace, model, endpoint, upstream_model, content_type,
-	version, created_at, last_hit_at, hit_count, expires_at, encoding, body)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
-ON CONFLICT (key) DO UPDATE SET
-	kind = excluded.kind,
-	namespace = excluded.namespace,
-	model = excluded.model,
-	endpoint = excluded.endpoint,
-	upstream_model = excluded.upstream_model,
-	content_type = excluded.content_type,
-	version = excluded.version,
-	created_at = excluded.created_at,
-	last_hit_at = 0,
-	hit_count = 0,
-	expires_at = excluded.expires_at,
-	encoding = excluded.encoding,
-	body = excluded.body`
-	sqlTouch = `UPDATE entries SET hit_count = hit_count + ?1, last_hit_at = max(last_hit_at, ?2) WHERE key = ?3`
-	sqlGet   = `SELECT body, content_type, kind, namespace, model, endpoint, upstream_model,
-	version, created_at, last_hit_at, hit_count, expires_at, encoding
-FROM entries WHERE key = ?1`
+	// A put deletes the entry it replaces (sqlDelKey; its hits row goes with it, by trigger) and inserts
+	// the new one. An upsert (ON CONFLICT DO UPDATE) would keep the row but holds the old and the new
+	// record and the excluded values in memory at once: a refresh of a 100 MB answer ran out of memory.
+	sqlDelKey = `DELETE FROM entries WHERE key = ?1`
+	sqlPut    = `INSERT INTO entries (key, kind, namespace, model, endpoint, upstream_model, content_type,
+	version, created_at, expires_at, encoding, body)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)`
+	// sqlSetHits gives a put entry the hit figures it carries (an imported one); a fetched answer carries
+	// none, and an entry never hit has no hits row.
+	sqlSetHits = `INSERT INTO hits (key, hit_count, last_hit_at) VALUES (?1, ?2, ?3)
+ON CONFLICT (key) DO UPDATE SET hit_count = excluded.hit_count, last_hit_at = excluded.last_hit_at`
+	// sqlTouch adds hits to an entry on disk and does nothing for a key that is not: the SELECT reads
+	// the key from the key index, never the entry's row.
+	sqlTouch = `INSERT INTO hits (key, hit_count, last_hit_at) SELECT key, ?1, ?2 FROM entries WHERE key = ?3
+ON CONFLICT (key) DO UPDATE SET hit_count = hit_count + excluded.hit_count, last_hit_at = max(last_hit_at, excluded.last_hit_at)`
 )
+
+// sqlGet reads an entry with its hits. A body above largeBody comes back NULL and is read in chunks
+// (readLargeBody); length() reads a blob's size from the record header, without loading it.
+var sqlGet = fmt.Sprintf(`SELECT CASE WHEN length(e.body) <= %d THEN e.body END, length(e.body), e.id,
+	e.content_type, e.kind, e.namespace, e.model, e.endpoint, e.upstream_model,
+	e.version, e.created_at, ifnull(h.last_hit_at, 0), ifnull(h.hit_count, 0), e.expires_at, e.encoding
+FROM entries e LEFT JOIN hits h ON h.key = e.key WHERE e.key = ?1`, largeBody)
 
 // Open opens (creating it if needed) the cache database at path, which may
 // also be a database_url (see PathFromURL), creates the parent directory if
@@ -94,6 +104,12 @@ func Open(path string, opts Options) (*SQLite, error) {
 	if opts.BusyTimeout <= 0 {
 		opts.BusyTimeout = DefaultBusyTimeout
 	}
+	if opts.Log == nil {
+		opts.Log = slog.Default()
+	}
+	if err := refuseNewer(path); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("cannot open cache db %q: %w", path, err)
 	}
@@ -102,15 +118,19 @@ func Open(path string, opts Options) (*SQLite, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot open cache db %q: %w", path, err)
 	}
-	s := &SQLite{path: path, busyTimeout: opts.BusyTimeout, w: c, deletes: map[string]*sqlite3.Stmt{}}
-	if err := s.init(); err != nil {
-		s.closeWriter()
+	s := &SQLite{path: path, busyTimeout: opts.BusyTimeout, log: opts.Log, w: c, deletes: map[string]*sqlite3.Stmt{}}
+	err = func() (err error) {
+		defer catch(&err, path, "open")
+		return s.init(opts.Log)
+	}()
+	if err != nil {
+		quietly(func() { _ = s.closeWriter() })
 		return nil, err
 	}
 	return s, nil
 }
 
-func (s *SQLite) init() error {
+func (s *SQLite) init(log *slog.Logger) error {
 	c := s.w
 	if err := c.BusyTimeout(s.busyTimeout); err != nil {
 		return fmt.Errorf("cannot open cache db %q: %w", s.path, err)
@@ -131,7 +151,7 @@ func (s *SQLite) init() error {
 		walSizeLimit, writerCacheKiB, walAutoCheckpointPages)); err != nil {
 		return fmt.Errorf("cannot open cache db %q: %w", s.path, err)
 	}
-	if err := migrate(c, s.path); err != nil {
+	if err := migrate(c, s.path, log); err != nil {
 		return err
 	}
 	for _, p := range []struct {
@@ -141,7 +161,9 @@ func (s *SQLite) init() error {
 		{&s.begin, `BEGIN IMMEDIATE`},
 		{&s.commit, `COMMIT`},
 		{&s.rollback, `ROLLBACK`},
+		{&s.delKey, sqlDelKey},
 		{&s.put, sqlPut},
+		{&s.setHits, sqlSetHits},
 		{&s.touch, sqlTouch},
 	} {
 		st, _, err := c.Prepare(p.sql)
@@ -175,9 +197,10 @@ func (s *SQLite) Path() string { return s.path }
 
 // execWriter runs sql on the writer connection (tests and maintenance).
 // Writer actor only.
-func (s *SQLite) execWriter(sql string) error {
-	if s.w == nil {
-		return ErrClosed
+func (s *SQLite) execWriter(sql string) (err error) {
+	defer s.guard(&err, "write to")
+	if err := s.writer(); err != nil {
+		return err
 	}
 	return s.w.Exec(sql)
 }
@@ -193,28 +216,35 @@ func (s *SQLite) beginTx() error {
 
 // endTx commits when *errp is nil, and rolls back otherwise (or when the
 // commit fails). SQLite may already have rolled back after errors such as
-// SQLITE_FULL, hence the autocommit check.
+// SQLITE_FULL, hence the autocommit check. Deferred right after beginTx, it
+// also catches a driver panic in the transaction (caught): a transaction cut
+// short by a panic must never be committed.
 func (s *SQLite) endTx(errp *error) {
+	if p := recover(); p != nil {
+		*errp = s.caught(p, "transaction")
+	}
 	if *errp == nil {
 		*errp = s.commit.Exec()
 	}
-	if *errp != nil && !s.w.GetAutocommit() {
+	if *errp != nil && s.w != nil && !s.w.GetAutocommit() {
 		_ = s.rollback.Exec()
 	}
 }
 
 // WriteBatch writes b in one IMMEDIATE transaction: puts first (upserts: a
-// fresh answer replaces the whole row and resets hit_count and last_hit_at
-// to 0; a new row takes the entry's HitCount and LastHitAt), then touches
-// (hit_count += Hits, last_hit_at = max(last_hit_at, At); a touch for a key
-// not on disk is a no-op). Nil puts are skipped. On error the transaction is
+// fresh answer replaces the whole entry and its hit figures, which become
+// the entry's HitCount and LastHitAt, 0 for an answer just fetched), then
+// touches (hit_count += Hits, last_hit_at = max(last_hit_at, At); a touch for
+// a key not on disk is a no-op). A touch writes only the entry's hits row,
+// never the entry itself. Nil puts are skipped. On error the transaction is
 // rolled back, nothing is written, and the error is returned: the caller
 // keeps the batch and retries later.
 //
 // Not safe for concurrent use; called only by the writer actor.
 func (s *SQLite) WriteBatch(b *Batch) (err error) {
-	if s.w == nil {
-		return fmt.Errorf("cannot write batch to cache db %q: %w", s.path, ErrClosed)
+	defer s.guard(&err, "write batch to")
+	if err := s.writer(); err != nil {
+		return fmt.Errorf("cannot write batch to cache db %q: %w", s.path, err)
 	}
 	if b == nil || b.Len() == 0 {
 		return nil
@@ -233,16 +263,7 @@ func (s *SQLite) WriteBatch(b *Batch) (err error) {
 		if e == nil {
 			continue
 		}
-		if err := s.bindPut(e); err != nil {
-			return err
-		}
-		if err := s.put.Exec(); err != nil {
-			return err
-		}
-	}
-	// Do not keep the last body alive in SQLite's memory.
-	if len(b.Puts) > 0 {
-		if err := s.put.ClearBindings(); err != nil {
+		if err := s.putEntry(e, encodingIdentity); err != nil {
 			return err
 		}
 	}
@@ -265,7 +286,15 @@ func (s *SQLite) WriteBatch(b *Batch) (err error) {
 	return nil
 }
 
-func (s *SQLite) bindPut(e *Entry) error {
+// putEntry replaces the entry with e.Key by e, whose body is in encoding, and gives it e's hit figures.
+// It runs inside the caller's transaction. Writer connection only.
+func (s *SQLite) putEntry(e *Entry, encoding int64) error {
+	if err := s.delKey.BindBlob(1, e.Key[:]); err != nil {
+		return err
+	}
+	if err := s.delKey.Exec(); err != nil {
+		return err
+	}
 	b := binder{st: s.put}
 	b.blob(1, e.Key[:])
 	b.text(2, e.Kind)
@@ -276,19 +305,43 @@ func (s *SQLite) bindPut(e *Entry) error {
 	b.text(7, e.ContentType)
 	b.int64(8, e.Version)
 	b.int64(9, e.CreatedAt)
-	b.int64(10, e.LastHitAt)
-	b.int64(11, e.HitCount)
-	b.int64(12, e.ExpiresAt)
-	b.int64(13, encodingIdentity)
-	if e.Body == nil {
-		// NOT NULL: an absent body is an empty blob.
+	b.int64(10, e.ExpiresAt)
+	b.int64(11, encoding)
+	if len(e.Body) == 0 || len(e.Body) > largeBody {
+		// NOT NULL: an absent body is an empty blob. A large one is written after the insert, in chunks.
 		if b.err == nil {
-			b.err = b.st.BindZeroBlob(14, 0)
+			b.err = s.put.BindZeroBlob(12, int64(len(e.Body)))
 		}
 	} else {
-		b.blob(14, e.Body)
+		b.blob(12, e.Body)
 	}
-	return b.err
+	if b.err != nil {
+		return b.err
+	}
+	err := s.put.Exec()
+	// Do not keep the body alive in SQLite's memory until the next put.
+	if cerr := s.put.ClearBindings(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	if len(e.Body) > largeBody {
+		if err := writeLargeBody(s.w, s.w.LastInsertRowID(), e.Body); err != nil {
+			return err
+		}
+	}
+	if e.HitCount == 0 && e.LastHitAt == 0 {
+		return nil
+	}
+	b = binder{st: s.setHits}
+	b.blob(1, e.Key[:])
+	b.int64(2, e.HitCount)
+	b.int64(3, e.LastHitAt)
+	if b.err != nil {
+		return b.err
+	}
+	return s.setHits.Exec()
 }
 
 // binder binds parameters, keeping the first error.
@@ -323,8 +376,9 @@ func (b *binder) int64(i int, v int64) {
 //
 // Not safe for concurrent use; called only by the writer actor.
 func (s *SQLite) Delete(f Filter) (n int64, err error) {
-	if s.w == nil {
-		return 0, fmt.Errorf("cannot delete from cache db %q: %w", s.path, ErrClosed)
+	defer s.guard(&err, "delete from")
+	if err := s.writer(); err != nil {
+		return 0, fmt.Errorf("cannot delete from cache db %q: %w", s.path, err)
 	}
 	if f.empty() && !f.All {
 		return 0, fmt.Errorf("cannot delete from cache db %q: empty filter (set a field, or All)", s.path)
@@ -458,8 +512,8 @@ func whereSQL(f *Filter, withKey bool) string {
 		conds = append(conds, `expires_at > 0 AND expires_at <= ?5`)
 	}
 	if f.UnusedBefore != 0 {
-		// Two comparisons rather than max(), so that the last_hit_at index serves the query.
-		conds = append(conds, `last_hit_at < ?6 AND created_at < ?6 AND hit_count < ?7`)
+		// The created_at index finds the candidates; each one's hits row (none: never hit, 0 hits) decides.
+		conds = append(conds, `created_at < ?6 AND ifnull((SELECT h.last_hit_at < ?6 AND h.hit_count < ?7 FROM hits h WHERE h.key = entries.key), 0 < ?7)`)
 	}
 	return strings.Join(conds, ` AND `)
 }
@@ -492,9 +546,10 @@ func bindFilter(st *sqlite3.Stmt, f *Filter) error {
 // matching sqlite3.BUSY.
 //
 // Not safe for concurrent use; called only by the writer actor.
-func (s *SQLite) Checkpoint() error {
-	if s.w == nil {
-		return fmt.Errorf("cannot checkpoint cache db %q: %w", s.path, ErrClosed)
+func (s *SQLite) Checkpoint() (err error) {
+	defer s.guard(&err, "checkpoint")
+	if err := s.writer(); err != nil {
+		return fmt.Errorf("cannot checkpoint cache db %q: %w", s.path, err)
 	}
 	if _, _, err := s.w.WALCheckpoint("main", sqlite3.CHECKPOINT_TRUNCATE); err != nil {
 		return fmt.Errorf("cannot checkpoint cache db %q: %w", s.path, err)
@@ -506,9 +561,10 @@ func (s *SQLite) Checkpoint() error {
 // they are stale; usually cheap).
 //
 // Not safe for concurrent use; called only by the writer actor.
-func (s *SQLite) Optimize() error {
-	if s.w == nil {
-		return fmt.Errorf("cannot optimize cache db %q: %w", s.path, ErrClosed)
+func (s *SQLite) Optimize() (err error) {
+	defer s.guard(&err, "optimize")
+	if err := s.writer(); err != nil {
+		return fmt.Errorf("cannot optimize cache db %q: %w", s.path, err)
 	}
 	if err := s.w.Exec(`PRAGMA optimize`); err != nil {
 		return fmt.Errorf("cannot optimize cache db %q: %w", s.path, err)
@@ -521,9 +577,10 @@ func (s *SQLite) Optimize() error {
 // mode, so space freed by deletes stays in the file until this runs.
 //
 // Not safe for concurrent use; called only by the writer actor.
-func (s *SQLite) IncrementalVacuum(pages int64) error {
-	if s.w == nil {
-		return fmt.Errorf("cannot vacuum cache db %q: %w", s.path, ErrClosed)
+func (s *SQLite) IncrementalVacuum(pages int64) (err error) {
+	defer s.guard(&err, "vacuum")
+	if err := s.writer(); err != nil {
+		return fmt.Errorf("cannot vacuum cache db %q: %w", s.path, err)
 	}
 	if pages < 0 {
 		pages = 0
@@ -534,35 +591,55 @@ func (s *SQLite) IncrementalVacuum(pages int64) error {
 	return nil
 }
 
-// DeleteLRU deletes the n least recently used entries (never-hit entries first, oldest first, then by
-// their last hit) in one transaction and returns how many went. It serves max_db_bytes.
+// DeleteLRU deletes the n least recently used entries (never-hit entries first, oldest first, then by their
+// last hit) in one transaction and returns how many went. It serves max_db_bytes.
 //
 // Not safe for concurrent use; called only by the writer actor.
 func (s *SQLite) DeleteLRU(n int) (deleted int64, err error) {
-	if s.w == nil {
-		return 0, fmt.Errorf("cannot evict from cache db %q: %w", s.path, ErrClosed)
+	defer s.guard(&err, "evict from")
+	if err := s.writer(); err != nil {
+		return 0, fmt.Errorf("cannot evict from cache db %q: %w", s.path, err)
 	}
-	st, err := s.deleteStmt(`DELETE FROM entries WHERE rowid IN (SELECT rowid FROM entries ORDER BY last_hit_at, created_at LIMIT ?1)`)
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("cannot evict from cache db %q: %w", s.path, err)
+		}
+	}()
+	// Two statements, each served by an index (created_at, then hits.last_hit_at), rather than one ORDER BY
+	// over a join, which would sort the whole table.
+	never, err := s.deleteStmt(`DELETE FROM entries WHERE rowid IN (SELECT rowid FROM entries
+WHERE NOT EXISTS (SELECT 1 FROM hits h WHERE h.key = entries.key) ORDER BY created_at LIMIT ?1)`)
 	if err != nil {
-		return 0, fmt.Errorf("cannot evict from cache db %q: %w", s.path, err)
-	}
-	if err := s.beginTx(); err != nil {
-		return 0, fmt.Errorf("cannot evict from cache db %q: %w", s.path, err)
-	}
-	defer s.endTx(&err)
-	if err := st.BindInt64(1, int64(n)); err != nil {
 		return 0, err
 	}
-	if err := st.Exec(); err != nil {
-		return 0, fmt.Errorf("cannot evict from cache db %q: %w", s.path, err)
+	hit, err := s.deleteStmt(`DELETE FROM entries WHERE key IN (SELECT key FROM hits ORDER BY last_hit_at LIMIT ?1)`)
+	if err != nil {
+		return 0, err
 	}
-	return s.w.Changes(), nil
+	if err := s.beginTx(); err != nil {
+		return 0, err
+	}
+	defer s.endTx(&err)
+	for _, st := range []*sqlite3.Stmt{never, hit} {
+		if deleted >= int64(n) {
+			break
+		}
+		if err := st.BindInt64(1, int64(n)-deleted); err != nil {
+			return 0, err
+		}
+		if err := st.Exec(); err != nil {
+			return 0, err
+		}
+		deleted += s.w.Changes()
+	}
+	return deleted, nil
 }
 
 // statsConn is a read connection of its own for Stats.
 type statsConn struct {
 	c         *sqlite3.Conn
 	count     *sqlite3.Stmt
+	hitCount  *sqlite3.Stmt
 	pageSize  *sqlite3.Stmt
 	freePages *sqlite3.Stmt
 	pageCount *sqlite3.Stmt
@@ -572,7 +649,7 @@ func (sc *statsConn) close() error {
 	if sc == nil {
 		return nil
 	}
-	return errors.Join(sc.count.Close(), sc.pageSize.Close(), sc.freePages.Close(), sc.pageCount.Close(), sc.c.Close())
+	return errors.Join(sc.count.Close(), sc.hitCount.Close(), sc.pageSize.Close(), sc.freePages.Close(), sc.pageCount.Close(), sc.c.Close())
 }
 
 func (s *SQLite) openStats() (*statsConn, error) {
@@ -586,6 +663,7 @@ func (s *SQLite) openStats() (*statsConn, error) {
 		sql string
 	}{
 		{&sc.count, `SELECT count(*) FROM entries`},
+		{&sc.hitCount, `SELECT count(*) FROM hits`},
 		{&sc.pageSize, `PRAGMA page_size`},
 		{&sc.freePages, `PRAGMA freelist_count`},
 		{&sc.pageCount, `PRAGMA page_count`},
@@ -621,6 +699,17 @@ func (s *SQLite) Stats() (st Stats, err error) {
 	}()
 	s.statsMu.Lock()
 	defer s.statsMu.Unlock()
+	defer func() {
+		if p := recover(); p != nil {
+			// Drop the connection: the next call opens a new one.
+			s.panics.Add(1)
+			err = driverPanic(p)
+			s.log.Error("the SQLite driver panicked; the stats call failed", "db", s.path, "err", err)
+			quietly(func() { _ = s.stats.close() })
+			s.stats = nil
+		}
+	}()
+	st.DriverPanics = s.panics.Load()
 	if s.closed.Load() {
 		return st, ErrClosed
 	}
@@ -633,6 +722,9 @@ func (s *SQLite) Stats() (st Stats, err error) {
 	}
 	sc := s.stats
 	if st.Entries, err = queryInt64(sc.count); err != nil {
+		return st, err
+	}
+	if st.HitEntries, err = queryInt64(sc.hitCount); err != nil {
 		return st, err
 	}
 	if st.PageSize, err = queryInt64(sc.pageSize); err != nil {
@@ -684,14 +776,13 @@ func (s *SQLite) closeWriter() error {
 	if !s.w.GetAutocommit() && s.rollback != nil {
 		_ = s.rollback.Exec()
 	}
-	for _, st := range []*sqlite3.Stmt{s.begin, s.commit, s.rollback, s.put, s.touch} {
+	for _, st := range []*sqlite3.Stmt{s.begin, s.commit, s.rollback, s.delKey, s.put, s.setHits, s.touch} {
 		errs = append(errs, st.Close())
 	}
-	for sql, st := range s.deletes {
+	for _, st := range s.deletes {
 		errs = append(errs, st.Close())
-		delete(s.deletes, sql)
 	}
 	errs = append(errs, s.w.Close())
-	s.w, s.begin, s.commit, s.rollback, s.put, s.touch = nil, nil, nil, nil, nil, nil
+	s.forgetWriter()
 	return errors.Join(errs...)
 }

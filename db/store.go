@@ -9,6 +9,7 @@ package db
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 )
 
@@ -78,12 +79,16 @@ func (f *Filter) empty() bool {
 // Stats describes the store. Computing it may count the rows: call it on
 // demand only.
 type Stats struct {
-	Entries   int64 `json:"entries"`    // rows in the entries table
-	FileBytes int64 `json:"file_bytes"` // size of the main database file on disk
-	WALBytes  int64 `json:"wal_bytes"`  // size of the -wal file on disk (0 if absent)
-	PageSize  int64 `json:"page_size"`
-	PageCount int64 `json:"page_count"` // pages in the database as readers see it (WAL included), free ones too
-	FreePages int64 `json:"free_pages"` // pages on the freelist (reclaimable by incremental vacuum)
+	Entries    int64 `json:"entries"`     // rows in the entries table
+	HitEntries int64 `json:"hit_entries"` // entries hit at least once (rows of the hits table)
+	FileBytes  int64 `json:"file_bytes"`  // size of the main database file on disk
+	WALBytes   int64 `json:"wal_bytes"`   // size of the -wal file on disk (0 if absent)
+	PageSize   int64 `json:"page_size"`
+	PageCount  int64 `json:"page_count"` // pages in the database as readers see it (WAL included), free ones too
+	FreePages  int64 `json:"free_pages"` // pages on the freelist (reclaimable by incremental vacuum)
+	// DriverPanics counts the panics of the SQLite driver that calls on this store recovered into errors
+	// since it was opened (each is also logged), on any of its connections, writer or reader.
+	DriverPanics int64 `json:"driver_panics"`
 }
 
 // Store is the persistent cache tier seen by the pipeline's miss pool
@@ -129,6 +134,9 @@ type Options struct {
 	// BusyTimeout is how long a connection waits for a lock held by another
 	// connection before failing with SQLITE_BUSY. Default 5s.
 	BusyTimeout time.Duration
+	// Log gets the progress of a schema migration of an existing database.
+	// Default slog.Default().
+	Log *slog.Logger
 }
 
 // DefaultBusyTimeout is the busy timeout used when Options.BusyTimeout is 0.

@@ -52,8 +52,17 @@ func DefaultConfig() Config {
 	return Config{MaxBodyBytes: 32 << 20, MaxHeaderBytes: 64 << 10, DefaultMode: pipeline.ModeReadWrite, ShutdownTimeout: 30 * time.Second}
 }
 
-// Health reports whether the proxy can do its job; a nil error means healthy.
+// Health reports whether the proxy can do its job. nil: healthy, /healthz answers 200 {"status":"ok"}.
+// An error that is a *Down: it cannot answer at all, 503 {"status":"down","reason":..}. Any other error:
+// it still answers, degraded (a store it cannot write, every endpoint ejected), 200
+// {"status":"degraded","reason":..}, so that a load balancer does not take out every instance behind a
+// shared disk or store that fails.
 type Health func() error
+
+// Down is the Health error of a proxy that cannot answer requests at all.
+type Down struct{ Reason string }
+
+func (d *Down) Error() string { return d.Reason }
 
 // Server is the HTTP front end. New builds it; Serve runs it on a listener; Shutdown stops it.
 type Server struct {
@@ -176,12 +185,19 @@ func (s *Server) transportError(ctx *fasthttp.RequestCtx, err error) {
 
 func (s *Server) healthz(ctx *fasthttp.RequestCtx) {
 	ctx.SetContentType("application/json")
-	if err := s.health(); err != nil {
-		ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
-		ctx.SetBodyString(`{"status":"degraded","error":` + strconv.Quote(err.Error()) + `}`)
+	err := s.health()
+	if err == nil {
+		ctx.SetBodyString(`{"status":"ok"}`)
 		return
 	}
-	ctx.SetBodyString(`{"status":"ok"}`)
+	reason, _ := json.Marshal(err.Error())
+	var down *Down
+	if errors.As(err, &down) {
+		ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
+		ctx.SetBodyString(`{"status":"down","reason":` + string(reason) + `}`)
+		return
+	}
+	ctx.SetBodyString(`{"status":"degraded","reason":` + string(reason) + `}`)
 }
 
 func (s *Server) stats(ctx *fasthttp.RequestCtx) {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"time"
 
 	"llmcache/actors"
@@ -105,13 +106,13 @@ func Start(cfg Config) (_ *Proxy, err error) {
 	st := cfg.Stats
 	st.Histogram = metrics.Latency
 	stats := actors.NewStats(st, log)
-	store, err := db.Open(db.PathFromURL(cfg.DatabaseURL), db.Options{})
+	store, err := db.Open(db.PathFromURL(cfg.DatabaseURL), db.Options{Log: log})
 	if err != nil {
 		return nil, err
 	}
 	p.push("close the cache db", store.Close)
 	p.writer = actors.NewWriter(store, cfg.Writer, log)
-	p.push("write the answers waiting for the disk", func() error { p.writer.Stop(); return nil })
+	p.push("write the answers waiting for the disk", p.writer.Stop) // an error here: answers lost, the exit code says so
 	pc := cfg.Pipeline
 	pc.Log, pc.OnUpstream = log, stats.Upstream
 	if p.pipe, err = pipeline.New(pc, store, p.writer, transport); err != nil {
@@ -173,8 +174,8 @@ func (p *Proxy) transport(cfg *Config) (pipeline.Transport, error) {
 func storeFigures(store *db.SQLite) func() (observe.StoreFigures, error) {
 	return func() (observe.StoreFigures, error) {
 		s, err := store.Stats()
-		return observe.StoreFigures{Entries: s.Entries, FileBytes: s.FileBytes, WALBytes: s.WALBytes, PageSize: s.PageSize,
-			PageCount: s.PageCount, FreePages: s.FreePages}, err
+		return observe.StoreFigures{Entries: s.Entries, HitEntries: s.HitEntries, FileBytes: s.FileBytes, WALBytes: s.WALBytes,
+			PageSize: s.PageSize, PageCount: s.PageCount, FreePages: s.FreePages, DriverPanics: s.DriverPanics}, err
 	}
 }
 
@@ -188,16 +189,24 @@ func (p *Proxy) Served() <-chan error { return p.served }
 // harmless.
 func (p *Proxy) Stop() error { return p.unwind() }
 
-// health is /healthz: degraded when the last write to the store failed, or when every upstream endpoint is
-// ejected.
+// health is /healthz: degraded (still answering, so 200) when the last write to the store failed, or when
+// every upstream endpoint is ejected (they are still asked); both reasons when both hold. Nothing here
+// makes the proxy unable to answer at all (httpx.Down, 503): while it stops, its listener and idle
+// connections are closed first, so no /healthz reaches it.
 func (p *Proxy) health() error {
+	var reasons []string
 	if s := p.writer.Stats(); s.LastError != "" {
-		return fmt.Errorf("cannot write to the cache db: %s", s.LastError)
+		reasons = append(reasons, "cannot write to the cache db, answers are served but not kept: "+s.LastError)
 	}
+	ejected := true
 	for _, e := range p.pipe.Endpoints() {
-		if e.Health != pipeline.Ejected {
-			return nil
-		}
+		ejected = ejected && e.Health == pipeline.Ejected
 	}
-	return errors.New("every upstream endpoint is ejected after repeated failures; they are still asked, and hits are served")
+	if ejected {
+		reasons = append(reasons, "every upstream endpoint is ejected after repeated failures; they are still asked, and hits are served")
+	}
+	if len(reasons) == 0 {
+		return nil
+	}
+	return errors.New(strings.Join(reasons, "; "))
 }
