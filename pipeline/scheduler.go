@@ -27,12 +27,7 @@ type scheduler struct {
 	retries   []*call // calls waiting to retry: they go before new ones once their pause is over
 	inFlight  int
 
-	// recent holds answers stored a moment ago, for RecentGrace: a request that looked in memory and SQLite
-	// just before the answer was stored would otherwise make a second upstream call for an answer already
-	// paid for (with the memory layer on, it finds the answer in memory; this covers it off, or evicted).
-	// Each remembers the storer's epoch: after a delete it is not served.
-	recent  map[Key]*recentAnswer
-	recentQ []*recentAnswer
+	recent recentAnswers
 
 	waiting       int            // requests waiting for a call's answer, leaders and followers
 	wg            sync.WaitGroup // the loop
@@ -41,24 +36,13 @@ type scheduler struct {
 	waitingGauge  atomic.Int64   // waiting, likewise
 }
 
-type recentAnswer struct {
-	key   Key
-	resp  Response
-	entry *memEntry
-	epoch int64
-	at    time.Time
-}
-
-// maxRecent bounds the recent answers kept.
-const maxRecent = 8192
-
 func newScheduler(cfg *Config, c *caller, st *storer) *scheduler {
 	s := &scheduler{
 		cfg: cfg, log: cfg.Log, caller: c, storer: st,
 		in:      make(chan *call, cfg.StageQueueSize),
 		events:  make(chan event, cfg.MaxConcurrentRequests+len(cfg.Endpoints)),
 		flights: make(map[Key]*call),
-		recent:  make(map[Key]*recentAnswer),
+		recent:  recentAnswers{byKey: make(map[Key]*recentAnswer), grace: cfg.RecentGrace},
 	}
 	for i := range cfg.Endpoints {
 		s.endpoints = append(s.endpoints, newEndpointState(cfg, i))
@@ -105,6 +89,7 @@ func (s *scheduler) loop() {
 		case <-wake.C:
 		}
 		now := time.Now()
+		s.recent.expire(now)
 		s.expireQueued(now)
 		s.pump(now)
 		s.queuedGauge.Store(int64(len(s.queue) + len(s.retries)))
@@ -134,6 +119,9 @@ func (s *scheduler) nextWake(now time.Time) (time.Time, bool) {
 	if len(s.queue) > 0 {
 		earlier(s.queue[0].enqueued.Add(s.cfg.QueueTimeout))
 	}
+	if at, ok := s.recent.nextExpiry(); ok {
+		earlier(at) // let go of answers once nobody can use them
+	}
 	for _, c := range s.retries {
 		earlier(c.readyAt)
 	}
@@ -150,11 +138,9 @@ func (s *scheduler) nextWake(now time.Time) (time.Time, bool) {
 
 // admit answers c's leader from an answer stored a moment ago, joins it to an identical flight, or queues it.
 func (s *scheduler) admit(c *call) {
-	now := time.Now()
-	s.expireRecent(now)
 	r := c.waiters[0]
 	if c.coalesce {
-		if a := s.recent[c.key]; a != nil && a.epoch == s.storer.current() && usableNow(s.cfg, a.entry, &r.Controls) {
+		if a := s.recent.get(c.key, time.Now()); a != nil && a.epoch == s.storer.current() && usableNow(s.cfg, a.entry, &r.Controls) {
 			answerStored(r, a.resp.Body, a.resp.ContentType, SourceMemory, a.entry.tokens)
 			return
 		}
@@ -315,7 +301,7 @@ func (s *scheduler) complete(res *attemptResult) {
 		return // still in flights: identical requests keep joining it
 	}
 	if res.stored && c.coalesce {
-		s.remember(c.key, res, now)
+		s.recent.remember(c.key, res, now)
 	}
 	s.finish(c)
 }
@@ -380,31 +366,6 @@ var errTooLargeToShare = upstreamError(502, "answer_too_large",
 func usableNow(cfg *Config, e *memEntry, ctl *Controls) bool {
 	now := nowMillis()
 	return !e.expired(now) && cfg.usable(ctl, e.createdAt, e.version, e.endpoint, now)
-}
-
-func (s *scheduler) remember(k Key, res *attemptResult, now time.Time) {
-	a := &recentAnswer{key: k, resp: res.resp, entry: res.entry, epoch: res.epoch, at: now}
-	s.recent[k] = a
-	s.recentQ = append(s.recentQ, a)
-	if len(s.recentQ) > maxRecent {
-		s.dropRecent()
-	}
-}
-
-// expireRecent drops the recent answers older than RecentGrace; they are oldest first.
-func (s *scheduler) expireRecent(now time.Time) {
-	for len(s.recentQ) > 0 && now.Sub(s.recentQ[0].at) > s.cfg.RecentGrace {
-		s.dropRecent()
-	}
-}
-
-func (s *scheduler) dropRecent() {
-	a := s.recentQ[0]
-	s.recentQ[0] = nil
-	s.recentQ = s.recentQ[1:]
-	if s.recent[a.key] == a {
-		delete(s.recent, a.key)
-	}
 }
 
 func (s *scheduler) forget(c *call) {
