@@ -3,6 +3,7 @@
 package httpx
 
 import (
+	"bytes"
 	"testing"
 	"time"
 
@@ -48,5 +49,18 @@ func TestMemoryHitAllocs(t *testing.T) {
 	}
 	if allocs > 0 {
 		t.Errorf("a memory hit allocates %.1f times per request; want 0", allocs)
+	}
+
+	// The same answer streamed: its replay is kept on the entry, so a streamed hit allocates nothing either.
+	body = bytes.Replace(body, []byte(`{`), []byte(`{"stream":true,"stream_options":{"include_usage":true},`), 1)
+	for range 100 {
+		serve()
+	}
+	allocs = testing.AllocsPerRun(1000, serve)
+	if got, ct := string(ctx.Response.Header.Peek("X-Cache")), string(ctx.Response.Header.ContentType()); got != "HIT" || ct != "text/event-stream" {
+		t.Fatalf("streamed request: X-Cache %q, Content-Type %q; want a HIT replayed as SSE", got, ct)
+	}
+	if allocs > 0 {
+		t.Errorf("a streamed memory hit allocates %.1f times per request; want 0", allocs)
 	}
 }

@@ -44,17 +44,38 @@ func newKeyer(cfg *Config) *keyer {
 	return &keyer{record: make([]byte, 0, 4096), skip: fields.skip, thinking: cfg.EnableThinking, maxInputs: cfg.MaxEmbeddingInputs}
 }
 
-// keyers pools keyers for the request goroutines; Get never returns nil.
-type keyers struct{ pool sync.Pool }
+// keyers is the keying stage: pooled keyers for the request goroutines, and the memo of requests keyed
+// before.
+type keyers struct {
+	pool sync.Pool
+	memo *keyMemo
+}
 
 func newKeyers(cfg *Config) *keyers {
-	k := &keyers{}
+	k := &keyers{memo: newKeyMemo()}
 	k.pool.New = func() any { return newKeyer(cfg) }
 	return k
 }
 
-// key keys r with a pooled keyer.
+// key keys r: from the memo when exactly this request was keyed before, else with a pooled keyer.
 func (ks *keyers) key(r *Request) *Error {
+	if !memoable(r.Kind) {
+		return ks.parse(r)
+	}
+	sum := ks.memo.sum(r)
+	if ks.memo.lookup(r, sum) {
+		return nil
+	}
+	headers := r.Controls
+	e := ks.parse(r)
+	if e == nil {
+		ks.memo.remember(r, sum, headers)
+	}
+	return e
+}
+
+// parse keys r with a pooled keyer.
+func (ks *keyers) parse(r *Request) *Error {
 	k := ks.pool.Get().(*keyer)
 	e := k.key(r)
 	ks.pool.Put(k)

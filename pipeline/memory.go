@@ -5,8 +5,9 @@ import (
 	"sync/atomic"
 )
 
-// memEntry is one answer held in memory. Its fields never change after it is inserted: a request may read
-// it (and the front end send its body) after the memory stage has evicted it.
+// memEntry is one answer held in memory. Its fields never change after it is inserted (replays is filled
+// once, atomically): a request may read it (and the front end send its body) after the memory stage has
+// evicted it.
 type memEntry struct {
 	key         Key
 	body        []byte
@@ -17,6 +18,11 @@ type memEntry struct {
 	version     int64
 	size        int64 // what it counts against the byte budget
 	tokens      int64 // the upstream's usage.total_tokens for this answer: what a hit saves
+
+	// replays are the answer synthesised as SSE for streamed hits, without and with the usage chunk, made
+	// by the first streamed hit of each kind: a replay is about five times the body, too much to build per
+	// request (streamed hits were 0.61x plain hits when they did).
+	replays [2]atomic.Pointer[[]byte]
 }
 
 // expired reports whether e's TTL has passed at now (unix ms).

@@ -120,15 +120,38 @@ func (p *Pipeline) Submit(r *Request) {
 	p.dispatch(r, body, ms, me, err, nil)
 }
 
-// answerHit answers r from a stored answer, replayed as SSE when r streams, and counts the hit for the
-// store. It returns false, leaving r unanswered, when the answer cannot be replayed as a stream: the caller
-// treats that as a miss, whose fresh answer replaces the entry.
+// answerHit answers r from a memory entry, replayed as SSE when r streams (the replay is kept on the
+// entry), and counts the hit for the store. It returns false, leaving r unanswered, when the answer cannot
+// be replayed as a stream: the caller treats that as a miss, whose fresh answer replaces the entry.
 func (p *Pipeline) answerHit(r *Request, e *memEntry, src Source) bool {
-	if !answerStored(r, e.body, e.contentType, src, e.tokens) {
-		return false
+	body, contentType := e.body, e.contentType
+	if r.Stream {
+		var ok bool
+		if body, ok = e.replay(r); !ok {
+			return false
+		}
+		contentType = "text/event-stream"
 	}
+	answered(r, body, contentType, src, e.tokens)
 	p.touch.add(&e.key, nowMillis())
 	return true
+}
+
+// replay is e's answer as SSE for r, synthesised once per usage choice and kept.
+func (e *memEntry) replay(r *Request) ([]byte, bool) {
+	slot := &e.replays[0]
+	if r.includeUsage {
+		slot = &e.replays[1]
+	}
+	if b := slot.Load(); b != nil {
+		return *b, true
+	}
+	b, err := replay(r, e.body)
+	if err != nil {
+		return nil, false
+	}
+	slot.Store(&b)
+	return b, true
 }
 
 // answerStored answers r with a stored body (replayed as SSE when r streams); false when it cannot be.
@@ -140,6 +163,12 @@ func answerStored(r *Request, body []byte, contentType string, src Source, token
 		}
 		body, contentType = sseBody, "text/event-stream"
 	}
+	answered(r, body, contentType, src, tokens)
+	return true
+}
+
+// answered answers r with a stored body as a hit from src.
+func answered(r *Request, body []byte, contentType string, src Source, tokens int64) {
 	o := OutcomeMemoryHit
 	if src == SourceDB {
 		o = OutcomeDBHit
@@ -147,7 +176,6 @@ func answerStored(r *Request, body []byte, contentType string, src Source, token
 	r.Resp = Response{Status: 200, Body: body, ContentType: contentType, Cache: "HIT", Source: src, CacheStatus: "llmcache; hit",
 		HasKey: true, Outcome: o, tokens: tokens}
 	r.finish()
-	return true
 }
 
 // dbHit looks r up in SQLite with w's connection and answers it when a usable entry is there, putting the
@@ -161,10 +189,9 @@ func (p *Pipeline) dbHit(w *missWorker, r *Request) bool {
 	}
 	m := memEntryOf(r.Key, e)
 	m.tokens = usageTokens(m.body)
-	if !answerStored(r, m.body, m.contentType, SourceDB, m.tokens) {
+	if !p.answerHit(r, m, SourceDB) {
 		return false
 	}
-	p.touch.add(&m.key, now)
 	p.storer.remember(m, epoch)
 	return true
 }
