@@ -93,7 +93,7 @@ func sameOrigin(origin, host []byte) bool {
 	default:
 		return false // "null" (a sandboxed page, a file), or no scheme
 	}
-	return len(host) > 0 && equalFold(origin, host)
+	return len(host) > 0 && bytes.EqualFold(origin, host)
 }
 
 // hostRefusal is the answer to a request for a foreign Host on a loopback bind, nil for the others.

@@ -1,5 +1,7 @@
 package httpx
 
+import "bytes"
+
 type headerKind uint8
 
 const (
@@ -111,7 +113,7 @@ func tokenListed(values [][]byte, name []byte) bool {
 		for len(v) > 0 {
 			var tok []byte
 			tok, v = nextToken(v)
-			if len(tok) == len(name) && equalFold(tok, name) {
+			if bytes.EqualFold(tok, name) {
 				return true
 			}
 		}
@@ -135,24 +137,4 @@ func nextToken(list []byte) (tok, rest []byte) {
 		tok = tok[:len(tok)-1]
 	}
 	return tok, rest
-}
-
-// equalFold compares two ASCII strings in any case.
-func equalFold(a, b []byte) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		x, y := a[i], b[i]
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
 }
