@@ -35,9 +35,10 @@ type keyer struct {
 	sub       canon.Parser // for nested objects (the "cache" controls)
 	record    []byte
 	skip      func([]byte) bool
-	skipResp  func([]byte) bool // the Responses API's: skip, store and metadata
-	thinking  Thinking          // enable_thinking from config; ThinkingAbsent = the client's value counts
-	maxInputs int               // max_embedding_inputs
+	thinking  Thinking // enable_thinking from config; ThinkingAbsent = the client's value counts
+	maxInputs int      // max_embedding_inputs
+
+	skipResp func([]byte) bool // skip for the Responses API: store and metadata are left out too
 }
 
 func newKeyer(cfg *Config) *keyer {
