@@ -414,7 +414,9 @@ func (it outItem) appendItem(b []byte, ans *responseAnswer, done bool) []byte {
 	return append(b, `],"role":"assistant"}`...)
 }
 
-func (it outItem) appendDone(b []byte, ans *responseAnswer) []byte { return it.appendItem(b, ans, true) }
+func (it outItem) appendDone(b []byte, ans *responseAnswer) []byte {
+	return it.appendItem(b, ans, true)
+}
 
 // appendPart appends the message's content part: whole, or as response.content_part.added carries it.
 func (ans *responseAnswer) appendPart(b []byte, done bool) []byte {
