@@ -15,8 +15,8 @@ const (
 	KindChat Kind = iota + 1
 	KindCompletion
 	KindEmbedding
-	KindModels // GET /v1/models: answered by the models stage, not keyed
-	KindResponses
+	KindModels       // GET /v1/models: answered by the models stage, not keyed
+	KindResponses    // POST /v1/responses
 	KindResponseByID // GET and DELETE /v1/responses/{id}: a stored response found by its id, else the upstream's
 	numKinds
 )
@@ -27,10 +27,6 @@ const NumKinds = int(numKinds)
 // String is the name recorded with entries ("chat", "completion", "embedding", "responses").
 func (k Kind) String() string {
 	switch k {
-	case KindResponses:
-		return "responses"
-	case KindResponseByID:
-		return "response_by_id"
 	case KindChat:
 		return "chat"
 	case KindCompletion:
@@ -39,6 +35,10 @@ func (k Kind) String() string {
 		return "embedding"
 	case KindModels:
 		return "models"
+	case KindResponses:
+		return "responses"
+	case KindResponseByID:
+		return "response_by_id"
 	}
 	return "unknown"
 }

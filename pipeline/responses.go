@@ -29,7 +29,6 @@ func responsesKeyFields(extra []string) keyFields {
 
 // responseShape is the part of a response object that decides whether it is worth storing.
 type responseShape struct {
-	ID     json.RawMessage `json:"id"`
 	Status *string         `json:"status"`
 	Output json.RawMessage `json:"output"`
 	Usage  *answerUsage    `json:"usage"`
