@@ -500,3 +500,31 @@ func TestE2EResponsesLiveAndRepeatAtCompleted(t *testing.T) {
 		resp.Body.Close()
 	}
 }
+
+// TestE2EResponsesVersions: with cache_override_mode, raising cache_version makes a stored response stale:
+// the request is a miss whose fresh response (a new id) replaces the entry, and a GET by the old id goes to
+// the upstream instead of answering the stale entry.
+func TestE2EResponsesVersions(t *testing.T) {
+	p := newTestProxy(t, func(c *fileConfig) { c.CacheOverrideMode = true })
+	_, old := p.Post("/v1/responses", respBody("versioned", ""))
+	oldID := decodeResp(t, old).ID
+	p.waitWritten()
+	p.cfg.CacheVersion = 1
+	p.Restart()
+
+	resp, b := p.Get("/v1/responses/" + oldID)
+	expectCache(t, "GET by id of a stale entry", resp, b, 200, "MISS")
+	if p.Fake.CallsTo(fakeupstream.RouteResponseIDs) != 1 {
+		t.Fatal("the GET of a stale entry did not go upstream")
+	}
+	resp, fresh := p.Post("/v1/responses", respBody("versioned", ""))
+	expectCache(t, "a stale entry", resp, fresh, 200, "MISS")
+	if decodeResp(t, fresh).ID == oldID {
+		t.Fatal("the stale response was served")
+	}
+	resp, b = p.Post("/v1/responses", respBody("versioned", ""))
+	expectCache(t, "the fresh entry", resp, b, 200, "HIT")
+	if !bytes.Equal(b, fresh) {
+		t.Fatal("the hit is not the fresh response")
+	}
+}
