@@ -310,8 +310,9 @@ const vectorContentType = "application/x-llmcache-float32"
 const maxRefusedShown = 100
 
 // checkImportable reports why e cannot be imported, or nil: besides what db.ExportedEntry.Validate checks,
-// an entry must be one this llmcache can serve as a hit byte for byte. A chat or completion answer is a
-// JSON object with a JSON content type; an embedding is a float32 vector; other kinds are not served.
+// an entry must be one this llmcache can serve as a hit byte for byte. A chat, completion or responses
+// answer is a JSON object with a JSON content type; an embedding is a float32 vector; other kinds are not
+// served. A responses entry's response_id is the body's id (filled in when the line has none).
 func checkImportable(e *db.ExportedEntry) error {
 	if err := e.Validate(); err != nil {
 		return err
@@ -331,12 +332,25 @@ func checkImportable(e *db.ExportedEntry) error {
 		}
 	}
 	switch e.Kind {
-	case pipeline.KindChat.String(), pipeline.KindCompletion.String():
+	case pipeline.KindChat.String(), pipeline.KindCompletion.String(), pipeline.KindResponses.String():
 		if mt, _, err := mime.ParseMediaType(e.ContentType); err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
 			return fmt.Errorf("content_type %q is not JSON: a %s answer is a JSON object", e.ContentType, e.Kind)
 		}
 		if b := bytes.TrimLeft(e.Body, " \t\r\n"); len(b) == 0 || b[0] != '{' || !json.Valid(b) {
 			return fmt.Errorf("body is not a JSON object: a %s answer is one", e.Kind)
+		}
+		if e.Kind == pipeline.KindResponses.String() {
+			// GET /v1/responses/{id} finds the entry by the id of the response it holds.
+			var r struct {
+				ID string `json:"id"`
+			}
+			json.Unmarshal(e.Body, &r)
+			switch {
+			case e.ResponseID == "":
+				e.ResponseID = r.ID
+			case e.ResponseID != r.ID:
+				return fmt.Errorf("response_id %q is not the id of the response in the body (%q)", e.ResponseID, r.ID)
+			}
 		}
 	case pipeline.KindEmbedding.String():
 		if e.ContentType != vectorContentType || len(e.Body)%4 != 0 {
@@ -344,8 +358,8 @@ func checkImportable(e *db.ExportedEntry) error {
 				vectorContentType, e.ContentType, len(e.Body))
 		}
 	default:
-		return fmt.Errorf("kind %q is not one this llmcache serves (%s, %s, %s)", e.Kind,
-			pipeline.KindChat, pipeline.KindCompletion, pipeline.KindEmbedding)
+		return fmt.Errorf("kind %q is not one this llmcache serves (%s, %s, %s, %s)", e.Kind,
+			pipeline.KindChat, pipeline.KindCompletion, pipeline.KindEmbedding, pipeline.KindResponses)
 	}
 	return nil
 }

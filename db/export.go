@@ -30,6 +30,9 @@ type ExportedEntry struct {
 	// Body is the body as stored (still in Encoding). encoding/json writes a []byte as standard base64,
 	// which keeps binary bodies (float32 vectors) intact. Import refuses an absent (null) body.
 	Body []byte `json:"body_b64"`
+	// ResponseID is the id of the response an entry of the Responses API holds, by which
+	// GET /v1/responses/{id} finds it; absent for other entries.
+	ResponseID string `json:"response_id,omitempty"`
 }
 
 // Validate reports what makes e impossible to import, or nil.
@@ -50,12 +53,18 @@ func (e *ExportedEntry) Validate() error {
 	return nil
 }
 
-// sqlExport reads every entry with its hits; a body above largeBody comes back NULL and is read in
-// chunks, as in sqlGet.
-var sqlExport = fmt.Sprintf(`SELECT e.key, e.kind, e.namespace, e.model, e.endpoint, e.upstream_model, e.content_type,
+// sqlExport reads every entry with its hits and response id; a body above largeBody comes back NULL and is
+// read in chunks, as in sqlGet. sqlExport2 is the same for a database at schema 2, before response_ids.
+var (
+	sqlExport = fmt.Sprintf(`SELECT e.key, e.kind, e.namespace, e.model, e.endpoint, e.upstream_model, e.content_type,
 	e.version, e.created_at, ifnull(h.last_hit_at, 0), ifnull(h.hit_count, 0), e.expires_at, e.encoding,
-	CASE WHEN length(e.body) <= %d THEN e.body END, length(e.body), e.id
+	CASE WHEN length(e.body) <= %d THEN e.body END, length(e.body), e.id, ifnull(r.id, '')
+FROM entries e LEFT JOIN hits h ON h.key = e.key LEFT JOIN response_ids r ON r.key = e.key`, largeBody)
+	sqlExport2 = fmt.Sprintf(`SELECT e.key, e.kind, e.namespace, e.model, e.endpoint, e.upstream_model, e.content_type,
+	e.version, e.created_at, ifnull(h.last_hit_at, 0), ifnull(h.hit_count, 0), e.expires_at, e.encoding,
+	CASE WHEN length(e.body) <= %d THEN e.body END, length(e.body), e.id, ''
 FROM entries e LEFT JOIN hits h ON h.key = e.key`, largeBody)
+)
 
 // Export calls fn for every entry (only those of *namespace when namespace is not nil), in rowid order.
 // It streams: one row is in memory at a time, and e.Body is reused, so it is valid only until fn
@@ -126,6 +135,11 @@ func exportPath(path string, busy time.Duration, namespace *string, fn func(e *E
 		return err
 	}
 	sql := sqlExport
+	if v, err := schemaVersion(c); err != nil {
+		return err
+	} else if v < 3 {
+		sql = sqlExport2 // a file the proxy has not migrated yet: export never writes
+	}
 	if namespace != nil {
 		sql += ` WHERE e.namespace = ?1`
 	}
@@ -167,6 +181,7 @@ func exportPath(path string, busy time.Duration, namespace *string, fn func(e *E
 		if e.Body == nil {
 			e.Body = []byte{}
 		}
+		e.ResponseID = st.ColumnText(16)
 		if err := fn(&e); err != nil {
 			return errStop{err}
 		}
@@ -224,7 +239,7 @@ func (s *SQLite) Import(entries []ExportedEntry) (err error) {
 		hex.Decode(row.Key[:], []byte(e.Key)) // validated above
 		row.Body, row.ContentType, row.Kind, row.Namespace, row.Model = e.Body, e.ContentType, e.Kind, e.Namespace, e.Model
 		row.Endpoint, row.UpstreamModel, row.Version, row.CreatedAt = e.Endpoint, e.UpstreamModel, e.Version, e.CreatedAt
-		row.LastHitAt, row.HitCount, row.ExpiresAt = e.LastHitAt, e.HitCount, e.ExpiresAt
+		row.LastHitAt, row.HitCount, row.ExpiresAt, row.ResponseID = e.LastHitAt, e.HitCount, e.ExpiresAt, e.ResponseID
 		if err := s.putEntry(&row, e.Encoding); err != nil {
 			return fmt.Errorf("entry %d (key %s): %w", i, e.Key, err)
 		}

@@ -28,6 +28,7 @@ type sqliteReader struct {
 	path string
 	c    *sqlite3.Conn
 	get  *sqlite3.Stmt
+	byID *sqlite3.Stmt // sqlResponseKey, prepared on first use: a store at an older schema has no response_ids
 	// broken: a driver panic dropped the connection (c is nil); the next Get opens a new one.
 	broken bool
 }
@@ -68,12 +69,18 @@ func (r *sqliteReader) caught(p any) error {
 	r.s.panics.Add(1)
 	if isOOM(p) {
 		quietly(func() { _ = r.get.Reset() })
+		if r.byID != nil {
+			quietly(func() { _ = r.byID.Reset() })
+		}
 		r.s.log.Error("the SQLite driver ran out of memory reading an entry; served as a miss, the connection is kept", "db", r.path, "err", err)
 		return err
 	}
 	quietly(func() { _ = r.get.Close() })
+	if r.byID != nil {
+		quietly(func() { _ = r.byID.Close() })
+	}
 	quietly(func() { _ = r.c.Close() })
-	r.c, r.get, r.broken = nil, nil, true
+	r.c, r.get, r.byID, r.broken = nil, nil, nil, true
 	r.s.log.Error("the SQLite driver panicked reading an entry; served as a miss, the read connection is opened again on its next use",
 		"db", r.path, "err", err)
 	return err
@@ -83,14 +90,8 @@ func (r *sqliteReader) caught(p any) error {
 // and to replace text fields whose value changed. A driver panic becomes its
 // error (see caught).
 func (r *sqliteReader) Get(key *Key, e *Entry) (found bool, err error) {
-	if r.get == nil {
-		if !r.broken {
-			return false, fmt.Errorf("cannot read cache db %q: %w", r.path, ErrClosed)
-		}
-		if err := r.open(); err != nil {
-			return false, err
-		}
-		r.broken = false
+	if err := r.ready(); err != nil {
+		return false, err
 	}
 	defer func() {
 		if p := recover(); p != nil {
@@ -143,6 +144,67 @@ func (r *sqliteReader) Get(key *Key, e *Entry) (found bool, err error) {
 	return true, nil
 }
 
+// ready opens the connection again after a driver panic dropped it; ErrClosed after Close.
+func (r *sqliteReader) ready() error {
+	if r.get != nil {
+		return nil
+	}
+	if !r.broken {
+		return fmt.Errorf("cannot read cache db %q: %w", r.path, ErrClosed)
+	}
+	if err := r.open(); err != nil {
+		return err
+	}
+	r.broken = false
+	return nil
+}
+
+// sqlResponseKey finds the key of the newest entry of a namespace that holds the response with an id.
+const sqlResponseKey = `SELECT r.key FROM response_ids r JOIN entries e ON e.key = r.key
+WHERE r.id = ?1 AND e.namespace = ?2 ORDER BY e.created_at DESC LIMIT 1`
+
+// GetResponse implements Reader: the key from the response_ids index, then Get.
+func (r *sqliteReader) GetResponse(id, namespace string, e *Entry) (found bool, err error) {
+	if err := r.ready(); err != nil {
+		return false, err
+	}
+	var key Key
+	err = func() (err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				found, err = false, fmt.Errorf("cannot read cache db %q: %w", r.path, r.caught(p))
+			}
+		}()
+		if r.byID == nil {
+			st, _, err := r.c.Prepare(sqlResponseKey)
+			if err != nil {
+				return fmt.Errorf("cannot read cache db %q: %w", r.path, err)
+			}
+			r.byID = st
+		}
+		st := r.byID
+		if err := st.BindText(1, id); err != nil {
+			return fmt.Errorf("cannot read cache db %q: %w", r.path, err)
+		}
+		if err := st.BindText(2, namespace); err != nil {
+			return fmt.Errorf("cannot read cache db %q: %w", r.path, err)
+		}
+		found = st.Step()
+		if found {
+			copy(key[:], st.ColumnRawBlob(0))
+		}
+		// Reset ends the read transaction and reports Step's error, if any.
+		if err := st.Reset(); err != nil {
+			return fmt.Errorf("cannot read cache db %q: %w", r.path, err)
+		}
+		return nil
+	}()
+	if err != nil || !found {
+		return false, err
+	}
+	return r.Get(&key, e)
+}
+
 // setString sets *dst to b, without allocating when the value is unchanged.
 func setString(dst *string, b []byte) {
 	if *dst != string(b) {
@@ -157,10 +219,15 @@ func (r *sqliteReader) Close() error {
 		return nil
 	}
 	err := r.get.Close()
+	if r.byID != nil {
+		if cerr := r.byID.Close(); err == nil {
+			err = cerr
+		}
+	}
 	if cerr := r.c.Close(); err == nil {
 		err = cerr
 	}
-	r.c, r.get = nil, nil
+	r.c, r.get, r.byID = nil, nil, nil
 	if err != nil {
 		return fmt.Errorf("cannot close reader on cache db %q: %w", r.path, err)
 	}

@@ -61,6 +61,15 @@ import (
 // rewrite that ran out of memory. The next migration that rebuilds entries
 // anyway (compressing bodies, say) drops them.
 //
+// response_ids indexes the Responses API's answers by the id of the response
+// they hold, so that GET /v1/responses/{id} finds the entry (schema 3). One
+// row per entry that holds a response, keyed by the entry's key: an answer
+// that replaces an entry replaces its id too. A trigger deletes the row with
+// its entry, whichever statement deletes it.
+//
+//	key            the entry's key
+//	id             the response's "id"
+//
 // meta holds key/value pairs; meta.schema_version is the number of
 // migrations applied.
 //
@@ -107,6 +116,17 @@ CREATE INDEX hits_last_hit_at ON hits (last_hit_at);
 DROP INDEX entries_last_hit_at;
 CREATE TRIGGER entries_delete_hits AFTER DELETE ON entries BEGIN
 	DELETE FROM hits WHERE key = old.key;
+END;
+`,
+	// 3: the Responses API's id -> key index.
+	`
+CREATE TABLE response_ids (
+	key BLOB PRIMARY KEY CHECK (length(key) = 32),
+	id  TEXT NOT NULL
+) STRICT, WITHOUT ROWID;
+CREATE INDEX response_ids_id ON response_ids (id);
+CREATE TRIGGER entries_delete_response_ids AFTER DELETE ON entries BEGIN
+	DELETE FROM response_ids WHERE key = old.key;
 END;
 `,
 }

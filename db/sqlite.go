@@ -42,6 +42,7 @@ type SQLite struct {
 	put      *sqlite3.Stmt
 	setHits  *sqlite3.Stmt
 	touch    *sqlite3.Stmt
+	putID    *sqlite3.Stmt
 	deletes  map[string]*sqlite3.Stmt // DELETE statements by SQL text
 
 	statsMu sync.Mutex
@@ -81,6 +82,8 @@ ON CONFLICT (key) DO UPDATE SET hit_count = excluded.hit_count, last_hit_at = ex
 	// the key from the key index, never the entry's row.
 	sqlTouch = `INSERT INTO hits (key, hit_count, last_hit_at) SELECT key, ?1, ?2 FROM entries WHERE key = ?3
 ON CONFLICT (key) DO UPDATE SET hit_count = hit_count + excluded.hit_count, last_hit_at = max(last_hit_at, excluded.last_hit_at)`
+	// sqlPutID indexes a put entry by the id of the response it holds.
+	sqlPutID = `INSERT INTO response_ids (key, id) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET id = excluded.id`
 )
 
 // sqlGet reads an entry with its hits. A body above largeBody comes back NULL and is read in chunks
@@ -165,6 +168,7 @@ func (s *SQLite) init(log *slog.Logger) error {
 		{&s.put, sqlPut},
 		{&s.setHits, sqlSetHits},
 		{&s.touch, sqlTouch},
+		{&s.putID, sqlPutID},
 	} {
 		st, _, err := c.Prepare(p.sql)
 		if err != nil {
@@ -328,6 +332,17 @@ func (s *SQLite) putEntry(e *Entry, encoding int64) error {
 	}
 	if len(e.Body) > largeBody {
 		if err := writeLargeBody(s.w, s.w.LastInsertRowID(), e.Body); err != nil {
+			return err
+		}
+	}
+	if e.ResponseID != "" {
+		b = binder{st: s.putID}
+		b.blob(1, e.Key[:])
+		b.text(2, e.ResponseID)
+		if b.err != nil {
+			return b.err
+		}
+		if err := s.putID.Exec(); err != nil {
 			return err
 		}
 	}
@@ -776,7 +791,7 @@ func (s *SQLite) closeWriter() error {
 	if !s.w.GetAutocommit() && s.rollback != nil {
 		_ = s.rollback.Exec()
 	}
-	for _, st := range []*sqlite3.Stmt{s.begin, s.commit, s.rollback, s.delKey, s.put, s.setHits, s.touch} {
+	for _, st := range []*sqlite3.Stmt{s.begin, s.commit, s.rollback, s.delKey, s.put, s.setHits, s.touch, s.putID} {
 		errs = append(errs, st.Close())
 	}
 	for _, st := range s.deletes {

@@ -31,6 +31,9 @@ type Entry struct {
 	LastHitAt     int64 // unix ms, 0 = never hit
 	HitCount      int64
 	ExpiresAt     int64 // unix ms, 0 = never
+	// ResponseID, for an answer of the Responses API, is the id of the response it holds: the entry is
+	// found by it (Reader.GetResponse). "" for other answers.
+	ResponseID string
 }
 
 // Touch records hits on an entry that is (or is about to be) on disk.
@@ -126,6 +129,9 @@ type Reader interface {
 	// Returns false, nil when absent. It does not filter expired entries:
 	// it returns ExpiresAt and the caller decides.
 	Get(key *Key, e *Entry) (bool, error)
+	// GetResponse is Get for the entry of namespace that holds the response with the given id (the newest
+	// one, should several). It fills e.Key too.
+	GetResponse(id, namespace string, e *Entry) (bool, error)
 	Close() error
 }
 

@@ -106,6 +106,9 @@ func New(cfg Config, pipe *pipeline.Pipeline, health Health) *Server {
 		r.POST(prefix+"/completions", s.cached(pipeline.KindCompletion))
 		get(prefix+"/models", s.cached(pipeline.KindModels))
 		r.POST(prefix+"/embeddings", s.cached(pipeline.KindEmbedding))
+		r.POST(prefix+"/responses", s.cached(pipeline.KindResponses))
+		get(prefix+"/responses/{id}", s.cached(pipeline.KindResponseByID))
+		r.DELETE(prefix+"/responses/{id}", s.cached(pipeline.KindResponseByID))
 	}
 	get("/healthz", s.healthz)
 	if cfg.Stats != nil {
@@ -259,6 +262,9 @@ func (s *Server) cached(kind pipeline.Kind) fasthttp.RequestHandler {
 		r := pipeline.Acquire()
 		r.Kind = kind
 		r.Tenant = tenant
+		if kind == pipeline.KindResponseByID {
+			responseByID(ctx, r)
+		}
 		r.Arrived = time.Now()
 		if s.cfg.Activity != nil {
 			s.cfg.Activity.Touch(r.Arrived)
@@ -300,6 +306,18 @@ func (s *Server) cached(kind pipeline.Kind) fasthttp.RequestHandler {
 		}
 		pipeline.Release(r)
 	}
+}
+
+// responseByID fills the fields of a GET or DELETE /v1/responses/{id}: the method (HEAD is a GET), the id,
+// the raw query (passed upstream as it came) and whether it asks for the response as a stream.
+func responseByID(ctx *fasthttp.RequestCtx, r *pipeline.Request) {
+	r.Method = "GET"
+	if ctx.IsDelete() {
+		r.Method = "DELETE"
+	}
+	r.ResponseID, _ = ctx.UserValue("id").(string)
+	r.Query = string(ctx.URI().QueryString())
+	r.Stream = string(ctx.QueryArgs().Peek("stream")) == "true"
 }
 
 // inbound sorts one request's headers into cache controls and headers to forward. Its visit func is made

@@ -43,6 +43,9 @@ func usageTokens(body []byte) int64 {
 // An "empty" answer is never stored: no choices, or choices with no content, no tool calls,
 // no refusal and no logprobs. An echo + max_tokens:0 loglikelihood answer has logprobs, so it is kept.
 func checkAnswer(kind Kind, body []byte) (valid, useful bool, tokens int64) {
+	if kind == KindResponses {
+		return checkResponse(body)
+	}
 	var a answerShape
 	if err := json.Unmarshal(body, &a); err != nil {
 		return false, false, 0

@@ -20,6 +20,7 @@ type call struct {
 	header               [][2]string // the leader's headers to forward (a streaming leader is released early)
 	emb                  *embCall    // embeddings: the items, the cached vectors and what is asked upstream
 	pin                  *endpointState
+	method, route, query string // KindResponseByID: GET or DELETE, "/responses/{id}" and the client's query
 	enqueued             time.Time
 
 	// Owned by the scheduler goroutine.

@@ -128,8 +128,11 @@ func (cl *caller) run(a *attempt) *attemptResult {
 func (cl *caller) send(a *attempt, res *attemptResult, body []byte) outcome {
 	c, ep := a.c, a.ep
 	req := wire.Request{Target: &ep.cfg.Target, Method: "POST", URL: ep.urls[c.kind], Body: body, Header: cl.cfg.upstreamHeaders(c.header, ep.cfg)}
-	if c.kind == KindModels {
+	switch c.kind {
+	case KindModels:
 		req.Method, req.Target, req.Body = "GET", &ep.models, nil
+	case KindResponseByID:
+		req.Method, req.URL, req.Body = c.method, responseByIDURL(ep, c), nil
 	}
 	if !c.stream {
 		var resp wire.Response
@@ -137,6 +140,8 @@ func (cl *caller) send(a *attempt, res *attemptResult, body []byte) outcome {
 		switch {
 		case c.kind == KindModels:
 			return cl.settleListing(c, ep, res, &resp, err)
+		case c.kind == KindResponseByID:
+			return settleByID(c, ep, res, &resp, err)
 		case c.emb != nil && err == nil && resp.Status == 200:
 			return cl.settleEmbedding(c, ep, res, &resp)
 		}

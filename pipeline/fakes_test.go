@@ -72,6 +72,21 @@ func (r fakeReader) Get(key *Key, e *db.Entry) (bool, error) {
 	e.Body = body
 	return true, nil
 }
+func (r fakeReader) GetResponse(id, namespace string, e *db.Entry) (bool, error) {
+	r.s.mu.Lock()
+	var key Key
+	found := false
+	for k, x := range r.s.entries {
+		if x.ResponseID == id && x.Namespace == namespace {
+			key, found = k, true
+		}
+	}
+	r.s.mu.Unlock()
+	if !found {
+		return false, nil
+	}
+	return r.Get(&key, e)
+}
 func (r fakeReader) Close() error { return nil }
 
 // fakeWriter writes every put at once: the pipeline's tests are about its stages, not the writer's batching.

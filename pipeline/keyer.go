@@ -37,11 +37,14 @@ type keyer struct {
 	skip      func([]byte) bool
 	thinking  Thinking // enable_thinking from config; ThinkingAbsent = the client's value counts
 	maxInputs int      // max_embedding_inputs
+
+	skipResp func([]byte) bool // skip for the Responses API: store and metadata are left out too
 }
 
 func newKeyer(cfg *Config) *keyer {
 	fields := newKeyFields(cfg.IgnoreFields)
-	return &keyer{record: make([]byte, 0, 4096), skip: fields.skip, thinking: cfg.EnableThinking, maxInputs: cfg.MaxEmbeddingInputs}
+	return &keyer{record: make([]byte, 0, 4096), skip: fields.skip, skipResp: responsesKeyFields(cfg.IgnoreFields).skip,
+		thinking: cfg.EnableThinking, maxInputs: cfg.MaxEmbeddingInputs}
 }
 
 // keyers is the keying stage: pooled keyers for the request goroutines, and the memo of requests keyed
@@ -106,7 +109,11 @@ func (k *keyer) sum(kind Kind, c *Controls, thinking Thinking, body []byte, memb
 	rec = append(rec, c.Namespace...)
 	rec = binary.AppendUvarint(rec, uint64(c.Sample))
 	rec = append(rec, byte(thinking))
-	rec = k.parser.AppendCanonicalObject(rec, body, members, k.skip)
+	skip := k.skip
+	if kind == KindResponses {
+		skip = k.skipResp
+	}
+	rec = k.parser.AppendCanonicalObject(rec, body, members, skip)
 	k.record = rec
 	return sha256.Sum256(rec)
 }
@@ -148,9 +155,15 @@ func (k *keyer) key(r *Request) *Error {
 				haveInput = true
 			}
 		case "input":
-			if r.Kind == KindEmbedding {
+			switch r.Kind {
+			case KindEmbedding:
 				haveInput = true
 				input = m
+			case KindResponses:
+				if m.Type != canon.String && m.Type != canon.Array {
+					return invalidRequest("input", "input must be a string or an array of input items")
+				}
+				haveInput = true
 			}
 		case "encoding_format":
 			if r.Kind == KindEmbedding {

@@ -15,14 +15,16 @@ const (
 	KindChat Kind = iota + 1
 	KindCompletion
 	KindEmbedding
-	KindModels // GET /v1/models: answered by the models stage, not keyed
+	KindModels       // GET /v1/models: answered by the models stage, not keyed
+	KindResponses    // POST /v1/responses
+	KindResponseByID // GET and DELETE /v1/responses/{id}: a stored response found by its id, else the upstream's
 	numKinds
 )
 
 // NumKinds bounds Kind values, for arrays indexed by route.
 const NumKinds = int(numKinds)
 
-// String is the name recorded with entries ("chat", "completion", "embedding").
+// String is the name recorded with entries ("chat", "completion", "embedding", "responses").
 func (k Kind) String() string {
 	switch k {
 	case KindChat:
@@ -33,6 +35,10 @@ func (k Kind) String() string {
 		return "embedding"
 	case KindModels:
 		return "models"
+	case KindResponses:
+		return "responses"
+	case KindResponseByID:
+		return "response_by_id"
 	}
 	return "unknown"
 }
@@ -48,6 +54,10 @@ func (k Kind) Route() string {
 		return "embeddings"
 	case KindModels:
 		return "models"
+	case KindResponses:
+		return "responses"
+	case KindResponseByID:
+		return "responses_by_id"
 	}
 	return "other"
 }
@@ -61,6 +71,8 @@ func (k Kind) path() string {
 		return "/embeddings"
 	case KindModels:
 		return "/models"
+	case KindResponses, KindResponseByID:
+		return "/responses"
 	}
 	return "/chat/completions"
 }
@@ -85,6 +97,10 @@ type Request struct {
 	// Tenant, set by the front end when client keys are configured, is what the request's key decides
 	// about namespaces; nil = no client keys.
 	Tenant *Tenant
+
+	// For KindResponseByID, set by the front end: "GET" or "DELETE", the id from the path, and the URL's raw
+	// query, passed upstream as it came. Stream is set for a GET with stream=true.
+	Method, ResponseID, Query string
 
 	Resp Response
 

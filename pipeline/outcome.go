@@ -86,11 +86,11 @@ func (c *Counts) Total() int64 {
 	return n
 }
 
-// answers sums outcomes over the routes that carry model answers: the models listing is left out of the
-// hit rate, which is about what the cache saves.
+// answers sums outcomes over the routes that carry model answers: the models listing and responses looked
+// up by id are left out of the hit rate, which is about what the cache saves.
 func (c *Counts) answers(os ...Outcome) int64 {
 	var n int64
-	for _, k := range []Kind{KindChat, KindCompletion, KindEmbedding} {
+	for _, k := range []Kind{KindChat, KindCompletion, KindEmbedding, KindResponses} {
 		for _, o := range os {
 			n += c.Requests[k][o]
 		}
@@ -98,7 +98,7 @@ func (c *Counts) answers(os ...Outcome) int64 {
 	return n
 }
 
-// Hits is memory plus SQLite hits of model answers (chat, completions, embeddings).
+// Hits is memory plus SQLite hits of model answers (chat, completions, embeddings, responses).
 func (c *Counts) Hits() int64 { return c.answers(OutcomeMemoryHit, OutcomeDBHit) }
 
 // Fetched is the model answers fetched upstream for their own request: the hit rate's other side.
@@ -106,8 +106,9 @@ func (c *Counts) Fetched() int64 {
 	return c.answers(OutcomeMiss, OutcomeRefresh, OutcomeBypass, OutcomePartial)
 }
 
-// HitRate is the one definition of the hit rate: Hits / (Hits + Fetched), over chat, completions and
-// embeddings. Coalesced requests and errors are on neither side (a coalesced request neither hit the
+// HitRate is the one definition of the hit rate: Hits / (Hits + Fetched), over chat, completions,
+// embeddings and responses (POST /v1/responses; a response looked up by id is left out, like the models
+// listing). Coalesced requests and errors are on neither side (a coalesced request neither hit the
 // cache nor cost a call of its own). ok is false when nothing counts yet.
 func HitRate(hits, fetched int64) (rate float64, ok bool) {
 	if hits+fetched == 0 {

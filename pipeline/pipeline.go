@@ -72,8 +72,12 @@ func New(cfg Config, store db.Store, writer Writer, transport Transport) (*Pipel
 // Stop began are never answered (the front end stops first, so this happens only past its shutdown timeout).
 func (p *Pipeline) Submit(r *Request) {
 	r.stats = &p.stats
-	if r.Kind == KindModels {
+	switch r.Kind {
+	case KindModels:
 		p.models.submit(r)
+		return
+	case KindResponseByID:
+		p.serveResponseByID(r)
 		return
 	}
 	if e := p.keyers.key(r); e != nil {

@@ -266,7 +266,7 @@ func answerLive(c *call, r *Request, src Source) {
 		outcome = OutcomeCoalesced
 	}
 	r.Resp = Response{Status: 200, Live: c.live.join(), ContentType: "text/event-stream", HasKey: true, Cache: cache, Source: src,
-		CacheStatus: status, Outcome: outcome, Trimmed: c.trim.dropped, DropUsage: !r.includeUsage}
+		CacheStatus: status, Outcome: outcome, Trimmed: c.trim.dropped, DropUsage: !r.includeUsage && r.Kind != KindResponses}
 	r.finish()
 }
 

@@ -106,12 +106,16 @@ func (cl *caller) entry(c *call, ep *endpointState, key Key, body []byte, conten
 	if e.UpstreamModel == "" {
 		e.UpstreamModel = e.Model
 	}
+	if c.kind == KindResponses {
+		e.ResponseID = responseID(body)
+	}
 	return e
 }
 
 // settleStream settles a streamed call: an answer that did not go live (an error status, or an upstream that
-// ignored "stream") like a whole one; a live one by its assembled answer, stored before [DONE] is released to
-// its readers, so that an identical request sent after [DONE] reached a client finds it.
+// ignored "stream") like a whole one; a live one by its assembled answer, stored before [DONE] (a Responses
+// stream's response.completed) is released to its readers, so that an identical request sent after [DONE]
+// reached a client finds it.
 func (cl *caller) settleStream(c *call, ep *endpointState, res *attemptResult, rec *streamRecorder, err error) outcome {
 	if rec.live == nil {
 		resp := wire.Response{Status: rec.status, ContentType: rec.contentType, RetryAfter: rec.retryAfter, Body: rec.body}
@@ -129,7 +133,7 @@ func (cl *caller) settleStream(c *call, ep *endpointState, res *attemptResult, r
 		if err == nil && rec.done != nil {
 			rec.live.end(rec.done) // a whole stream that cannot be assembled: its clients still get [DONE]
 		} else {
-			rec.live.end(cutEvent)
+			rec.live.end(cutEventFor(c.kind))
 		}
 		res.resp = Response{Status: 502, HasKey: true, Cache: "MISS", Source: SourceUpstream, CacheStatus: "llmcache; fwd=miss; detail=upstream-stream-cut",
 			Outcome: OutcomeError, Err: upstreamError(502, "upstream_stream_cut", "the upstream stream from "+ep.cfg.Name+" did not finish: "+reason)}

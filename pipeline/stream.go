@@ -193,12 +193,13 @@ type streamRecorder struct {
 
 	live       *LiveStream
 	split      sse.Splitter
-	asm        *sse.Assembler
+	asm        streamAssembler
 	asmErr     error
 	bytes      int64 // of the live stream so far
 	overflowed bool  // it grew past limit
-	// done holds the [DONE] event (and anything after it) back from the live stream until the answer is
-	// stored: a client that sends the same request the moment it reads [DONE] must find it.
+	// done holds the [DONE] event (a Responses stream's final event) and anything after it back from the live
+	// stream until the answer is stored: a client that sends the same request the moment it reads [DONE]
+	// must find it.
 	done []byte
 }
 
@@ -209,7 +210,7 @@ func newStreamRecorder(c *call, events chan<- event, limit int64, t trimmed) *st
 func (s *streamRecorder) Header(status int, contentType, retryAfter string) {
 	s.status, s.contentType, s.retryAfter = status, contentType, retryAfter
 	if status == 200 && isEventStream(contentType) {
-		s.asm = sse.NewAssembler(sseKind(s.c.kind))
+		s.asm = newStreamAssembler(s.c.kind)
 		s.live = newLiveStream()
 		s.events <- event{live: &liveEvent{c: s.c, live: s.live, trim: s.trim}}
 	}
@@ -231,24 +232,22 @@ func (s *streamRecorder) Data(p []byte) {
 		if s.asm != nil && s.asmErr == nil {
 			s.asmErr = s.asm.Event(ev)
 		}
-		if s.done == nil {
-			if data, _, ok := sse.Data(ev); !ok || string(bytes.TrimSpace(data)) != "[DONE]" {
-				s.live.append(ev)
-				return
-			}
+		if s.done == nil && !isStreamEnd(s.c.kind, ev) {
+			s.live.append(ev)
+			return
 		}
 		s.done = append(s.done, ev...)
 	})
 }
 
 // result is the assembled answer, or why there is none. A stream that grew past the limit is whole when it
-// ended with [DONE], but has no assembled answer.
+// ended with [DONE] (or its final typed event), but has no assembled answer.
 func (s *streamRecorder) result() (body []byte, ok bool, reason string) {
 	if s.split.Pending() {
 		return nil, false, "the stream ended inside an event"
 	}
 	if s.overflowed {
-		return nil, s.done != nil, "the stream ended without [DONE]"
+		return nil, s.done != nil, "the stream ended without its last event"
 	}
 	if s.asmErr != nil {
 		return nil, false, s.asmErr.Error()
@@ -270,6 +269,10 @@ func sseKind(k Kind) sse.Kind {
 // replay answers a streaming request from a stored (non-streamed) answer: the SSE the SDKs expect,
 // synthesised from it.
 func replay(r *Request, body []byte) ([]byte, error) {
+	if r.Kind == KindResponses || r.Kind == KindResponseByID {
+		// The response goes out about three times: in progress (without output), item by item, whole.
+		return sse.SynthesizeResponse(make([]byte, 0, len(body)*3+2048), body)
+	}
 	// A replay is about five times the stored body (each piece repeats the chunk envelope).
 	return sse.Synthesize(make([]byte, 0, len(body)*5+512), sseKind(r.Kind), body, r.includeUsage)
 }

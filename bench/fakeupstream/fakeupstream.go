@@ -3,13 +3,14 @@
 // benchmarks and the demo mode of llmcache.
 //
 // Answers are deterministic functions of the request, except for the response
-// ids ("chatcmpl-fake-<seq>", "cmpl-fake-<seq>"), which come from a per-server
+// ids ("chatcmpl-fake-<seq>", "cmpl-fake-<seq>", "resp_fake_<seq>"), which come from a per-server
 // counter so every upstream answer is unique: a client that sees the same id
 // twice has been served from a cache.
 //
 // Routes (each also without the /v1 prefix): POST /v1/chat/completions,
-// POST /v1/completions, POST /v1/embeddings, GET /v1/models. Other paths give
-// 404 and a wrong method 405, with OpenAI error bodies.
+// POST /v1/completions, POST /v1/embeddings, GET /v1/models, POST /v1/responses
+// and GET and DELETE /v1/responses/{id} (responses.go). Other paths give 404
+// and a wrong method 405, with OpenAI error bodies.
 //
 // Chat content is "echo: " + the last message's content (up to 200 bytes),
 // then filler words up to Options.AnswerBytes. The last user message selects
@@ -40,6 +41,7 @@ import (
 	"errors"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -72,6 +74,8 @@ const (
 	RouteCompletions = "completions"
 	RouteEmbeddings  = "embeddings"
 	RouteModels      = "models"
+	RouteResponses   = "responses"       // POST /v1/responses
+	RouteResponseIDs = "responses_by_id" // GET and DELETE /v1/responses/{id}
 )
 
 type route int
@@ -82,6 +86,8 @@ const (
 	routeCompletions
 	routeEmbeddings
 	routeModels
+	routeResponses
+	routeResponseByID
 	numRoutes
 )
 
@@ -114,6 +120,8 @@ type Server struct {
 
 	embMu     sync.Mutex
 	embInputs ring[[]string]
+
+	responses keptResponses // the responses issued with store not false, by id
 
 	// connection tracking, so Close can drop keep-alive and streaming
 	// connections instead of waiting for them.
@@ -283,7 +291,8 @@ func (s *Server) forgetConn(c net.Conn) {
 func (s *Server) Calls() int64 { return s.calls.Load() }
 
 // CallsTo returns the number of requests received on one route: "chat",
-// "completions", "embeddings" or "models". Other names give 0.
+// "completions", "embeddings", "models", "responses" or "responses_by_id".
+// Other names give 0.
 func (s *Server) CallsTo(name string) int64 {
 	switch name {
 	case RouteChat:
@@ -294,6 +303,10 @@ func (s *Server) CallsTo(name string) int64 {
 		return s.routeCalls[routeEmbeddings].Load()
 	case RouteModels:
 		return s.routeCalls[routeModels].Load()
+	case RouteResponses:
+		return s.routeCalls[routeResponses].Load()
+	case RouteResponseIDs:
+		return s.routeCalls[routeResponseByID].Load()
 	}
 	return 0
 }
@@ -409,6 +422,13 @@ func routeOf(path []byte) route {
 		return routeEmbeddings
 	case "/v1/models", "/models":
 		return routeModels
+	case "/v1/responses", "/responses":
+		return routeResponses
+	}
+	for _, prefix := range []string{"/v1/responses/", "/responses/"} {
+		if id, ok := strings.CutPrefix(string(path), prefix); ok && id != "" && !strings.Contains(id, "/") {
+			return routeResponseByID
+		}
 	}
 	return routeUnknown
 }
@@ -521,6 +541,11 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 			methodNotAllowed(ctx, fasthttp.MethodGet)
 			return
 		}
+	case routeResponseByID:
+		if string(method) != fasthttp.MethodGet && string(method) != fasthttp.MethodDelete {
+			methodNotAllowed(ctx, "GET, DELETE")
+			return
+		}
 	default:
 		if string(method) != fasthttp.MethodPost {
 			methodNotAllowed(ctx, fasthttp.MethodPost)
@@ -547,6 +572,10 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		async = s.handleCompletions(ctx, rc)
 	case routeEmbeddings:
 		s.handleEmbeddings(ctx, rc)
+	case routeResponses:
+		async = s.handleResponses(ctx, rc)
+	case routeResponseByID:
+		s.handleResponseByID(ctx, rc)
 	case routeModels:
 		if !s.sleep(rc.delay) {
 			closingAnswer(ctx)

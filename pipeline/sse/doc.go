@@ -6,6 +6,11 @@
 // that ended properly (every choice finished, then [DONE], no error) yields a body to store. On a streamed hit,
 // Synthesize writes the stored answer back out as chunks that the official SDKs accumulate into that answer.
 //
+// The Responses API streams typed events instead of chunks: a ResponseAssembler keeps the response of the
+// stream's response.completed (or response.incomplete) event, and SynthesizeResponse replays a stored response
+// as the typed events, with sequence numbers, that the SDKs' stream helpers rebuild it from (responses.go,
+// responses_synth.go).
+//
 // Round trip: for any body that Assembler.Result returns, assembling the output of Synthesize gives the same
 // JSON value back. The tests hold the package to it.
 //
