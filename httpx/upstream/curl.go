@@ -381,6 +381,12 @@ func (r *curlRun) finish(readErr error) error {
 		r.cancel()
 	}
 	waitErr := r.cmd.Wait()
+	if errors.Is(waitErr, exec.ErrWaitDelay) && r.cmd.ProcessState != nil && r.cmd.ProcessState.Success() {
+		// curl exited 0 and its answer was read; only exec's copying of its stdin or stderr had not ended
+		// (something curl started still held them). Counting that as a failure threw answers away and
+		// resent the call.
+		waitErr = nil
+	}
 	r.writer.Wait()
 	r.out.Close()
 	r.cancel()
