@@ -45,8 +45,7 @@ func TestE2EStreamCoalescingMixed(t *testing.T) {
 
 func testCoalescingMixed(t *testing.T, leaderStreams bool) {
 	p, gate := newGatedProxy(t, nil)
-	p.Fake.SetLatency(300 * time.Millisecond)
-	p.Fake.SetChunkDelay(2 * time.Millisecond)
+	p.Fake.SetChunkDelay(2 * time.Millisecond) // the streaming followers get the live stream piece by piece
 	const n = 500
 	const content = "five hundred at once"
 	bodies := make([]string, n)
