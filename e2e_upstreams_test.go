@@ -268,7 +268,8 @@ func TestE2EAllEndpointsDown(t *testing.T) {
 		t.Fatalf("health %q and %q after a request failed on both, want both ejected (eject_after = 1)", h1, h2)
 	}
 	resp, body = p.Post("/v1/chat/completions", chatBody("still nobody"))
-	if resp.StatusCode != 502 || !strings.Contains(string(body), "connection refused") {
+	// Their own failure (each transport words a refused connection its own way), not "resting".
+	if resp.StatusCode != 502 || !strings.Contains(string(body), `"code":"upstream_unreachable"`) {
 		t.Fatalf("status %d body %s, want the endpoints' own failure (they are still asked)", resp.StatusCode, body)
 	}
 	u = getUpstreamStats(t, p)
