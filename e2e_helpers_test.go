@@ -324,6 +324,10 @@ func newGatedProxy(t *testing.T, mutate func(*fileConfig)) (*testProxy, *upstrea
 		}
 		rp := httputil.NewSingleHostReverseProxy(target)
 		rp.FlushInterval = -1
+		// A transport of its own: nothing of another test's reaches it through http.DefaultTransport.
+		tr := &http.Transport{}
+		rp.Transport = tr
+		t.Cleanup(tr.CloseIdleConnections)
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			g.arrived.Add(1)
 			g.mu.Lock()
