@@ -210,5 +210,13 @@ func TestE2ERepeatAfterAnswerIsHit(t *testing.T) {
 	for e := range errs {
 		t.Error(e)
 	}
-	expectCalls(t, p, clients*pairs)
+	// One call per pair. A loaded machine may fail an attempt now and then (the client still gets its
+	// answer, from a retry, which /stats counts): the upstream saw at most one more call for each.
+	u := getUpstreamStats(t, p)
+	if u.Retries > 0 {
+		t.Logf("%d attempts retried: %+v", u.Retries, u.Endpoints)
+	}
+	if got := p.Fake.CallsTo("chat"); got < clients*pairs || got > clients*pairs+u.Retries {
+		t.Fatalf("upstream chat calls = %d, want %d (one per pair) and at most %d retries more", got, clients*pairs, u.Retries)
+	}
 }
