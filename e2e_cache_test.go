@@ -46,7 +46,7 @@ func TestE2EMissThenHit(t *testing.T) {
 	expectCalls(t, p, 1)
 }
 
-// TestE2EKeyEquivalence: spellings that canonicalise alike share one entry (DESIGN section 4); each differs
+// TestE2EKeyEquivalence: spellings that canonicalise alike share one entry; each differs
 // from the base request in one way only.
 func TestE2EKeyEquivalence(t *testing.T) {
 	p := newTestProxy(t, nil)
@@ -165,7 +165,7 @@ func TestE2ERestartServesFromDB(t *testing.T) {
 	expectCalls(t, p, 1)
 }
 
-// TestE2EMemoryOffServesFromDB: with cache.enabled = false SQLite still serves (DESIGN section 3). Writes are
+// TestE2EMemoryOffServesFromDB: with cache.enabled = false SQLite still serves. Writes are
 // batched, so the second request waits for the row rather than for a guessed time.
 func TestE2EMemoryOffServesFromDB(t *testing.T) {
 	p := newTestProxy(t, func(c *fileConfig) { c.Cache.Enabled = false })

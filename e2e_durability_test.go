@@ -20,7 +20,7 @@ import (
 	"llmcache/bench/fakeupstream"
 )
 
-// Durability of the real binary (DESIGN section 5): after kill -9 at most the last flush_interval_ms of
+// Durability of the real binary: after kill -9 at most the last flush_interval_ms of
 // answers is lost and the database opens cleanly; after SIGTERM nothing answered is lost. Also the helpers
 // that run the binary, shared with e2e_versions_test.go.
 

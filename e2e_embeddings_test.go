@@ -76,7 +76,8 @@ func TestE2EEmbeddingsPerItem(t *testing.T) {
 	resp, body := p.Post(embPath, `{"model":"emb","input":["a","b"]}`)
 	expectCache(t, "first", resp, body, 200, "MISS")
 	expectVectors(t, "first", embeddings(t, body), "a", "b")
-	p.waitWritten()
+	d := openCacheDB(t, p.DBPath)
+	waitFor(t, "a row per input on disk", func() bool { return d.count() == 2 })
 
 	resp, body = p.Post(embPath, `{"model":"emb","input":["b","c","a"]}`)
 	expectCache(t, "second", resp, body, 200, "PARTIAL")
@@ -88,7 +89,7 @@ func TestE2EEmbeddingsPerItem(t *testing.T) {
 	if len(calls) != 2 || strings.Join(calls[1], ",") != "c" {
 		t.Fatalf("upstream embedding calls %v, want the second to carry only [c]", calls)
 	}
-	p.waitWritten()
+	waitFor(t, "the new input's row on disk", func() bool { return d.count() == 3 })
 
 	// All cached, in either encoding: no upstream call, the same vectors.
 	for _, format := range []string{"float", "base64"} {
@@ -139,11 +140,14 @@ func TestE2EEmbeddingsUpstreamFailureStoresNothing(t *testing.T) {
 	if resp.StatusCode != 500 {
 		t.Fatalf("status %d, want the upstream's 500: %s", resp.StatusCode, body)
 	}
-	p.waitWritten()
 	resp, body = p.Post(embPath, `{"model":"emb","input":["f1","f2"]}`)
 	expectCache(t, "after failure", resp, body, 200, "MISS")
 	if n := p.Fake.CallsTo("embeddings"); n != 2 {
 		t.Errorf("upstream embeddings calls %d, want 2 (nothing was stored from the failure)", n)
+	}
+	p.Stop()
+	if n := openCacheDB(t, p.DBPath).count(); n != 2 {
+		t.Errorf("%d rows on disk, want 2 (the inputs of the answer that came, none of the failure)", n)
 	}
 }
 

@@ -190,9 +190,10 @@ func TestE2EUpstreamUnreachable(t *testing.T) {
 
 // TestE2EUpstreamTimeout: an upstream slower than timeout_seconds is a 504 error; nothing is cached.
 func TestE2EUpstreamTimeout(t *testing.T) {
-	p := newTestProxy(t, func(c *fileConfig) { c.APIEndpoints[0].TimeoutSeconds = 0.3; c.MaxRetries = 0 })
+	// 2 s fits a normal answer (curl's start included) on a loaded machine; the slow one takes a minute.
+	p := newTestProxy(t, func(c *fileConfig) { c.APIEndpoints[0].TimeoutSeconds = 2; c.MaxRetries = 0 })
 	body := chatBody("too slow")
-	r, b := p.Post("/v1/chat/completions", body, "X-Fake-Delay-Ms", "2000")
+	r, b := p.Post("/v1/chat/completions", body, "X-Fake-Delay-Ms", "60000")
 	expectError(t, "slow upstream", r, b, 504)
 	r, b = p.Post("/v1/chat/completions", body)
 	expectCache(t, "after a timeout", r, b, 200, "MISS")
@@ -244,10 +245,10 @@ func TestE2ENonEmptyAnswersStored(t *testing.T) {
 func TestE2EFirstByteTimeout(t *testing.T) {
 	p := newTestProxy(t, func(c *fileConfig) {
 		c.MaxRetries = 0
-		c.APIEndpoints[0].FirstByteTimeoutSeconds = 0.3
-		c.APIEndpoints[0].TimeoutSeconds = 60
+		c.APIEndpoints[0].FirstByteTimeoutSeconds = 1
+		c.APIEndpoints[0].TimeoutSeconds = 600
 	})
-	r, b := p.Post("/v1/chat/completions", chatBody("slow to start"), "X-Fake-Delay-Ms", "5000")
+	r, b := p.Post("/v1/chat/completions", chatBody("slow to start"), "X-Fake-Delay-Ms", "60000")
 	expectError(t, "first byte timeout", r, b, 504)
 	if !strings.Contains(string(b), "first byte") {
 		t.Errorf("the error does not say which timeout fired: %s", b)

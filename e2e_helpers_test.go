@@ -7,9 +7,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -292,4 +296,91 @@ func (d *cacheDB) mustRow(keyHex string, clientBody []byte) dbRow {
 		d.t.Fatalf("row %s body differs from what the client got:\n disk   %s\n client %s", keyHex, r.Body, clientBody)
 	}
 	return r
+}
+
+// upstreamGate is a reverse proxy between the proxy and its first endpoint that holds upstream calls while
+// it is shut: a test can let the upstream answer only once every client has joined a flight (or queued
+// behind a slot), instead of guessing how long that takes on a loaded machine. It streams SSE through as it
+// comes.
+type upstreamGate struct {
+	mu      sync.Mutex
+	open    chan struct{} // closed while the gate is open; a new one when it shuts again
+	arrived atomic.Int64  // calls that reached the gate, held or not
+}
+
+// newGatedProxy is newTestProxy with a shut gate in front of the first endpoint. The gate opens by itself
+// when the test ends, before the proxy stops (whose stop waits for the calls in flight), so that a failed
+// test cannot hang.
+func newGatedProxy(t *testing.T, mutate func(*fileConfig)) (*testProxy, *upstreamGate) {
+	t.Helper()
+	g := &upstreamGate{open: make(chan struct{})}
+	p := newTestProxy(t, func(c *fileConfig) {
+		if mutate != nil {
+			mutate(c)
+		}
+		target, err := url.Parse(c.APIEndpoints[0].URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rp := httputil.NewSingleHostReverseProxy(target)
+		rp.FlushInterval = -1
+		// A transport of its own: nothing of another test's reaches it through http.DefaultTransport.
+		tr := &http.Transport{}
+		rp.Transport = tr
+		t.Cleanup(tr.CloseIdleConnections)
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			g.arrived.Add(1)
+			g.mu.Lock()
+			open := g.open
+			g.mu.Unlock()
+			<-open
+			rp.ServeHTTP(w, r)
+		}))
+		t.Cleanup(srv.Close)
+		c.APIEndpoints[0].URL = srv.URL
+	})
+	t.Cleanup(g.release) // registered after the proxy's stop, so it runs first
+	return p, g
+}
+
+// release opens the gate: the calls it holds and later ones go through.
+func (g *upstreamGate) release() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	select {
+	case <-g.open:
+	default:
+		close(g.open)
+	}
+}
+
+// hold shuts the gate again: later calls wait at it.
+func (g *upstreamGate) hold() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	select {
+	case <-g.open:
+		g.open = make(chan struct{})
+	default:
+	}
+}
+
+// waitArrived waits until n calls have reached the gate.
+func (g *upstreamGate) waitArrived(t *testing.T, n int64) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("%d upstream calls at the gate", n), func() bool { return g.arrived.Load() >= n })
+	if got := g.arrived.Load(); got != n {
+		t.Fatalf("%d upstream calls reached the gate, want %d", got, n)
+	}
+}
+
+// waitWaiting waits until n requests wait on upstream calls, as GET /stats upstream.waiting counts them:
+// each call's leader and the followers that joined it (a streaming follower of a live stream has its
+// answer already and is not counted).
+func waitWaiting(t *testing.T, p *testProxy, n int64) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("%d requests waiting on upstream calls", n), func() bool { return getStats(t, p).Upstream.Waiting >= n })
+	if got := getStats(t, p).Upstream.Waiting; got != n {
+		t.Fatalf("%d requests wait on upstream calls, want %d", got, n)
+	}
 }

@@ -58,15 +58,15 @@ func TestE2EConcurrentMissesBounded(t *testing.T) {
 // TestE2EQueueTimeout: with one upstream slot and queue_timeout_seconds 0.3, requests that cannot get the
 // slot in time are answered 503 with Retry-After; the one holding it gets its answer.
 func TestE2EQueueTimeout(t *testing.T) {
-	p := newTestProxy(t, func(c *fileConfig) {
+	p, gate := newGatedProxy(t, func(c *fileConfig) {
 		c.MaxConcurrentRequests = 1
 		c.QueueTimeoutSeconds = 0.3
 	})
-	p.Fake.SetLatency(2 * time.Second) // far beyond the queue timeout, so the waiters must time out
 	url := p.URL + "/v1/chat/completions"
 	first := make(chan result, 1)
 	go func() { first <- send(loadClient, url, chatBody("holds the slot")) }()
-	waitFor(t, "the first call to reach the upstream", func() bool { return p.Fake.InFlight() == 1 })
+	// The first call holds the only slot at the gate until every waiter has timed out.
+	gate.waitArrived(t, 1)
 
 	bodies := make([]string, 5)
 	for i := range bodies {
@@ -84,9 +84,7 @@ func TestE2EQueueTimeout(t *testing.T) {
 		}
 		expectErrorBody(t, "waiter", r)
 	}
-	if n := p.Fake.CallsTo("chat"); n != 1 {
-		t.Fatalf("upstream calls %d, want 1: timed-out waiters must not be sent later", n)
-	}
+	gate.release()
 	r := <-first
 	if r.err != nil || r.status != 200 {
 		t.Fatalf("the request holding the slot: %d %v %s", r.status, r.err, r.body)
@@ -94,8 +92,7 @@ func TestE2EQueueTimeout(t *testing.T) {
 	if err := checkEcho(r.body, "holds the slot"); err != nil {
 		t.Fatal(err)
 	}
-	// The slot is free again: a new request goes through.
-	p.Fake.SetLatency(0)
+	// The slot is free again: a new request goes through, after any call still queued (there must be none).
 	resp, b := p.Post("/v1/chat/completions", chatBody("after the queue emptied"))
 	expectCache(t, "after the queue emptied", resp, b, 200, "MISS")
 	expectCalls(t, p, 2) // the waiters answered 503 were never sent
@@ -112,14 +109,19 @@ func expectErrorBody(t *testing.T, what string, r result) {
 
 // TestE2ECoalescing: identical misses at once make exactly one upstream call and all get the same bytes.
 func TestE2ECoalescing(t *testing.T) {
-	p := newTestProxy(t, nil)
-	p.Fake.SetLatency(300 * time.Millisecond)
+	p, gate := newGatedProxy(t, nil)
 	const n = 50
 	bodies := make([]string, n)
 	for i := range bodies {
 		bodies[i] = chatBody("all at once")
 	}
-	res := sendAll(p.URL+"/v1/chat/completions", bodies)
+	// The one call is held at the gate until all 50 wait on it.
+	out := make(chan []result, 1)
+	go func() { out <- sendAll(p.URL+"/v1/chat/completions", bodies) }()
+	waitWaiting(t, p, n)
+	gate.waitArrived(t, 1)
+	gate.release()
+	res := <-out
 	sources := map[string]int{}
 	for i, r := range res {
 		if r.err != nil || r.status != 200 {
@@ -134,14 +136,10 @@ func TestE2ECoalescing(t *testing.T) {
 		sources[r.header.Get("X-Cache-Source")]++
 	}
 	expectCalls(t, p, 1)
-	if sources["upstream"] != 1 {
-		t.Errorf("X-Cache-Source counts %v: want exactly one upstream", sources)
-	}
-	if sources["upstream"]+sources["coalesced"]+sources["memory"] != n {
-		t.Errorf("X-Cache-Source counts %v: unexpected sources", sources)
+	if sources["upstream"] != 1 || sources["coalesced"] != n-1 {
+		t.Errorf("X-Cache-Source counts %v: want one upstream and %d coalesced", sources, n-1)
 	}
 	// Requests opting out of coalescing (no-cache) each make their own call.
-	p.Fake.SetLatency(50 * time.Millisecond)
 	res = sendAll(p.URL+"/v1/chat/completions", bodies[:5], "Cache-Control", "no-cache")
 	for i, r := range res {
 		if r.err != nil || r.status != 200 || r.header.Get("X-Cache") != "REFRESH" {
@@ -154,17 +152,18 @@ func TestE2ECoalescing(t *testing.T) {
 // TestE2ECoalescedErrorReachesEveryone: when the one upstream call of a flight fails, every waiter gets the
 // error (none hangs), and nothing is cached.
 func TestE2ECoalescedErrorReachesEveryone(t *testing.T) {
-	p := newTestProxy(t, nil)
-	p.Fake.SetLatency(300 * time.Millisecond)
+	p, gate := newGatedProxy(t, noRetries)
 	const n = 20
 	bodies := make([]string, n)
 	for i := range bodies {
 		bodies[i] = chatBody("fail together")
 	}
-	// X-Fake-Status makes the fake answer 503 after its latency, so the waiters join the flight first.
-	res := sendAll(p.URL+"/v1/chat/completions", bodies, "X-Fake-Status", "503")
-	calls := p.Fake.CallsTo("chat")
-	for i, r := range res {
+	// X-Fake-Status makes the fake answer 503 to the one call, which the gate holds until all 20 wait on it.
+	out := make(chan []result, 1)
+	go func() { out <- sendAll(p.URL+"/v1/chat/completions", bodies, "X-Fake-Status", "503") }()
+	waitWaiting(t, p, n)
+	gate.release()
+	for i, r := range <-out {
 		if r.err != nil {
 			t.Fatalf("request %d: %v", i, r.err)
 		}
@@ -172,10 +171,7 @@ func TestE2ECoalescedErrorReachesEveryone(t *testing.T) {
 			t.Fatalf("request %d: status %d, want the upstream's 503: %s", i, r.status, r.body)
 		}
 	}
-	if calls >= n {
-		t.Errorf("%d upstream calls for %d identical requests: they were not coalesced", calls, n)
-	}
-	p.Fake.SetLatency(0)
+	expectCalls(t, p, 1)
 	r, b := p.Post("/v1/chat/completions", bodies[0])
 	expectCache(t, "after the failed flight", r, b, 200, "MISS")
 }
@@ -214,5 +210,13 @@ func TestE2ERepeatAfterAnswerIsHit(t *testing.T) {
 	for e := range errs {
 		t.Error(e)
 	}
-	expectCalls(t, p, clients*pairs)
+	// One call per pair. A loaded machine may fail an attempt now and then (the client still gets its
+	// answer, from a retry, which /stats counts): the upstream saw at most one more call for each.
+	u := getUpstreamStats(t, p)
+	if u.Retries > 0 {
+		t.Logf("%d attempts retried: %+v", u.Retries, u.Endpoints)
+	}
+	if got := p.Fake.CallsTo("chat"); got < clients*pairs || got > clients*pairs+u.Retries {
+		t.Fatalf("upstream chat calls = %d, want %d (one per pair) and at most %d retries more", got, clients*pairs, u.Retries)
+	}
 }

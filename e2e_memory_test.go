@@ -25,7 +25,9 @@ func TestE2EMemoryLayerBounded(t *testing.T) {
 				expectCache(t, "first", resp, body, 200, "MISS")
 				first[i] = string(body)
 			}
-			p.waitWritten()
+			// Answers the memory stage lets go of are served from SQLite: wait for all of them on disk.
+			d := openCacheDB(t, p.DBPath)
+			waitFor(t, "every answer on disk", func() bool { return d.count() == n })
 			fromMemory := 0
 			for i := range n {
 				resp, body := p.Post("/v1/chat/completions", chatBody(fmt.Sprintf("bounded %d", i)))
@@ -90,7 +92,12 @@ func TestE2EIdleFlushEmptiesWAL(t *testing.T) {
 	expectCache(t, "miss", resp, b, 200, "MISS")
 	key := cacheKey(t, resp)
 	wal := p.DBPath + "-wal"
+	// Only the idle flush writes here, and it empties the WAL after writing: an empty WAL once /stats counts
+	// the answer written is its work.
 	waitFor(t, "the idle flush to write the answer and empty the WAL", func() bool {
+		if getStats(t, p).Writer.Written < 1 {
+			return false
+		}
 		st, err := os.Stat(wal)
 		return idleFlushes(t, p) > 0 && err == nil && st.Size() == 0
 	})

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"log/slog"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -184,9 +185,18 @@ func TestE2EStatsAndMetricsCountAKnownMix(t *testing.T) {
 	if v, _ := metricValue(t, families, "llmcache_upstream_errors_total", map[string]string{"endpoint": "fake", "kind": "status_5xx"}); v != 1 {
 		t.Errorf("upstream 5xx errors = %v, want 1", v)
 	}
-	if v, typ := metricValue(t, families, "llmcache_upstream_request_duration_seconds", map[string]string{"endpoint": "fake"}); typ != dto.MetricType_HISTOGRAM || v < 1 {
-		// The stats actor takes latency reports asynchronously; by now at least one has landed.
-		t.Errorf("llmcache_upstream_request_duration_seconds: %v samples, type %v; want a histogram", v, typ)
+	// The stats actor takes latency reports asynchronously: wait for them to land.
+	latency := map[string]string{"endpoint": "fake"}
+	waitFor(t, "upstream latency samples in /metrics", func() bool {
+		f := scrape(t, p)
+		if !hasSeries(f, "llmcache_upstream_request_duration_seconds", latency) {
+			return false
+		}
+		v, _ := metricValue(t, f, "llmcache_upstream_request_duration_seconds", latency)
+		return v >= 1
+	})
+	if _, typ := metricValue(t, scrape(t, p), "llmcache_upstream_request_duration_seconds", latency); typ != dto.MetricType_HISTOGRAM {
+		t.Errorf("llmcache_upstream_request_duration_seconds is a %v, want a histogram", typ)
 	}
 	for _, g := range []string{"llmcache_memory_entries", "llmcache_db_entries", "llmcache_writer_pending", "llmcache_upstream_in_flight"} {
 		if _, typ := metricValue(t, families, g, nil); typ != dto.MetricType_GAUGE {
@@ -277,7 +287,7 @@ func TestE2ENoRequestLinesAtInfo(t *testing.T) {
 	for i := range 20 {
 		p.Post("/v1/chat/completions", chatBody("quiet "+strings.Repeat("x", i)))
 	}
-	time.Sleep(100 * time.Millisecond)
+	p.Stop() // whatever the requests were to log is written by now
 	// Start-up lines (configuration, listening, the start-up maintenance run) are expected; request lines not.
 	if text := out.String(); strings.Contains(text, "msg=request") || strings.Contains(text, "chat/completions") {
 		t.Errorf("requests wrote log lines at info level, want none:\n%s", text)
@@ -297,25 +307,23 @@ func TestE2EDashboard(t *testing.T) {
 	})
 	for i := range 30 {
 		p.Post("/v1/chat/completions", chatBody("dash "+strconv.Itoa(i%10)))
-		time.Sleep(10 * time.Millisecond)
 	}
-	time.Sleep(250 * time.Millisecond) // a few buckets close
-	resp, body := p.Get("/dashboard")
-	page := string(body)
-	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
-		t.Fatalf("/dashboard: status %d, content type %q", resp.StatusCode, resp.Header.Get("Content-Type"))
-	}
-	for _, series := range []string{`data-series="hit_rate"`, `data-series="requests_per_second"`, `data-series="upstream_latency_ms"`} {
-		i := strings.Index(page, series)
-		if i < 0 {
-			t.Fatalf("no chart with %s:\n%s", series, page)
+	// The charts draw closed buckets only, and latency reaches them asynchronously: wait until each draws
+	// a line.
+	var page string
+	waitFor(t, "every chart to draw its series", func() bool {
+		resp, body := p.Get("/dashboard")
+		if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
+			t.Fatalf("/dashboard: status %d, content type %q", resp.StatusCode, resp.Header.Get("Content-Type"))
 		}
-		svg := page[i:]
-		svg = svg[:strings.Index(svg, "</svg>")]
-		if !strings.Contains(svg, "<path") && !strings.Contains(svg, "<polyline") && !strings.Contains(svg, "<circle") {
-			t.Errorf("chart %s draws no series: %s", series, svg)
+		page = string(body)
+		for _, series := range []string{"hit_rate", "requests_per_second", "upstream_latency_ms"} {
+			if !chartDrawsLine(t, page, series) {
+				return false
+			}
 		}
-	}
+		return true
+	})
 	if strings.Contains(page, "<b>gpu</b>") || !strings.Contains(page, "&lt;b&gt;gpu&lt;/b&gt;") {
 		t.Errorf("the endpoint name is not escaped")
 	}
@@ -329,3 +337,21 @@ func TestE2EDashboard(t *testing.T) {
 		t.Errorf("the page does not refresh itself")
 	}
 }
+
+// chartDrawsLine reports whether the dashboard's chart of series draws a line with at least one point.
+func chartDrawsLine(t *testing.T, page, series string) bool {
+	t.Helper()
+	i := strings.Index(page, `data-series="`+series+`"`)
+	if i < 0 {
+		t.Fatalf("no chart with data-series=%q:\n%s", series, page)
+	}
+	svg := page[i:]
+	end := strings.Index(svg, "</svg>")
+	if end < 0 {
+		t.Fatalf("the chart %q does not end: %s", series, svg)
+	}
+	return drawnLine.MatchString(svg[:end])
+}
+
+// drawnLine is a chart's line path with a point (an empty series has d="").
+var drawnLine = regexp.MustCompile(`<path class="line [^"]*" data-line="[^"]*" d="M`)

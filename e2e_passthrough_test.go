@@ -77,7 +77,7 @@ func TestE2ECacheObjectRemoved(t *testing.T) {
 }
 
 // TestE2EModelOverride: an endpoint's model replaces the model value only; the client still gets the
-// upstream's answer, and the key is the model asked (DESIGN section 4).
+// upstream's answer, and the key is the model asked.
 func TestE2EModelOverride(t *testing.T) {
 	p := newTestProxy(t, func(c *fileConfig) { c.APIEndpoints[0].Model = "served/model-7b" })
 	sent := `{"messages":[{"role":"user","content":"override"}], "model" : "asked-model", "temperature":0.50}`

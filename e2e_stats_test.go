@@ -76,7 +76,10 @@ func TestE2EStatsCounts(t *testing.T) {
 	if resp.StatusCode != 500 {
 		t.Fatalf("status %d, want the upstream's 500", resp.StatusCode)
 	}
-	p.waitWritten()
+	// The three answers reach disk in the writer's time.
+	d := openCacheDB(t, p.DBPath)
+	waitFor(t, "three rows on disk", func() bool { return d.count() == 3 })
+	waitFor(t, "/stats to count them written", func() bool { s := getStats(t, p); return s.Writer.Written >= 3 && s.Store.Entries >= 3 })
 	s := getStats(t, p)
 	if s.Requests.Misses != 3 || s.Requests.MemoryHits != 2 || s.Requests.DBHits != 0 || s.Requests.Errors != 2 {
 		t.Errorf("requests %+v, want 3 misses, 2 memory hits, 0 db hits, 2 errors", s.Requests)

@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-// The per-request controls (DESIGN section 3) on streamed requests: each changes what it says and nothing
+// The per-request controls on streamed requests: each changes what it says and nothing
 // else. The header and the body's "cache" object are equivalent.
 
 const chatPath = "/v1/chat/completions"
@@ -47,7 +47,8 @@ func (d *cacheDB) createdAt(keyHex string) (int64, bool) {
 // TestE2EStreamNoCache: no-cache on a streamed request skips the lookup, fetches fresh (REFRESH), stores the
 // fresh answer under the same key, and never joins an identical request in flight.
 func TestE2EStreamNoCache(t *testing.T) {
-	p := newTestProxy(t, nil)
+	p, gate := newGatedProxy(t, nil)
+	gate.release() // open; it shuts below to hold requests in flight at once
 	body := chatStreamBody("refresh the stream", false)
 	sr, raw := p.postStream(chatPath, body)
 	m := expectStream(t, "miss", sr, raw, "MISS")
@@ -85,11 +86,17 @@ func TestE2EStreamNoCache(t *testing.T) {
 	// two no-cache requests at once.
 	url := p.URL + chatPath
 	fresh := chatStreamBody("never merged", false)
+	gate.hold()
+	calls := gate.arrived.Load()
 	first := make(chan result, 1)
-	go func() { first <- send(testClient, url, fresh, "X-Fake-Delay-Ms", "800") }()
-	waitFor(t, "the first call at the upstream", func() bool { return p.Fake.InFlight() == 1 })
-	res := sendAll(url, []string{fresh, fresh}, "Cache-Control", "no-cache", "X-Fake-Delay-Ms", "800")
-	res = append(res, <-first)
+	go func() { first <- send(testClient, url, fresh) }()
+	gate.waitArrived(t, calls+1)
+	refreshed := make(chan []result, 1)
+	go func() { refreshed <- sendAll(url, []string{fresh, fresh}, "Cache-Control", "no-cache") }()
+	// Each no-cache request makes its own call while the first is held at the gate.
+	gate.waitArrived(t, calls+3)
+	gate.release()
+	res := append(<-refreshed, <-first)
 	expectCalls(t, p, 6)
 	ids := map[string]bool{}
 	for i, r := range res {
@@ -316,7 +323,8 @@ func TestE2EStreamNamespaceAndSample(t *testing.T) {
 // a replay); write_only always fetches and stores (REFRESH, never merged); off neither reads nor stores
 // (BYPASS).
 func TestE2EStreamModes(t *testing.T) {
-	p := newTestProxy(t, nil)
+	p, gate := newGatedProxy(t, nil)
+	gate.release() // open; it shuts below to hold requests in flight at once
 	for _, v := range []struct {
 		name, body string
 		header     []string
@@ -365,8 +373,14 @@ func TestE2EStreamModes(t *testing.T) {
 	}
 	expectCalls(t, p, 5)
 
-	// write_only requests in flight at once are not merged.
-	res := sendAll(p.URL+chatPath, []string{wBody, wBody}, "X-Cache-Mode", "write_only", "X-Fake-Delay-Ms", "500")
+	// write_only requests in flight at once are not merged: both calls reach the gate.
+	gate.hold()
+	calls := gate.arrived.Load()
+	out := make(chan []result, 1)
+	go func() { out <- sendAll(p.URL+chatPath, []string{wBody, wBody}, "X-Cache-Mode", "write_only") }()
+	gate.waitArrived(t, calls+2)
+	gate.release()
+	res := <-out
 	for i, r := range res {
 		if r.err != nil || r.status != 200 || r.header.Get("X-Cache") != "REFRESH" {
 			t.Fatalf("write_only %d: %v %d %q", i, r.err, r.status, r.header.Get("X-Cache"))

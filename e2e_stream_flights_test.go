@@ -1,17 +1,13 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -33,38 +29,6 @@ func decodeStreamed(r result) (*assembled, error) {
 	return assemble(events)
 }
 
-// upstreamGate is a reverse proxy between the proxy and the fake upstream that holds every upstream call
-// until it is opened: a test can then let the upstream answer only once every client has joined a flight,
-// instead of guessing how long that takes on a loaded machine. It streams SSE through as it comes.
-type upstreamGate struct {
-	open    chan struct{}
-	once    sync.Once
-	arrived atomic.Int64
-}
-
-// gateUpstream puts a gate in front of the fake (call it from newTestProxy's mutate); the gate opens by
-// itself when the test ends, before the proxy stops, so that a failed test cannot hang the shutdown.
-func gateUpstream(t *testing.T, c *fileConfig) *upstreamGate {
-	target, err := url.Parse(c.APIEndpoints[0].URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rp := httputil.NewSingleHostReverseProxy(target)
-	rp.FlushInterval = -1
-	g := &upstreamGate{open: make(chan struct{})}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		g.arrived.Add(1)
-		<-g.open
-		rp.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
-	t.Cleanup(g.release) // runs first
-	c.APIEndpoints[0].URL = srv.URL
-	return g
-}
-
-func (g *upstreamGate) release() { g.once.Do(func() { close(g.open) }) }
-
 // TestE2EStreamCoalescingMixed: 500 identical misses at once, half streamed and half not, against a slow
 // upstream: one upstream call; every non-streamed client gets the same bytes and every streamed client a
 // complete stream of the same answer. Both kinds of leader: a streaming one (whose followers get its stream
@@ -80,10 +44,8 @@ func TestE2EStreamCoalescingMixed(t *testing.T) {
 }
 
 func testCoalescingMixed(t *testing.T, leaderStreams bool) {
-	var gate *upstreamGate
-	p := newTestProxy(t, func(c *fileConfig) { gate = gateUpstream(t, c) })
-	p.Fake.SetLatency(300 * time.Millisecond)
-	p.Fake.SetChunkDelay(2 * time.Millisecond)
+	p, gate := newGatedProxy(t, nil)
+	p.Fake.SetChunkDelay(2 * time.Millisecond) // the streaming followers get the live stream piece by piece
 	const n = 500
 	const content = "five hundred at once"
 	bodies := make([]string, n)
@@ -220,7 +182,10 @@ func TestE2EStreamFollowersJoinLive(t *testing.T) {
 	url := p.URL + "/v1/chat/completions"
 	ctx := context.Background()
 
-	resp, start, err := openStream(ctx, testClient, url, body, "X-Fake-Chunk-Delay-Ms", "200")
+	// The upstream stops after its first event until both followers have joined: they join a stream known
+	// to be under way, however slowly they arrive.
+	p.Fake.HoldStreams()
+	resp, start, err := openStream(ctx, testClient, url, body)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,6 +199,8 @@ func TestE2EStreamFollowersJoinLive(t *testing.T) {
 
 	whole := make(chan result, 1)
 	go func() { whole <- send(testClient, url, chatBody(content)) }()
+	// The leader has its answer (the live stream): only the non-streamed follower waits on the call.
+	waitWaiting(t, p, 1)
 
 	fresp, fstart, err := openStream(ctx, testClient, url, body)
 	if err != nil {
@@ -248,6 +215,7 @@ func TestE2EStreamFollowersJoinLive(t *testing.T) {
 	}
 	var followerRaw bytes.Buffer
 	frd := newSSEReader(io.TeeReader(fresp.Body, &followerRaw), fstart)
+	// The upstream is still held after its first event: the follower gets that event from the live stream.
 	ffirst, err := frd.next()
 	if err != nil {
 		t.Fatal(err)
@@ -255,9 +223,7 @@ func TestE2EStreamFollowersJoinLive(t *testing.T) {
 	if ffirst.Data != first.Data {
 		t.Fatalf("the follower's stream starts with %q, the leader's with %q", ffirst.Data, first.Data)
 	}
-	if n := p.Fake.InFlight(); n != 1 {
-		t.Fatalf("the follower got its first event after the upstream had finished (%d in flight): it was not joined live", n)
-	}
+	p.Fake.ReleaseStreams()
 	readRest := func(rd *sseReader) []sseEvent {
 		var evs []sseEvent
 		for {
@@ -304,15 +270,19 @@ func TestE2EStreamFollowersJoinLive(t *testing.T) {
 // TestE2EStreamFollowersOfWholeLeader: streaming requests that join a non-streamed miss get its answer
 // replayed as a stream when it arrives.
 func TestE2EStreamFollowersOfWholeLeader(t *testing.T) {
-	p := newTestProxy(t, nil)
+	p, gate := newGatedProxy(t, nil)
 	const content = "lead without a stream"
 	url := p.URL + "/v1/chat/completions"
 	leader := make(chan result, 1)
-	go func() { leader <- send(testClient, url, chatBody(content), "X-Fake-Delay-Ms", "1500") }()
-	waitFor(t, "the leader's call at the upstream", func() bool { return p.Fake.InFlight() == 1 })
+	go func() { leader <- send(testClient, url, chatBody(content)) }()
+	gate.waitArrived(t, 1)
+	// The leader's call is held at the gate until the three followers have joined it.
 	bodies := []string{chatStreamBody(content, false), chatStreamBody(content, true), chatStreamBody(content, false)}
-	res := sendAll(url, bodies)
-	l := <-leader
+	followers := make(chan []result, 1)
+	go func() { followers <- sendAll(url, bodies) }()
+	waitWaiting(t, p, 4)
+	gate.release()
+	res, l := <-followers, <-leader
 	if l.err != nil || l.status != 200 || l.header.Get("X-Cache-Source") != "upstream" {
 		t.Fatalf("leader: %v %d source %q: %s", l.err, l.status, l.header.Get("X-Cache-Source"), l.body)
 	}
@@ -356,11 +326,11 @@ func TestE2EStreamLeaderFailureReachesFollowers(t *testing.T) {
 			name = "streaming leader"
 		}
 		t.Run(name, func(t *testing.T) {
-			p := newTestProxy(t, noRetries)
+			p, gate := newGatedProxy(t, noRetries)
 			const content = "doomed flight"
 			url := p.URL + "/v1/chat/completions"
-			// The upstream takes 1.5 s, then fails: the followers all join while it waits.
-			hdr := []string{"X-Fake-Status", "500", "X-Fake-Delay-Ms", "1500"}
+			// The upstream fails the call, which the gate holds until the followers have all joined it.
+			hdr := []string{"X-Fake-Status", "500"}
 			body := func(stream bool) string {
 				if stream {
 					return chatStreamBody(content, false)
@@ -369,12 +339,16 @@ func TestE2EStreamLeaderFailureReachesFollowers(t *testing.T) {
 			}
 			leader := make(chan result, 1)
 			go func() { leader <- send(testClient, url, body(leaderStreams), hdr...) }()
-			waitFor(t, "the leader's call at the upstream", func() bool { return p.Fake.InFlight() == 1 })
+			gate.waitArrived(t, 1)
 			bodies := make([]string, 19)
 			for i := range bodies {
 				bodies[i] = body(i%2 == 0)
 			}
-			res := append(sendAll(url, bodies, hdr...), <-leader)
+			followers := make(chan []result, 1)
+			go func() { followers <- sendAll(url, bodies, hdr...) }()
+			waitWaiting(t, p, 20)
+			gate.release()
+			res := append(<-followers, <-leader)
 			expectCalls(t, p, 1)
 			var first []byte
 			for i, r := range res {
@@ -410,9 +384,18 @@ func TestE2EStreamLeaderFailureReachesFollowers(t *testing.T) {
 func TestE2EStreamFailNextReachesQueuedFollowers(t *testing.T) {
 	p := newTestProxy(t, func(c *fileConfig) { c.MaxConcurrentRequests = 1; c.MaxRetries = 0 })
 	url := p.URL + "/v1/chat/completions"
-	blocker := make(chan result, 1)
-	go func() { blocker <- send(testClient, url, chatBody("holds the only slot"), "X-Fake-Delay-Ms", "1500") }()
-	waitFor(t, "the blocker at the upstream", func() bool { return p.Fake.InFlight() == 1 })
+	// The blocker is a stream the upstream holds after its first event: it keeps the only slot, and its call
+	// is past the upstream's FailNext, which the flight's call then meets.
+	p.Fake.HoldStreams()
+	blocker, _, err := openStream(context.Background(), testClient, url, chatStreamBody("holds the only slot", false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer blocker.Body.Close()
+	brd := bufio.NewReader(blocker.Body)
+	if line, err := brd.ReadString('\n'); err != nil || !strings.HasPrefix(line, "data: ") {
+		t.Fatalf("blocker: status %d, first line %q, %v", blocker.StatusCode, line, err)
+	}
 	const failBody = `{"error":{"message":"slow down","type":"rate_limit_error","param":null,"code":"rate_limit_exceeded"}}`
 	p.Fake.FailNext(1, 429, failBody, map[string]string{"Retry-After": "7"})
 
@@ -424,9 +407,13 @@ func TestE2EStreamFailNextReachesQueuedFollowers(t *testing.T) {
 			bodies[i] = chatBody("rate limited flight")
 		}
 	}
-	res := sendAll(url, bodies)
-	if b := <-blocker; b.err != nil || b.status != 200 {
-		t.Fatalf("blocker: %v %d %s", b.err, b.status, b.body)
+	flight := make(chan []result, 1)
+	go func() { flight <- sendAll(url, bodies) }()
+	waitWaiting(t, p, 20) // the blocker has its answer (its live stream); the flight's 20 wait for the slot
+	p.Fake.ReleaseStreams()
+	res := <-flight
+	if rest, err := io.ReadAll(brd); err != nil || blocker.StatusCode != 200 || !strings.HasSuffix(string(rest), "data: [DONE]\n\n") {
+		t.Fatalf("blocker: %v %d %s", err, blocker.StatusCode, rest)
 	}
 	expectCalls(t, p, 2) // the blocker and the flight
 	for i, r := range res {
@@ -461,7 +448,9 @@ func TestE2EStreamCutReachesFollowers(t *testing.T) {
 	const content = "cut under everyone"
 	url := p.URL + "/v1/chat/completions"
 	body := chatStreamBody(content, false)
-	resp, start, err := openStream(context.Background(), testClient, url, body, "X-Fake-Cut-After", "8", "X-Fake-Chunk-Delay-Ms", "200")
+	// The upstream stops after its first event until both followers have joined, then breaks off.
+	p.Fake.HoldStreams()
+	resp, start, err := openStream(context.Background(), testClient, url, body, "X-Fake-Cut-After", "8")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -471,7 +460,18 @@ func TestE2EStreamCutReachesFollowers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res := sendAll(url, []string{body, chatBody(content)})
+	whole := make(chan result, 1)
+	go func() { whole <- send(testClient, url, chatBody(content)) }()
+	waitWaiting(t, p, 1)
+	// A streaming follower has joined once its headers came.
+	fresp, _, err := openStream(context.Background(), testClient, url, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fresp.Body.Close()
+	p.Fake.ReleaseStreams()
+	fbody, ferr := io.ReadAll(fresp.Body)
+	res := []result{{status: fresp.StatusCode, header: fresp.Header, body: fbody, err: ferr}, <-whole}
 	levents := []sseEvent{first}
 	for {
 		ev, err := lrd.next()

@@ -5,15 +5,17 @@ import (
 	"io"
 	"strings"
 	"testing"
-	"time"
 )
 
 // TestE2EStreamChunksArriveLive: a streamed miss reaches the client event by event while the upstream is
 // still producing it, not buffered until the end.
 func TestE2EStreamChunksArriveLive(t *testing.T) {
 	p := newTestProxy(t, nil)
+	// The upstream stops after its first event until the client has it: a proxy that buffered the stream
+	// would never hand it over (the client's timeout would end the test).
+	p.Fake.HoldStreams()
 	resp, start, err := openStream(context.Background(), testClient, p.URL+"/v1/chat/completions",
-		chatStreamBody("live chunks please", false), "X-Fake-Chunk-Delay-Ms", "100")
+		chatStreamBody("live chunks please", false))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,11 +39,10 @@ func TestE2EStreamChunksArriveLive(t *testing.T) {
 	if err != nil {
 		t.Fatalf("reading the first event: %v", err)
 	}
-	// The fake counts a stream in flight until it has written its last event: the client holds the first
-	// event while the upstream is still at work.
-	if n := p.Fake.InFlight(); n != 1 {
-		t.Fatalf("the first event arrived when the upstream had %d streams in flight, want 1 (the stream was buffered)", n)
+	if n := p.Fake.Held(); n != 1 {
+		t.Fatalf("the first event arrived when the upstream held %d streams, want 1", n)
 	}
+	p.Fake.ReleaseStreams()
 	events := []sseEvent{first}
 	for {
 		ev, err := rd.next()
@@ -53,7 +54,6 @@ func TestE2EStreamChunksArriveLive(t *testing.T) {
 		}
 		events = append(events, ev)
 	}
-	total := time.Since(start)
 	a, err := assemble(events)
 	if err != nil {
 		t.Fatal(err)
@@ -64,16 +64,8 @@ func TestE2EStreamChunksArriveLive(t *testing.T) {
 	if !strings.HasPrefix(a.Content, "echo: live chunks please") {
 		t.Fatalf("streamed content %.60q... is not the answer to the request", a.Content)
 	}
-	// About ten events 100 ms apart: the upstream needs about a second. The first event must come well
-	// before the end.
 	if len(events) < 8 {
 		t.Fatalf("only %d events; the test needs a stream of several chunks", len(events))
-	}
-	if first.At >= total/2 {
-		t.Fatalf("first event after %v of %v: it was not sent before the upstream finished", first.At, total)
-	}
-	if gap := events[len(events)-1].At - first.At; gap < 300*time.Millisecond {
-		t.Fatalf("first to last event took %v; the chunk delay of the upstream did not show, so this test proves nothing", gap)
 	}
 }
 
@@ -185,7 +177,9 @@ func TestE2EStreamClientDisconnect(t *testing.T) {
 	body := chatStreamBody(content, true)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	resp, start, err := openStream(ctx, testClient, p.URL+"/v1/chat/completions", body, "X-Fake-Chunk-Delay-Ms", "100")
+	// The upstream stops after its first event until the client has gone: the client leaves mid-stream.
+	p.Fake.HoldStreams()
+	resp, start, err := openStream(ctx, testClient, p.URL+"/v1/chat/completions", body)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,11 +187,9 @@ func TestE2EStreamClientDisconnect(t *testing.T) {
 	if _, err := newSSEReader(resp.Body, start).next(); err != nil {
 		t.Fatalf("reading the first event: %v", err)
 	}
-	if n := p.Fake.InFlight(); n != 1 {
-		t.Fatalf("the upstream stream already ended (%d in flight) when the client had one event; the test needs a slower stream", n)
-	}
 	cancel()
 	resp.Body.Close()
+	p.Fake.ReleaseStreams()
 
 	d := openCacheDB(t, p.DBPath)
 	var row dbRow
@@ -206,9 +198,7 @@ func TestE2EStreamClientDisconnect(t *testing.T) {
 		row = r
 		return ok
 	})
-	if n := p.Fake.InFlight(); n != 0 {
-		t.Errorf("a row was stored while the upstream was still streaming (%d in flight)", n)
-	}
+	// What is stored is the whole answer, not the part the client saw (checked against the fake below).
 	w, err := decodeWhole(row.Body, "chat.completion")
 	if err != nil {
 		t.Fatalf("the stored answer: %v", err)

@@ -11,7 +11,7 @@ import (
 	"github.com/openai/openai-go/v3/shared"
 )
 
-// The official Go SDK against the proxy (DESIGN section 3 names it as a real client to test with): streamed
+// The official Go SDK against the proxy (a client users run): streamed
 // misses and hits accumulate to the same answer, a non-streamed request is served from a streamed entry,
 // tool calls survive the round trip, and a cut stream is an error, never a short answer.
 

@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-// Versions (DESIGN section 5): entries are stamped max(cache_version, endpoint.version); with
+// Versions: entries are stamped max(cache_version, endpoint.version); with
 // cache_override_mode an entry below either is a miss whose fresh answer replaces it (nothing deleted up
 // front); without it every entry is served.
 

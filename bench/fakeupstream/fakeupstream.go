@@ -19,7 +19,7 @@
 // reasoning_content.
 //
 // Behaviour can be changed per server (SetLatency, SetChunkDelay, FailNext,
-// HangUpNext) or per request with headers:
+// HangUpNext, HoldStreams) or per request with headers:
 //
 //	X-Fake-Delay-Ms: N        extra latency for this request
 //	X-Fake-Status: N          answer status N with an OpenAI error body
@@ -115,6 +115,10 @@ type Server struct {
 	hangN    atomic.Int64
 	failN    atomic.Int64
 	failSpec atomic.Pointer[failSpec]
+
+	holdMu sync.Mutex
+	hold   chan struct{} // non-nil while HoldStreams is in force; ReleaseStreams closes it
+	held   atomic.Int64  // streams waiting on hold now
 
 	rec recorder
 
@@ -365,6 +369,51 @@ func (s *Server) FailNext(n int, status int, body string, header map[string]stri
 // HangUpNext makes the next n requests (any route) close their TCP connection
 // without sending anything. n <= 0 cancels.
 func (s *Server) HangUpNext(n int) { s.hangN.Store(int64(max(n, 0))) }
+
+// HoldStreams makes every stream (cut or not) stop after its first event
+// until ReleaseStreams or Close, so that a test can act while a stream is
+// known to be under way (clients joining it, a client leaving) instead of
+// guessing with a chunk delay how long it lasts. A held stream counts as in
+// flight. Streams already past their first event go on.
+func (s *Server) HoldStreams() {
+	s.holdMu.Lock()
+	if s.hold == nil {
+		s.hold = make(chan struct{})
+	}
+	s.holdMu.Unlock()
+}
+
+// ReleaseStreams lets every held stream go on; later streams are not held.
+func (s *Server) ReleaseStreams() {
+	s.holdMu.Lock()
+	if s.hold != nil {
+		close(s.hold)
+		s.hold = nil
+	}
+	s.holdMu.Unlock()
+}
+
+// Held returns the number of streams stopped by HoldStreams now.
+func (s *Server) Held() int64 { return s.held.Load() }
+
+// waitHold waits while streams are held; it reports false when the server
+// is closing.
+func (s *Server) waitHold() bool {
+	s.holdMu.Lock()
+	h := s.hold
+	s.holdMu.Unlock()
+	if h == nil {
+		return true
+	}
+	s.held.Add(1)
+	defer s.held.Add(-1)
+	select {
+	case <-h:
+		return true
+	case <-s.done:
+		return false
+	}
+}
 
 // take decrements c if positive and reports whether it did.
 func take(c *atomic.Int64) bool {

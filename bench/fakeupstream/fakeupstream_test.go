@@ -608,6 +608,56 @@ func TestStreamCutAfter(t *testing.T) {
 	waitFor(t, func() bool { return s.InFlight() == 0 })
 }
 
+// TestHoldStreams: held streams, cut or not, stop after their first event and count as in flight until
+// released; then they end as they would have; a stream after the release is not held; Close ends a held one.
+func TestHoldStreams(t *testing.T) {
+	s := start(t, Options{})
+	s.HoldStreams()
+	url := s.URL() + "/v1/chat/completions"
+	body := userChat("m", "hold on", `,"stream":true`)
+	whole := openStream(t, http.DefaultClient, url, body, nil)
+	defer whole.Body.Close()
+	cut := openStream(t, http.DefaultClient, url, body, map[string]string{"X-Fake-Cut-After": "3"})
+	defer cut.Body.Close()
+	wr, cr := bufio.NewReader(whole.Body), bufio.NewReader(cut.Body)
+	for _, br := range []*bufio.Reader{wr, cr} {
+		if line, err := br.ReadString('\n'); err != nil || !strings.HasPrefix(line, "data: ") {
+			t.Fatalf("first event: %q %v", line, err)
+		}
+	}
+	waitFor(t, func() bool { return s.Held() == 2 })
+	if n := s.InFlight(); n != 2 {
+		t.Errorf("%d in flight while two streams are held, want 2", n)
+	}
+	s.ReleaseStreams()
+	evs, err := readSSE(wr, time.Now())
+	if err != io.EOF || len(evs) < 5 || evs[len(evs)-1].data != "[DONE]" {
+		t.Fatalf("released stream: %d more events, err %v", len(evs), err)
+	}
+	evs, err = readSSE(cr, time.Now())
+	if err == nil || err == io.EOF || len(evs) != 2 {
+		t.Errorf("released cut stream: %d more events (want 2), err %v (want an abrupt close)", len(evs), err)
+	}
+	waitFor(t, func() bool { return s.Held() == 0 && s.InFlight() == 0 })
+
+	// Released: later streams flow.
+	after := openStream(t, http.DefaultClient, url, body, nil)
+	defer after.Body.Close()
+	if evs, err := readSSE(after.Body, time.Now()); err != io.EOF || evs[len(evs)-1].data != "[DONE]" {
+		t.Fatalf("stream after the release: %d events, err %v", len(evs), err)
+	}
+
+	// Close ends a held stream without its end.
+	s.HoldStreams()
+	last := openStream(t, http.DefaultClient, url, body, nil)
+	defer last.Body.Close()
+	waitFor(t, func() bool { return s.Held() == 1 })
+	s.Close()
+	if evs, _ := readSSE(last.Body, time.Now()); len(evs) != 1 {
+		t.Errorf("a held stream at Close: %d events, want the first only", len(evs))
+	}
+}
+
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)

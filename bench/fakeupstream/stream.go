@@ -58,7 +58,8 @@ func putEvents(e *events) {
 }
 
 // stream sends ev as the response: flushed one event at a time with
-// rc.chunkDelay between events, or cut after rc.cutAfter events. It takes
+// rc.chunkDelay between events (and HoldStreams' pause after the first), or
+// cut after rc.cutAfter events. It takes
 // over the request's in-flight accounting and ev.
 func (s *Server) stream(ctx *fasthttp.RequestCtx, ev *events, rc reqControls) {
 	if rc.cutAfter >= 0 {
@@ -75,6 +76,9 @@ func (s *Server) stream(ctx *fasthttp.RequestCtx, ev *events, rc reqControls) {
 		defer s.end()
 		defer putEvents(ev)
 		for i := range ev.ends {
+			if i == 1 && !s.waitHold() {
+				return
+			}
 			if i > 0 && !s.sleep(delay) {
 				return
 			}
@@ -110,6 +114,9 @@ func (s *Server) streamCut(ctx *fasthttp.RequestCtx, ev *events, rc reqControls,
 		}
 		var chunk []byte
 		for i := 0; i < n; i++ {
+			if i == 1 && !s.waitHold() {
+				return
+			}
 			if i > 0 && !s.sleep(delay) {
 				return
 			}

@@ -152,7 +152,7 @@ func TestStreamHandsOverPiecesAsTheyArrive(t *testing.T) {
 		select {
 		case <-g.first:
 			g.waited <- true
-		case <-time.After(5 * time.Second):
+		case <-time.After(30 * time.Second): // a hang, not a slow machine
 			g.waited <- false
 		case <-release:
 			g.waited <- false
@@ -210,24 +210,29 @@ func TestFirstByteTimeout(t *testing.T) {
 	eachTransport(t, func(t *testing.T, newT func(Options) transport) {
 		tr := newT(Options{})
 		ep := endpoint(srv.URL)
-		ep.FirstByteTimeout = 300 * time.Millisecond
-		// A fast call first, so that the built-in client's slow calls reuse its kept-alive connection: the
-		// first-byte deadline must be armed again for each call.
+		ep.FirstByteTimeout = 2 * time.Second
+		// The fast calls go through a copy with a generous first-byte timeout: curl counts it from its own
+		// start, which a loaded machine may hold up. The built-in client keeps, per endpoint name, the
+		// timeout of its first call, so a slow call comes first.
+		fast := *ep
+		fast.FirstByteTimeout = time.Minute
 		var resp wire.Response
-		if err := tr.Do(request(ep, "/fast"), &resp); err != nil || string(resp.Body) != "fast" {
+		err := within(t, 30*time.Second, func() error { return tr.Do(request(ep, "/slow"), &resp) })
+		wantKind(t, err, wire.ErrTimeout, "no first byte within 2s")
+		// A fast call, so that the built-in client's next slow calls reuse its kept-alive connection: the
+		// first-byte deadline must be armed again for each call.
+		if err := tr.Do(request(&fast, "/fast"), &resp); err != nil || string(resp.Body) != "fast" {
 			t.Fatalf("fast call: %v %q", err, resp.Body)
 		}
-		err := within(t, 5*time.Second, func() error { return tr.Do(request(ep, "/slow"), &resp) })
-		wantKind(t, err, wire.ErrTimeout, "no first byte within 300ms")
+		err = within(t, 30*time.Second, func() error { return tr.Do(request(ep, "/slow"), &resp) })
+		wantKind(t, err, wire.ErrTimeout, "no first byte within 2s")
 		s := &sink{}
-		err = within(t, 5*time.Second, func() error { return tr.Stream(request(ep, "/slow"), s) })
-		wantKind(t, err, wire.ErrTimeout, "no first byte within 300ms")
+		err = within(t, 30*time.Second, func() error { return tr.Stream(request(ep, "/slow"), s) })
+		wantKind(t, err, wire.ErrTimeout, "no first byte within 2s")
 		if s.headers != 0 {
 			t.Error("the sink got a header")
 		}
-		// After a first byte the call's deadline holds, not the first-byte one: a slow body within the
-		// call's timeout is fine.
-		if err := tr.Do(request(ep, "/fast"), &resp); err != nil {
+		if err := tr.Do(request(&fast, "/fast"), &resp); err != nil {
 			t.Fatalf("fast call after timeouts: %v", err)
 		}
 	})
@@ -239,7 +244,7 @@ func TestSlowBodyWithinTimeoutIsFine(t *testing.T) {
 		io.WriteString(w, "data: 1\n\n")
 		w.(http.Flusher).Flush()
 		select {
-		case <-time.After(600 * time.Millisecond): // twice the first-byte timeout
+		case <-time.After(4 * time.Second): // twice the first-byte timeout
 		case <-release:
 		}
 		io.WriteString(w, "data: 2\n\n")
@@ -247,7 +252,7 @@ func TestSlowBodyWithinTimeoutIsFine(t *testing.T) {
 	eachTransport(t, func(t *testing.T, newT func(Options) transport) {
 		tr := newT(Options{})
 		ep := endpoint(srv.URL)
-		ep.FirstByteTimeout = 300 * time.Millisecond
+		ep.FirstByteTimeout = 2 * time.Second
 		s := &sink{}
 		if err := tr.Stream(request(ep, "/"), s); err != nil || s.body() != "data: 1\n\ndata: 2\n\n" {
 			t.Fatalf("Stream: %v %q", err, s.body())
@@ -269,12 +274,13 @@ func TestWholeCallTimeoutCoversTheBody(t *testing.T) {
 	eachTransport(t, func(t *testing.T, newT func(Options) transport) {
 		tr := newT(Options{})
 		ep := endpoint(srv.URL)
-		ep.Timeout = 700 * time.Millisecond
-		err := within(t, 5*time.Second, func() error { return tr.Do(request(ep, "/"), &wire.Response{}) })
-		wantKind(t, err, wire.ErrTimeout, "call exceeded timeout 700ms")
+		// Room for the answer to begin (curl's start included); the body then never ends.
+		ep.Timeout = 2 * time.Second
+		err := within(t, 30*time.Second, func() error { return tr.Do(request(ep, "/"), &wire.Response{}) })
+		wantKind(t, err, wire.ErrTimeout, "call exceeded timeout 2s")
 		s := &sink{}
-		err = within(t, 5*time.Second, func() error { return tr.Stream(request(ep, "/"), s) })
-		wantKind(t, err, wire.ErrTimeout, "call exceeded timeout 700ms")
+		err = within(t, 30*time.Second, func() error { return tr.Stream(request(ep, "/"), s) })
+		wantKind(t, err, wire.ErrTimeout, "call exceeded timeout 2s")
 		if s.headers != 1 || s.body() != "data: 1\n\n" {
 			t.Errorf("sink got %d headers and %q before the timeout, want 1 and the first event", s.headers, s.body())
 		}
@@ -341,7 +347,7 @@ func TestIdleConnectionClosedByUpstream(t *testing.T) {
 			}
 			select {
 			case <-closed:
-			case <-time.After(5 * time.Second):
+			case <-time.After(30 * time.Second):
 				t.Fatal("the server never closed the idle connection")
 			}
 		}

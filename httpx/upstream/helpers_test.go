@@ -60,9 +60,10 @@ func eachTransport(t *testing.T, f func(t *testing.T, newT func(Options) transpo
 	}
 }
 
-// endpoint returns an endpoint with generous timeouts; tests shorten the one they exercise.
+// endpoint returns an endpoint with generous timeouts, long enough for curl to start and fail a TLS
+// handshake under -race among parallel tests on a loaded machine; tests shorten the one they exercise.
 func endpoint(url string) *wire.Target {
-	return &wire.Target{Name: url, URL: url, ConnectTimeout: 5 * time.Second, FirstByteTimeout: 5 * time.Second, Timeout: 10 * time.Second}
+	return &wire.Target{Name: url, URL: url, ConnectTimeout: 30 * time.Second, FirstByteTimeout: 30 * time.Second, Timeout: time.Minute}
 }
 
 func request(ep *wire.Target, path string) *wire.Request {

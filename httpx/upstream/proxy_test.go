@@ -137,7 +137,7 @@ func (p *testProxy) handle(c net.Conn) {
 	if host == "upstream.test" {
 		host = "127.0.0.1"
 	}
-	up, err := net.DialTimeout("tcp", net.JoinHostPort(host, port), 5*time.Second)
+	up, err := net.DialTimeout("tcp", net.JoinHostPort(host, port), 30*time.Second)
 	if err != nil {
 		io.WriteString(c, "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
 		return

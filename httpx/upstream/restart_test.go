@@ -57,7 +57,7 @@ func (r *restartable) serve(ln net.Listener) {
 				r.mu.Unlock()
 				select { // all calls at once, so that each holds its own connection
 				case <-all:
-				case <-time.After(10 * time.Second):
+				case <-time.After(30 * time.Second): // a hang, not a slow start
 				}
 			}
 			fmt.Fprintf(w, "gen%d", gen)
