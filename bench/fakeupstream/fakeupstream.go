@@ -8,14 +8,25 @@
 // twice has been served from a cache.
 //
 // Routes (each also without the /v1 prefix): POST /v1/chat/completions,
-// POST /v1/completions, POST /v1/embeddings, GET /v1/models. Other paths give
-// 404 and a wrong method 405, with OpenAI error bodies.
+// POST /v1/completions, POST /v1/embeddings, GET /v1/models, and three that a
+// caching proxy passes through: POST /v1/moderations, POST
+// /v1/audio/transcriptions (multipart/form-data) and POST /v1/audio/speech
+// (binary audio/mpeg). Other paths give 404 and a wrong method 405, with
+// OpenAI error bodies.
 //
 // Chat content is "echo: " + the last message's content (up to 200 bytes),
 // then filler words up to Options.AnswerBytes. The last user message selects
 // special answers: "TOOL:..." a get_weather tool call, "EMPTY" an empty
 // content, "REFUSE..." a refusal, "THINK:..." an answer with
 // reasoning_content.
+//
+// Legacy completions answer every prompt of a prompt array (strings or
+// token-id lists), n choices each, prompt-major (prompt i's choices have
+// indexes i*n to i*n+n-1). The generated text is cut to max_tokens pseudo
+// tokens (words), with finish_reason "length" then; with echo it follows the
+// prompt after a space, and max_tokens 0 echoes the prompt alone (the
+// loglikelihood request of lm-evaluation-harness). logprobs gives one entry
+// per pseudo token, the first echoed one null.
 //
 // Behaviour can be changed per server (SetLatency, SetChunkDelay, FailNext,
 // HangUpNext) or per request with headers:
@@ -72,6 +83,8 @@ const (
 	RouteCompletions = "completions"
 	RouteEmbeddings  = "embeddings"
 	RouteModels      = "models"
+	RouteModerations = "moderations"
+	RouteAudio       = "audio" // transcriptions and speech
 )
 
 type route int
@@ -82,6 +95,9 @@ const (
 	routeCompletions
 	routeEmbeddings
 	routeModels
+	routeModerations
+	routeTranscriptions
+	routeSpeech
 	numRoutes
 )
 
@@ -283,7 +299,8 @@ func (s *Server) forgetConn(c net.Conn) {
 func (s *Server) Calls() int64 { return s.calls.Load() }
 
 // CallsTo returns the number of requests received on one route: "chat",
-// "completions", "embeddings" or "models". Other names give 0.
+// "completions", "embeddings", "models", "moderations" or "audio". Other
+// names give 0.
 func (s *Server) CallsTo(name string) int64 {
 	switch name {
 	case RouteChat:
@@ -294,6 +311,10 @@ func (s *Server) CallsTo(name string) int64 {
 		return s.routeCalls[routeEmbeddings].Load()
 	case RouteModels:
 		return s.routeCalls[routeModels].Load()
+	case RouteModerations:
+		return s.routeCalls[routeModerations].Load()
+	case RouteAudio:
+		return s.routeCalls[routeTranscriptions].Load() + s.routeCalls[routeSpeech].Load()
 	}
 	return 0
 }
@@ -409,6 +430,12 @@ func routeOf(path []byte) route {
 		return routeEmbeddings
 	case "/v1/models", "/models":
 		return routeModels
+	case "/v1/moderations", "/moderations":
+		return routeModerations
+	case "/v1/audio/transcriptions", "/audio/transcriptions":
+		return routeTranscriptions
+	case "/v1/audio/speech", "/audio/speech":
+		return routeSpeech
 	}
 	return routeUnknown
 }
@@ -547,6 +574,12 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		async = s.handleCompletions(ctx, rc)
 	case routeEmbeddings:
 		s.handleEmbeddings(ctx, rc)
+	case routeModerations:
+		s.handleModerations(ctx, rc)
+	case routeTranscriptions:
+		s.handleTranscriptions(ctx, rc)
+	case routeSpeech:
+		s.handleSpeech(ctx, rc)
 	case routeModels:
 		if !s.sleep(rc.delay) {
 			closingAnswer(ctx)
