@@ -19,6 +19,7 @@ type call struct {
 	asked                string      // the model the client asked for
 	header               [][2]string // the leader's headers to forward (a streaming leader is released early)
 	emb                  *embCall    // embeddings: the items, the cached vectors and what is asked upstream
+	prompts              *promptCall // batched completions: the prompts, the cached choices and what is asked upstream
 	pin                  *endpointState
 	enqueued             time.Time
 

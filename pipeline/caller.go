@@ -139,6 +139,8 @@ func (cl *caller) send(a *attempt, res *attemptResult, body []byte) outcome {
 			return cl.settleListing(c, ep, res, &resp, err)
 		case c.emb != nil && err == nil && resp.Status == 200:
 			return cl.settleEmbedding(c, ep, res, &resp)
+		case c.prompts != nil && err == nil && resp.Status == 200:
+			return cl.settlePrompts(c, ep, res, &resp)
 		}
 		return cl.settle(c, ep, res, &resp, err)
 	}

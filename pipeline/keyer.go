@@ -76,11 +76,12 @@ func (k *Keyer) Key(r *Request) error {
 	return nil
 }
 
-// sum frames the key record: scheme, route kind, namespace, sample index, effective enable_thinking and the
-// canonical body without the excluded fields. Lengths are framed so no two records can run together.
-func (k *keyer) sum(kind Kind, c *Controls, thinking Thinking, body []byte, members []canon.Member) db.Key {
+// sum frames the key record: scheme, kind (the route's, or promptKeyKind for a batched completions
+// request), namespace, sample index, effective enable_thinking and the canonical body without the excluded
+// fields. Lengths are framed so no two records can run together.
+func (k *keyer) sum(kind byte, c *Controls, thinking Thinking, body []byte, members []canon.Member) db.Key {
 	rec := append(k.record[:0], KeyScheme...)
-	rec = append(rec, 0, byte(kind))
+	rec = append(rec, 0, kind)
 	rec = binary.AppendUvarint(rec, uint64(len(c.Namespace)))
 	rec = append(rec, c.Namespace...)
 	rec = binary.AppendUvarint(rec, uint64(c.Sample))
@@ -201,7 +202,11 @@ func (k *keyer) key(r *Request) *Error {
 			return e
 		}
 	}
-	r.Key = k.sum(r.Kind, &r.Controls, thinking, r.Body, members)
+	kind := byte(r.Kind)
+	if r.Kind == KindCompletion && k.batchPrompts(r, members, thinking) {
+		kind = promptKeyKind
+	}
+	r.Key = k.sum(kind, &r.Controls, thinking, r.Body, members)
 	return nil
 }
 

@@ -95,8 +95,9 @@ type Request struct {
 
 	modelStart, modelEnd int       // the raw "model" value in Body
 	includeUsage         bool      // stream_options.include_usage: a stream ends with a usage chunk
-	items                []embItem // embeddings: each input item and its key
+	items                []embItem // embeddings: each input item and its key; batched completions: each prompt
 	embBase64            bool      // embeddings: encoding_format "base64"
+	promptN              int       // batched completions: choices per prompt (n)
 
 	stats  *counters // where finish counts the outcome; nil for the pipeline's own requests
 	done   chan *Request
