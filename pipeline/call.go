@@ -19,9 +19,12 @@ type call struct {
 	asked                string      // the model the client asked for
 	header               [][2]string // the leader's headers to forward (a streaming leader is released early)
 	emb                  *embCall    // embeddings: the items, the cached vectors and what is asked upstream
-	prompts              *promptCall // batched completions: the prompts, the cached choices and what is asked upstream
 	pin                  *endpointState
 	enqueued             time.Time
+	// Also fixed at creation: the prompts of a batched completions request (the cached choices and what is
+	// asked upstream), the route of a request passed through.
+	prompts *promptCall
+	pass    *PassThrough
 
 	// Owned by the scheduler goroutine.
 	waiters   []*Request // not answered yet; waiters[0] is the leader until the call goes live

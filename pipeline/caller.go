@@ -127,6 +127,9 @@ func (cl *caller) run(a *attempt) *attemptResult {
 // send sends body to a.ep once and settles the answer into res.
 func (cl *caller) send(a *attempt, res *attemptResult, body []byte) outcome {
 	c, ep := a.c, a.ep
+	if c.pass != nil {
+		return cl.sendPass(c, ep, res, body)
+	}
 	req := wire.Request{Target: &ep.cfg.Target, Method: "POST", URL: ep.urls[c.kind], Body: body, Header: cl.cfg.upstreamHeaders(c.header, ep.cfg)}
 	if c.kind == KindModels {
 		req.Method, req.Target, req.Body = "GET", &ep.models, nil

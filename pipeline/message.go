@@ -15,7 +15,8 @@ const (
 	KindChat Kind = iota + 1
 	KindCompletion
 	KindEmbedding
-	KindModels // GET /v1/models: answered by the models stage, not keyed
+	KindModels      // GET /v1/models: answered by the models stage, not keyed
+	KindPassThrough // any other route under /v1/: passed through to an endpoint, never cached
 	numKinds
 )
 
@@ -33,6 +34,8 @@ func (k Kind) String() string {
 		return "embedding"
 	case KindModels:
 		return "models"
+	case KindPassThrough:
+		return "passthrough"
 	}
 	return "unknown"
 }
@@ -48,6 +51,8 @@ func (k Kind) Route() string {
 		return "embeddings"
 	case KindModels:
 		return "models"
+	case KindPassThrough:
+		return "passthrough"
 	}
 	return "other"
 }
@@ -85,6 +90,9 @@ type Request struct {
 	// Tenant, set by the front end when client keys are configured, is what the request's key decides
 	// about namespaces; nil = no client keys.
 	Tenant *Tenant
+
+	// Pass, for KindPassThrough, is the route and content type the request goes upstream with.
+	Pass *PassThrough
 
 	Resp Response
 

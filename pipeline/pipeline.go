@@ -76,6 +76,10 @@ func (p *Pipeline) Submit(r *Request) {
 		p.models.submit(r)
 		return
 	}
+	if r.Kind == KindPassThrough {
+		p.passThrough(r)
+		return
+	}
 	if e := p.keyers.key(r); e != nil {
 		r.fail(e)
 		return
