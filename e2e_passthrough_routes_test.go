@@ -208,6 +208,22 @@ func TestE2EPassThroughRoutes(t *testing.T) {
 	if n := p.Fake.Calls(); n != 0 {
 		t.Fatalf("%d upstream calls for paths not passed through", n)
 	}
+
+	// read_only never calls an upstream, on any route.
+	resp, body = p.Post("/v1/moderations", `{"input":"x"}`, "X-Cache-Mode", "read_only")
+	expectBypass(t, "read_only", resp, body, 404)
+	if e := expectError(t, "read_only", resp, body, 404); str(e.Error.Code) != "cache_miss" {
+		t.Fatalf("code %s", e.Error.Code)
+	}
+	if n := p.Fake.Calls(); n != 0 {
+		t.Fatalf("%d upstream calls in read_only mode", n)
+	}
+	// HEAD goes as HEAD: the fake knows only POST there.
+	resp, body = p.request("HEAD", "/v1/moderations", "", "")
+	expectBypass(t, "HEAD", resp, body, 405)
+	if got := lastRequest(t, p); got.Method != "HEAD" {
+		t.Fatalf("the upstream got %s", got.Method)
+	}
 }
 
 // TestE2EPassThroughRetriesAndFailures: an upstream failure is retried as on the cached routes; the last

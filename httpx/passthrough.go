@@ -40,7 +40,9 @@ func (s *Server) passThrough(ctx *fasthttp.RequestCtx) {
 	}
 	r.Pass = &pipeline.PassThrough{Method: string(ctx.Method()), Path: route, ContentType: string(ctx.Request.Header.ContentType())}
 	r.Body = append(r.Body[:0], ctx.PostBody()...)
-	// Headers sort as on the cached routes; the cache controls mean nothing here, so a bad one is no error.
+	// Headers sort as on the cached routes. Of the cache controls only the mode counts here (read_only never
+	// calls an upstream), so a bad control is no error.
+	r.Controls = pipeline.DefaultControls(s.cfg.DefaultMode)
 	in := inboundPool.Get().(*inbound)
 	in.r, in.bad, in.hop = r, nil, namedHeaders(ctx.Request.Header.PeekAll("Connection"))
 	in.dropAuth = tenant != nil

@@ -23,8 +23,18 @@ type PassThrough struct {
 	ContentType string
 }
 
+// errPassReadOnly answers a request passed through in read_only mode, which never calls an upstream.
+var errPassReadOnly = &Error{Status: 404, Type: "invalid_request_error", Code: "cache_miss",
+	Message: "this route is passed through to the upstream, and the cache mode is read_only, which never calls it"}
+
 // passThrough hands r, a request on a route passed through, to the scheduler as a call of its own.
 func (p *Pipeline) passThrough(r *Request) {
+	if r.Controls.Mode == ModeReadOnly {
+		// A strict replay must not pay for anything, on any route.
+		r.Resp.Cache = "BYPASS"
+		r.fail(errPassReadOnly)
+		return
+	}
 	pt := *r.Pass
 	c := &call{
 		kind: KindPassThrough, pass: &pt,
