@@ -77,7 +77,7 @@ type headerSpan struct{ nameEnd, valueEnd int }
 
 // Request is the message that carries one client request through the stages.
 //
-// The front end takes it with Acquire, fills Kind, Body, Controls, Tenant and the headers to forward
+// The front end takes it with Acquire, fills Kind, Body, Controls, Tenant, Pass and the headers to forward
 // (AddHeader) — copies: fasthttp's buffers are valid only until its handler returns — hands it to
 // Pipeline.Submit and waits on Done. The stage that answers fills Resp and calls finish, after which no
 // stage touches it; the front end gives it back with Release once the response is written.
