@@ -40,7 +40,7 @@ func TestE2EBadRequests(t *testing.T) {
 		{"lone high surrogate", "/v1/chat/completions", `{"model":"fake-model","messages":[{"role":"user","content":"\ud800"}]}`, 400, ""},
 		{"lone low surrogate", "/v1/chat/completions", `{"model":"fake-model","messages":[{"role":"user","content":"x\udc00y"}]}`, 400, ""},
 		{"completion without prompt", "/v1/completions", `{"model":"fake-model"}`, 400, "prompt"},
-		{"unknown route", "/v1/nothing/here", `{}`, 404, ""},
+		{"unknown route", "/nothing/here", `{}`, 404, ""},
 		{"unknown root route", "/chat", `{}`, 404, ""},
 	}
 	for _, c := range cases {

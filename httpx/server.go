@@ -95,7 +95,7 @@ func New(cfg Config, pipe *pipeline.Pipeline, health Health) *Server {
 	r.RedirectFixedPath = false
 	r.HandleMethodNotAllowed = true
 	r.HandleOPTIONS = false
-	r.NotFound = notFound
+	r.NotFound = s.passThrough // any other path under /v1/ goes upstream uncached; the rest is a 404
 	r.MethodNotAllowed = methodNotAllowed
 	get := func(path string, h fasthttp.RequestHandler) {
 		r.GET(path, h)
@@ -139,6 +139,9 @@ func New(cfg Config, pipe *pipeline.Pipeline, health Health) *Server {
 		// limit on them (fasthttp's default of 4 KiB refused a 5 KB bearer token). Each open client
 		// connection holds one such buffer.
 		ReadBufferSize: cfg.MaxHeaderBytes,
+
+		// A multipart body (an audio upload passed through) is forwarded as the client sent it, not parsed.
+		DisablePreParseMultipartForm: true,
 	}
 	return s
 }

@@ -22,6 +22,10 @@ type call struct {
 	pin                  *endpointState
 	method, route, query string // KindResponseByID: GET or DELETE, "/responses/{id}" and the client's query
 	enqueued             time.Time
+	// Also fixed at creation: the prompts of a batched completions request (the cached choices and what is
+	// asked upstream), the route of a request passed through.
+	prompts *promptCall
+	pass    *PassThrough
 
 	// Owned by the scheduler goroutine.
 	waiters   []*Request // not answered yet; waiters[0] is the leader until the call goes live

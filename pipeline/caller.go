@@ -127,6 +127,9 @@ func (cl *caller) run(a *attempt) *attemptResult {
 // send sends body to a.ep once and settles the answer into res.
 func (cl *caller) send(a *attempt, res *attemptResult, body []byte) outcome {
 	c, ep := a.c, a.ep
+	if c.pass != nil {
+		return cl.sendPass(c, ep, res, body)
+	}
 	req := wire.Request{Target: &ep.cfg.Target, Method: "POST", URL: ep.urls[c.kind], Body: body, Header: cl.cfg.upstreamHeaders(c.header, ep.cfg)}
 	switch c.kind {
 	case KindModels:
@@ -144,6 +147,8 @@ func (cl *caller) send(a *attempt, res *attemptResult, body []byte) outcome {
 			return settleByID(c, ep, res, &resp, err)
 		case c.emb != nil && err == nil && resp.Status == 200:
 			return cl.settleEmbedding(c, ep, res, &resp)
+		case c.prompts != nil && err == nil && resp.Status == 200:
+			return cl.settlePrompts(c, ep, res, &resp)
 		}
 		return cl.settle(c, ep, res, &resp, err)
 	}

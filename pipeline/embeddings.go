@@ -95,7 +95,7 @@ func (p *Pipeline) serveEmbedding(r *Request, deadline time.Time) {
 	}
 	body, ms, me, err := upstreamEmbeddingBody(&w.parser, r, list)
 	p.misses.release(w)
-	p.dispatch(r, body, ms, me, err, ec)
+	p.dispatch(r, body, ms, me, err, ec, nil)
 }
 
 // upstreamEmbeddingBody is the client's body with input replaced by the missing items and the cache object

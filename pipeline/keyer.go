@@ -71,7 +71,9 @@ func (ks *keyers) key(r *Request) *Error {
 	}
 	headers := r.Controls
 	e := ks.parse(r)
-	if e == nil {
+	if e == nil && len(r.items) == 0 {
+		// A request keyed item by item (a batched completions prompt array) carries a list the memo does
+		// not keep: it is keyed afresh each time.
 		ks.memo.remember(r, sum, headers)
 	}
 	return e
@@ -100,17 +102,18 @@ func (k *Keyer) Key(r *Request) error {
 	return nil
 }
 
-// sum frames the key record: scheme, route kind, namespace, sample index, effective enable_thinking and the
-// canonical body without the excluded fields. Lengths are framed so no two records can run together.
-func (k *keyer) sum(kind Kind, c *Controls, thinking Thinking, body []byte, members []canon.Member) db.Key {
+// sum frames the key record: scheme, kind (the route's, or promptKeyKind for a batched completions
+// request), namespace, sample index, effective enable_thinking and the canonical body without the excluded
+// fields. Lengths are framed so no two records can run together.
+func (k *keyer) sum(kind byte, c *Controls, thinking Thinking, body []byte, members []canon.Member) db.Key {
 	rec := append(k.record[:0], KeyScheme...)
-	rec = append(rec, 0, byte(kind))
+	rec = append(rec, 0, kind)
 	rec = binary.AppendUvarint(rec, uint64(len(c.Namespace)))
 	rec = append(rec, c.Namespace...)
 	rec = binary.AppendUvarint(rec, uint64(c.Sample))
 	rec = append(rec, byte(thinking))
 	skip := k.skip
-	if kind == KindResponses {
+	if kind == byte(KindResponses) {
 		skip = k.skipResp
 	}
 	rec = k.parser.AppendCanonicalObject(rec, body, members, skip)
@@ -235,7 +238,11 @@ func (k *keyer) key(r *Request) *Error {
 			return e
 		}
 	}
-	r.Key = k.sum(r.Kind, &r.Controls, thinking, r.Body, members)
+	kind := byte(r.Kind)
+	if r.Kind == KindCompletion && k.batchPrompts(r, members, thinking) {
+		kind = promptKeyKind
+	}
+	r.Key = k.sum(kind, &r.Controls, thinking, r.Body, members)
 	return nil
 }
 

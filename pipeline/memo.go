@@ -14,7 +14,7 @@ import (
 // It is exact: an entry holds the request bytes and the header controls it was keyed with, and is used only
 // when they are equal, so two requests with different canonical keys can never share one. What keying
 // depends on besides them (ignore_fields, enable_thinking) is fixed for the pipeline's life. Only chat and
-// completions requests are memoised (embeddings carry a list of item keys).
+// whole completions requests are memoised (embeddings and batched completions carry a list of item keys).
 //
 // Shards are mutex-guarded maps from a seeded hash to the entries with that hash. A shard over its budget
 // is emptied whole: cheap, and a replay fills it again with what it asks.

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"fmt"
 	"testing"
 )
 
@@ -12,11 +13,12 @@ type keyedFields struct {
 	thinking             Thinking
 	stream, includeUsage bool
 	modelStart, modelEnd int
+	items                string // the per-item keys (batched completions), written out
 }
 
 func keyedOf(r *Request, e *Error) keyedFields {
 	f := keyedFields{key: r.Key, controls: r.Controls, thinking: r.Thinking, stream: r.Stream, includeUsage: r.includeUsage,
-		modelStart: r.modelStart, modelEnd: r.modelEnd}
+		modelStart: r.modelStart, modelEnd: r.modelEnd, items: fmt.Sprint(r.items)}
 	if e != nil {
 		f = keyedFields{err: e.Message}
 	}
@@ -39,6 +41,7 @@ func memoRequest(body []byte, completion bool, namespace string, sample int64, m
 func FuzzKeyMemo(f *testing.F) {
 	f.Add([]byte(`{"model":"m","messages":[{"role":"user","content":"hi"}]}`), []byte(`{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true}`), false, "", "", int64(0), int64(0), uint8(0), uint8(0), false, false)
 	f.Add([]byte(`{"model":"m","prompt":"a","cache":{"namespace":"x"}}`), []byte(`{"model":"m","prompt":"a","cache":{"namespace":"y"}}`), true, "ns", "ns", int64(1), int64(2), uint8(1), uint8(3), true, false)
+	f.Add([]byte(`{"model":"m","prompt":["a","b"],"echo":true,"logprobs":1,"max_tokens":0}`), []byte(`{"model":"m","prompt":["b","a"]}`), true, "", "", int64(0), int64(0), uint8(0), uint8(0), false, false)
 	f.Add([]byte(`{"model":"m","messages":[{"role":"user","content":"é"}]}`), []byte(`{"model":"m","messages":[{"role":"user","content":"\u00e9"}]}`), false, "a", "b", int64(0), int64(0), uint8(0), uint8(0), false, true)
 	cfg := DefaultConfig()
 	tenants := []*Tenant{nil, {Namespace: "team-a"}}

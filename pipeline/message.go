@@ -8,7 +8,8 @@ import (
 	"llmcache/db"
 )
 
-// Kind is the route a request came in on; it is part of the cache key.
+// Kind is the route a request came in on; it is part of the cache key. Its values are written into every
+// key record, so they are persisted: append new kinds, never reorder or renumber them.
 type Kind uint8
 
 const (
@@ -18,6 +19,7 @@ const (
 	KindModels       // GET /v1/models: answered by the models stage, not keyed
 	KindResponses    // POST /v1/responses
 	KindResponseByID // GET and DELETE /v1/responses/{id}: a stored response found by its id, else the upstream's
+	KindPassThrough  // any other route under /v1/: passed through to an endpoint, never cached
 	numKinds
 )
 
@@ -39,6 +41,8 @@ func (k Kind) String() string {
 		return "responses"
 	case KindResponseByID:
 		return "response_by_id"
+	case KindPassThrough:
+		return "passthrough"
 	}
 	return "unknown"
 }
@@ -58,6 +62,8 @@ func (k Kind) Route() string {
 		return "responses"
 	case KindResponseByID:
 		return "responses_by_id"
+	case KindPassThrough:
+		return "passthrough"
 	}
 	return "other"
 }
@@ -84,7 +90,7 @@ type headerSpan struct{ nameEnd, valueEnd int }
 
 // Request is the message that carries one client request through the stages.
 //
-// The front end takes it with Acquire, fills Kind, Body, Controls, Tenant and the headers to forward
+// The front end takes it with Acquire, fills Kind, Body, Controls, Tenant, Pass and the headers to forward
 // (AddHeader) — copies: fasthttp's buffers are valid only until its handler returns — hands it to
 // Pipeline.Submit and waits on Done. The stage that answers fills Resp and calls finish, after which no
 // stage touches it; the front end gives it back with Release once the response is written.
@@ -101,6 +107,8 @@ type Request struct {
 	// For KindResponseByID, set by the front end: "GET" or "DELETE", the id from the path, and the URL's raw
 	// query, passed upstream as it came. Stream is set for a GET with stream=true.
 	Method, ResponseID, Query string
+	// Pass, for KindPassThrough, is the route and content type the request goes upstream with.
+	Pass *PassThrough
 
 	Resp Response
 
@@ -111,8 +119,9 @@ type Request struct {
 
 	modelStart, modelEnd int       // the raw "model" value in Body
 	includeUsage         bool      // stream_options.include_usage: a stream ends with a usage chunk
-	items                []embItem // embeddings: each input item and its key
+	items                []embItem // embeddings: each input item and its key; batched completions: each prompt
 	embBase64            bool      // embeddings: encoding_format "base64"
+	promptN              int       // batched completions: choices per prompt (n)
 
 	stats  *counters // where finish counts the outcome; nil for the pipeline's own requests
 	done   chan *Request

@@ -80,6 +80,10 @@ func (p *Pipeline) Submit(r *Request) {
 		p.serveResponseByID(r)
 		return
 	}
+	if r.Kind == KindPassThrough {
+		p.passThrough(r)
+		return
+	}
 	if e := p.keyers.key(r); e != nil {
 		r.fail(e)
 		return
@@ -87,6 +91,10 @@ func (p *Pipeline) Submit(r *Request) {
 	deadline := r.Arrived.Add(p.cfg.QueueTimeout)
 	if r.Kind == KindEmbedding {
 		p.serveEmbedding(r, deadline)
+		return
+	}
+	if r.Kind == KindCompletion && len(r.items) > 0 {
+		p.servePrompts(r, deadline) // a prompt array: cached prompt by prompt
 		return
 	}
 	c := &r.Controls
@@ -121,7 +129,7 @@ func (p *Pipeline) Submit(r *Request) {
 	}
 	body, ms, me, err := p.cfg.upstreamBody(&w.parser, &w.sub, r)
 	p.misses.release(w)
-	p.dispatch(r, body, ms, me, err, nil)
+	p.dispatch(r, body, ms, me, err, nil, nil)
 }
 
 // answerHit answers r from a memory entry, replayed as SSE when r streams (the replay is kept on the
@@ -207,21 +215,22 @@ func readOnlyMiss(r *Request) {
 }
 
 // dispatch hands r's upstream call (body, with its model value at [ms, me)) to the scheduler, or answers r
-// when the body could not be prepared (err) or the scheduler stays full.
-func (p *Pipeline) dispatch(r *Request, body []byte, ms, me int, err error, emb *embCall) {
+// when the body could not be prepared (err) or the scheduler stays full. emb or prompts carry what a
+// request cached item by item (embeddings, batched completions) found in the cache.
+func (p *Pipeline) dispatch(r *Request, body []byte, ms, me int, err error, emb *embCall, prompts *promptCall) {
 	if err != nil {
 		r.fail(invalidRequest("", "cannot prepare the upstream request: "+err.Error()))
 		return
 	}
 	c := &r.Controls
-	stream := r.Stream && emb == nil
+	stream := r.Stream && emb == nil && prompts == nil
 	cl := &call{
 		key: r.Key, kind: r.Kind, body: body, modelStart: ms, modelEnd: me,
 		// A no-store leader would leave its followers, told MISS, with an answer that was never stored.
 		coalesce: !c.NoCache && !c.NoStore && c.Mode == ModeReadWrite,
 		stream:   stream,
 		enqueued: r.Arrived, waiters: []*Request{r},
-		controls: r.Controls, asked: askedModel(r), header: r.forwardHeaders(), emb: emb,
+		controls: r.Controls, asked: askedModel(r), header: r.forwardHeaders(), emb: emb, prompts: prompts,
 	}
 	if !p.sched.submit(cl) {
 		r.fail(errOverloaded)

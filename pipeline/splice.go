@@ -52,6 +52,12 @@ func closingBrace(body []byte) int {
 // not ask are not shown the usage chunk). The model override is spliced later, per endpoint, at the returned
 // model offsets.
 func (c *Config) upstreamBody(parser, sub *canon.Parser, r *Request) (body []byte, modelStart, modelEnd int, err error) {
+	return c.upstreamBodyWith(parser, sub, r, nil)
+}
+
+// upstreamBodyWith is upstreamBody with the value of "prompt" replaced by prompts when that is not nil: a
+// batched completions request asks the upstream only for the prompts the cache lacks.
+func (c *Config) upstreamBodyWith(parser, sub *canon.Parser, r *Request, prompts []byte) (body []byte, modelStart, modelEnd int, err error) {
 	members, err := parser.ParseObject(r.Body)
 	if err != nil {
 		return nil, 0, 0, err
@@ -72,6 +78,10 @@ func (c *Config) upstreamBody(parser, sub *canon.Parser, r *Request) (body []byt
 		case "cache":
 			edits = append(edits, removeMember(members, i))
 			kept--
+		case "prompt":
+			if prompts != nil {
+				edits = append(edits, edit{start: m.ValueStart, end: m.ValueEnd, text: prompts})
+			}
 		case "enable_thinking":
 			if topLevel {
 				edits = append(edits, edit{start: m.ValueStart, end: m.ValueEnd, text: value})

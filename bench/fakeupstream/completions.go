@@ -18,7 +18,7 @@ type completionRequest struct {
 	N             *int            `json:"n"`
 	Echo          bool            `json:"echo"`
 	Logprobs      *int            `json:"logprobs"`
-	MaxTokens     *int            `json:"max_tokens"`
+	MaxTokens     *int            `json:"max_tokens"` // pseudo tokens generated at most; 0 with echo: the prompt alone
 }
 
 // prompt is one decoded prompt: its text and its token count.
@@ -134,9 +134,25 @@ func trimSpace(b []byte) []byte {
 }
 
 type completionChoice struct {
-	text  string // full text of the choice (prompt included when echo)
-	gen   int    // completion tokens
-	index int
+	text   string // full text of the choice (prompt included when echo)
+	gen    int    // completion tokens
+	index  int
+	finish string // "stop", or "length" when max_tokens cut the generated text
+}
+
+// firstTokens is the first k pseudo tokens of s (see tokens).
+func firstTokens(s string, k int) string {
+	if k <= 0 {
+		return ""
+	}
+	for i := 1; i < len(s); i++ {
+		if s[i] == ' ' && s[i-1] != ' ' {
+			if k--; k == 0 {
+				return s[:i]
+			}
+		}
+	}
+	return s
 }
 
 // handleCompletions serves the legacy POST /v1/completions. It reports
@@ -177,23 +193,36 @@ func (s *Server) handleCompletions(ctx *fasthttp.RequestCtx, rc reqControls) boo
 			return false
 		}
 	}
-	noGen := req.MaxTokens != nil && *req.MaxTokens == 0
+	maxTokens := -1 // no limit
+	if req.MaxTokens != nil {
+		if maxTokens = *req.MaxTokens; maxTokens < 0 {
+			writeError(ctx, fasthttp.StatusBadRequest, "Invalid 'max_tokens': must be 0 or more.",
+				"invalid_request_error", "max_tokens", "invalid_value")
+			return false
+		}
+	}
 
+	// Choices are prompt-major: prompt i's n choices have indexes i*n to i*n+n-1.
 	choices := make([]completionChoice, 0, len(prompts)*n)
 	promptTokens, genTokens := 0, 0
 	for _, p := range prompts {
 		promptTokens += p.tokens
-		var gen string
-		var g int
-		if !noGen {
-			gen, g = s.answerText(p.text)
+		gen, g := s.answerText(p.text)
+		finish := "stop"
+		if maxTokens >= 0 && g > maxTokens {
+			gen, g, finish = firstTokens(gen, maxTokens), maxTokens, "length"
 		}
 		text := gen
 		if req.Echo {
-			text = p.text + gen
+			// The generated part starts a pseudo token of its own, so that an echoed answer has one logprob
+			// per prompt token and one per generated token, as lm-evaluation-harness counts them.
+			text = p.text
+			if gen != "" {
+				text += " " + gen
+			}
 		}
 		for j := 0; j < n; j++ {
-			choices = append(choices, completionChoice{text: text, gen: g, index: len(choices)})
+			choices = append(choices, completionChoice{text: text, gen: g, index: len(choices), finish: finish})
 			genTokens += g
 		}
 	}
@@ -228,7 +257,7 @@ func (s *Server) handleCompletions(ctx *fasthttp.RequestCtx, rc reqControls) boo
 			b = append(b, ',')
 		}
 		c := &choices[i]
-		b = appendCompletionChoice(b, c.text, c.index, lp.k, lp.echo, 0, "stop")
+		b = appendCompletionChoice(b, c.text, c.index, lp.k, lp.echo, 0, c.finish)
 	}
 	b = append(b, `],"usage":`...)
 	b = appendUsage(b, promptTokens, genTokens)
@@ -364,7 +393,7 @@ func buildCompletionEvents(ev *events, choices []completionChoice, lp completion
 	}
 	for i := range choices {
 		ev.buf = append(ev.buf, head...)
-		ev.buf = appendCompletionChoice(ev.buf, "", choices[i].index, -1, false, 0, "stop")
+		ev.buf = appendCompletionChoice(ev.buf, "", choices[i].index, -1, false, 0, choices[i].finish)
 		ev.buf = append(ev.buf, tail...)
 		ev.mark()
 	}

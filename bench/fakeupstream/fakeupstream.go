@@ -9,14 +9,25 @@
 //
 // Routes (each also without the /v1 prefix): POST /v1/chat/completions,
 // POST /v1/completions, POST /v1/embeddings, GET /v1/models, POST /v1/responses
-// and GET and DELETE /v1/responses/{id} (responses.go). Other paths give 404
-// and a wrong method 405, with OpenAI error bodies.
+// and GET and DELETE /v1/responses/{id} (responses.go), and three that a
+// caching proxy passes through: POST /v1/moderations, POST
+// /v1/audio/transcriptions (multipart/form-data) and POST /v1/audio/speech
+// (binary audio/mpeg). Other paths give 404 and a wrong method 405, with
+// OpenAI error bodies.
 //
 // Chat content is "echo: " + the last message's content (up to 200 bytes),
 // then filler words up to Options.AnswerBytes. The last user message selects
 // special answers: "TOOL:..." a get_weather tool call, "EMPTY" an empty
 // content, "REFUSE..." a refusal, "THINK:..." an answer with
 // reasoning_content.
+//
+// Legacy completions answer every prompt of a prompt array (strings or
+// token-id lists), n choices each, prompt-major (prompt i's choices have
+// indexes i*n to i*n+n-1). The generated text is cut to max_tokens pseudo
+// tokens (words), with finish_reason "length" then; with echo it follows the
+// prompt after a space, and max_tokens 0 echoes the prompt alone (the
+// loglikelihood request of lm-evaluation-harness). logprobs gives one entry
+// per pseudo token, the first echoed one null.
 //
 // Behaviour can be changed per server (SetLatency, SetChunkDelay, FailNext,
 // HangUpNext, HoldStreams) or per request with headers:
@@ -76,6 +87,8 @@ const (
 	RouteModels      = "models"
 	RouteResponses   = "responses"       // POST /v1/responses
 	RouteResponseIDs = "responses_by_id" // GET and DELETE /v1/responses/{id}
+	RouteModerations = "moderations"
+	RouteAudio       = "audio" // transcriptions and speech
 )
 
 type route int
@@ -88,6 +101,9 @@ const (
 	routeModels
 	routeResponses
 	routeResponseByID
+	routeModerations
+	routeTranscriptions
+	routeSpeech
 	numRoutes
 )
 
@@ -295,8 +311,8 @@ func (s *Server) forgetConn(c net.Conn) {
 func (s *Server) Calls() int64 { return s.calls.Load() }
 
 // CallsTo returns the number of requests received on one route: "chat",
-// "completions", "embeddings", "models", "responses" or "responses_by_id".
-// Other names give 0.
+// "completions", "embeddings", "models", "responses", "responses_by_id",
+// "moderations" or "audio". Other names give 0.
 func (s *Server) CallsTo(name string) int64 {
 	switch name {
 	case RouteChat:
@@ -311,6 +327,10 @@ func (s *Server) CallsTo(name string) int64 {
 		return s.routeCalls[routeResponses].Load()
 	case RouteResponseIDs:
 		return s.routeCalls[routeResponseByID].Load()
+	case RouteModerations:
+		return s.routeCalls[routeModerations].Load()
+	case RouteAudio:
+		return s.routeCalls[routeTranscriptions].Load() + s.routeCalls[routeSpeech].Load()
 	}
 	return 0
 }
@@ -471,6 +491,12 @@ func routeOf(path []byte) route {
 		return routeEmbeddings
 	case "/v1/models", "/models":
 		return routeModels
+	case "/v1/moderations", "/moderations":
+		return routeModerations
+	case "/v1/audio/transcriptions", "/audio/transcriptions":
+		return routeTranscriptions
+	case "/v1/audio/speech", "/audio/speech":
+		return routeSpeech
 	case "/v1/responses", "/responses":
 		return routeResponses
 	}
@@ -625,6 +651,12 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		async = s.handleResponses(ctx, rc)
 	case routeResponseByID:
 		s.handleResponseByID(ctx, rc)
+	case routeModerations:
+		s.handleModerations(ctx, rc)
+	case routeTranscriptions:
+		s.handleTranscriptions(ctx, rc)
+	case routeSpeech:
+		s.handleSpeech(ctx, rc)
 	case routeModels:
 		if !s.sleep(rc.delay) {
 			closingAnswer(ctx)

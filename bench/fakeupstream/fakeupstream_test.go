@@ -998,7 +998,7 @@ func TestCompletions(t *testing.T) {
 
 	// echo with generation, logprobs 3.
 	c = decodeCompletion(t, post(t, s, "/v1/completions", `{"model":"m","prompt":"Say","echo":true,"logprobs":3}`))
-	if !strings.HasPrefix(c.Choices[0].Text, "Sayecho: Say") || len(c.Choices[0].Logprobs.TopLogprobs[1]) != 3 {
+	if !strings.HasPrefix(c.Choices[0].Text, "Say echo: Say") || len(c.Choices[0].Logprobs.TopLogprobs[1]) != 3 {
 		t.Errorf("echo: %+v", c.Choices[0])
 	}
 

@@ -243,7 +243,11 @@ func (c *Client) prepare(req *wire.Request) (*hostClients, *fasthttp.Request, *f
 	for _, h := range req.Header {
 		freq.Header.Add(h[0], h[1])
 	}
-	freq.Header.SetContentType("application/json")
+	ct := req.ContentType
+	if ct == "" {
+		ct = "application/json"
+	}
+	freq.Header.SetContentType(ct)
 	freq.Header.Set("Accept-Encoding", "identity")
 	freq.SetBodyRaw(req.Body) // no copy: req.Body outlives freq, which is released before Do/Stream returns
 	return h, freq, fasthttp.AcquireResponse(), nil

@@ -471,7 +471,11 @@ func curlConfig(req *wire.Request, t target, caBundle string, stream bool) ([]by
 			opt("header", h[0]+": "+h[1])
 		}
 	}
-	opt("header", "Content-Type: application/json")
+	ct := req.ContentType
+	if ct == "" {
+		ct = "application/json"
+	}
+	opt("header", "Content-Type: "+ct)
 	opt("header", "Accept-Encoding: identity")
 	opt("header", "Expect:") // curl would send Expect: 100-continue with bodies over 1 KiB and wait for the 100
 	if !hasUA {

@@ -29,6 +29,9 @@ type Request struct {
 	URL    string
 	Header [][2]string // complete: the transport adds only Content-Type, Content-Length and Accept-Encoding: identity
 	Body   []byte
+	// ContentType is the body's Content-Type; "" is application/json, what every cached route sends. A route
+	// passed through sends the client's (multipart/form-data for an audio upload).
+	ContentType string
 }
 
 // Response is an endpoint's answer. Body must be a fresh slice that the transport never reuses: it may
