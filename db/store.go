@@ -164,3 +164,14 @@ func (e *SchemaTooNewError) Error() string {
 
 // Is reports whether target is ErrSchemaTooNew.
 func (e *SchemaTooNewError) Is(target error) bool { return target == ErrSchemaTooNew }
+
+// Lease is a flight lock held in a store shared by several instances (db/redisstore): while it is held,
+// identical misses on the other instances wait for this one's answer instead of calling upstream.
+type Lease interface {
+	// Storing says the answer is on its way to the writer: the lock is let go, and the other instances
+	// told, once the writer has written it. Call it before handing the answer to the writer.
+	Storing()
+	// End says the flight is over. Unless Storing was called, the lock is let go now and the other
+	// instances are told there is nothing to read. It never blocks.
+	End()
+}
