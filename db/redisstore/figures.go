@@ -21,7 +21,7 @@ type figures struct {
 	readLat, writeLat               latency
 
 	flightsLed, flightsWaited, flightsFromStore, flightTimeouts, flightErrors atomic.Int64
-	dropsSent, dropsReceived, memoryResets                                   atomic.Int64
+	dropsSent, dropsReceived, memoryResets                                    atomic.Int64
 
 	garbageLog rateLog
 }
@@ -103,11 +103,11 @@ type Figures struct {
 	ReadP99MS     float64 `json:"read_latency_p99_ms"`
 	WriteP50MS    float64 `json:"write_latency_p50_ms"`
 	WriteP99MS    float64 `json:"write_latency_p99_ms"`
-	FlightsLed    int64   `json:"flights_led"`       // misses that took the cross-instance lock and went upstream
-	FlightsWaited int64   `json:"flights_waited"`    // misses that found another instance's lock and waited
+	FlightsLed    int64   `json:"flights_led"`        // misses that took the cross-instance lock and went upstream
+	FlightsWaited int64   `json:"flights_waited"`     // misses that found another instance's lock and waited
 	FromStore     int64   `json:"flights_from_store"` // misses answered from the store after the lock (another instance's answer)
-	LockTimeouts  int64   `json:"lock_timeouts"`     // waits that passed lock_timeout_seconds and went upstream
-	LockErrors    int64   `json:"lock_errors"`       // lock calls that failed: those misses went upstream without one
+	LockTimeouts  int64   `json:"lock_timeouts"`      // waits that passed lock_timeout_seconds and went upstream
+	LockErrors    int64   `json:"lock_errors"`        // lock calls that failed: those misses went upstream without one
 	DropsSent     int64   `json:"invalidations_sent"`
 	DropsReceived int64   `json:"invalidations_received"`
 	MemoryResets  int64   `json:"memory_resets"` // the memory layer emptied because the events connection dropped

@@ -45,11 +45,11 @@ func appendRecord(dst []byte, e *db.Entry) []byte {
 
 // meta is a decoded record, without the body.
 type meta struct {
-	key                                                         db.Key
+	key                                                          db.Key
 	contentType, kind, namespace, model, endpoint, upstreamModel string
-	version, createdAt, expiresAt                               int64
-	bodyLen                                                     int
-	sum                                                         uint32
+	version, createdAt, expiresAt                                int64
+	bodyLen                                                      int
+	sum                                                          uint32
 }
 
 // decodeRecord reads a record. It checks its shape, not its checksum (see check), so that a filter can read

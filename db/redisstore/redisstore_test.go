@@ -154,8 +154,8 @@ func TestGarbageIsAMissAndAnError(t *testing.T) {
 		write(t, s, &db.Batch{Puts: []*db.Entry{entry(1), entry(2), entry(3)}})
 		r, _ := s.OpenReader()
 		k1, k2, k3, k4 := key(1), key(2), key(3), key(4)
-		cli("hset", s.entryKey(keyHex(&k1)), "b", `{"answer":9}`) // the body changed under its record
-		cli("set", s.entryKey(keyHex(&k3)), "not a hash")           // another type at the key
+		cli("hset", s.entryKey(keyHex(&k1)), "b", `{"answer":9}`)          // the body changed under its record
+		cli("set", s.entryKey(keyHex(&k3)), "not a hash")                  // another type at the key
 		cli("hset", s.entryKey(keyHex(&k4)), "m", "LLE1garbage", "b", "x") // a record that does not decode
 		for _, k := range []db.Key{k1, k3, k4} {
 			var e db.Entry
