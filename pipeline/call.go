@@ -42,9 +42,9 @@ type call struct {
 type attempt struct {
 	c     *call
 	ep    *endpointState
-	probe bool    // this attempt probes an endpoint back from its rest
-	n     int     // 1 for the first attempt
-	trim  trimmed // a previous attempt's trimmed body, reused when the window and model are the same
+	probe bool     // this attempt probes an endpoint back from its rest
+	n     int      // 1 for the first attempt
+	trim  trimmed  // a previous attempt's trimmed body, reused when the window and model are the same
 	led   bool     // the shared store's flight lock was asked already (call.led)
 	lease db.Lease // call.lease
 }
@@ -61,9 +61,9 @@ type attemptResult struct {
 	epoch      int64     // the storer's epoch it was stored in
 	entry      *memEntry // what was stored, for the recent answers
 	trim       trimmed
-	minWindow  int  // set when the chat did not fit ep's window
-	cut        bool // a live stream that reached its clients: never retried
-	unshared   bool // a live stream passed through without being kept (too large): no whole answer for other waiters
+	minWindow  int      // set when the chat did not fit ep's window
+	cut        bool     // a live stream that reached its clients: never retried
+	unshared   bool     // a live stream passed through without being kept (too large): no whole answer for other waiters
 	led        bool     // the shared store's flight lock was asked in this attempt or before
 	lease      db.Lease // the lock held, if any
 }

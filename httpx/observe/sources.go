@@ -14,15 +14,15 @@ import (
 
 // StoreFigures is the persistent tier's size, as the store reports it.
 type StoreFigures struct {
-	Backend      string `json:"backend"` // "sqlite" or "redis"
-	Entries      int64 `json:"entries"`     // rows of cached answers
-	HitEntries   int64 `json:"hit_entries"` // entries hit at least once
-	FileBytes    int64 `json:"file_bytes"`  // the database file
-	WALBytes     int64 `json:"wal_bytes"`   // its write-ahead log
-	PageSize     int64 `json:"page_size"`
-	PageCount    int64 `json:"page_count"`
-	FreePages    int64 `json:"free_pages"`    // reclaimable by incremental vacuum
-	DriverPanics int64 `json:"driver_panics"` // panics of the SQLite driver recovered into errors
+	Backend      string `json:"backend"`     // "sqlite" or "redis"
+	Entries      int64  `json:"entries"`     // rows of cached answers
+	HitEntries   int64  `json:"hit_entries"` // entries hit at least once
+	FileBytes    int64  `json:"file_bytes"`  // the database file
+	WALBytes     int64  `json:"wal_bytes"`   // its write-ahead log
+	PageSize     int64  `json:"page_size"`
+	PageCount    int64  `json:"page_count"`
+	FreePages    int64  `json:"free_pages"`    // reclaimable by incremental vacuum
+	DriverPanics int64  `json:"driver_panics"` // panics of the SQLite driver recovered into errors
 	// Shared is the shared store's state and counts (backend "redis"); Entries is then every key of its
 	// database.
 	Shared *SharedStoreFigures `json:"shared,omitempty"`

@@ -27,7 +27,7 @@ type Config struct {
 	Listen      string // the address to listen on; "127.0.0.1:0" picks a free port
 	DatabaseURL string // the SQLite file (a path or a sqlite:// URL); unused with Store.Backend "redis"
 	Store       StoreConfig
-	UseCurl     bool   // upstream calls through the curl binary instead of the built-in client
+	UseCurl     bool // upstream calls through the curl binary instead of the built-in client
 	Upstream    upstream.Options
 	Pipeline    pipeline.Config
 	HTTP        httpx.Config
