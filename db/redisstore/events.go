@@ -63,30 +63,34 @@ func (s *Store) drop(keys []db.Key, all bool) {
 	}
 }
 
-// subscribeLoop keeps the events subscription up: the store is "up" while it is.
+// subscribeLoop keeps the events subscription up. The store is "down" (calls fail at once) from a failed
+// attempt to subscribe until one succeeds: a subscription that drops while the store still answers (a
+// killed connection, a stall) is taken up again at once, without failing the calls meanwhile.
 func (s *Store) subscribeLoop() {
-	backoff := 100 * time.Millisecond
+	backoff := time.Duration(0)
 	for {
 		subscribed, err := s.subscribeOnce()
 		if s.closed.Load() {
 			return
 		}
-		if subscribed {
-			backoff = 100 * time.Millisecond
-		}
 		// Whatever was deleted while nobody listened may still be in memory; waiting followers may have
 		// missed their leader's message.
-		s.setDown(err)
 		s.figures.memoryResets.Add(1)
 		s.drop(nil, true)
 		s.flights.wakeAll()
-		s.events.tried()
+		if subscribed {
+			s.log.Warn("the shared store's events connection dropped; the memory layer was emptied", "store", s.where, "err", err)
+			backoff = 0
+		} else {
+			s.setDown(err)
+			s.events.tried()
+			backoff = min(max(2*backoff, 100*time.Millisecond), 2*time.Second)
+		}
 		select {
 		case <-s.quit:
 			return
 		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, 2*time.Second)
 	}
 }
 

@@ -140,7 +140,7 @@ func (s *Store) Lead(ctx context.Context, key *db.Key, usable func(*db.Entry) bo
 	h := keyHex(key)
 	ek, lk := s.entryKey(h), s.lockKey(h)
 	deadline := time.Now().Add(s.opts.LockTimeout)
-	waited := false
+	waited, retries := false, 0
 	for {
 		c, err := s.c()
 		if err != nil {
@@ -188,7 +188,17 @@ func (s *Store) Lead(ctx context.Context, key *db.Key, usable func(*db.Entry) bo
 				s.releaseNow(c, &lease{s: s, key: *key, hex: h, token: token})
 			}
 			s.figures.flightErrors.Add(1)
-			return nil, nil, err
+			// A slow answer from a store still up (a loaded client, a busy server) is asked again, within
+			// the wait's bound: going upstream at once would pay for an answer another instance may be
+			// fetching. A store known to be down fails the next round at once.
+			if errors.Is(err, errDown) || time.Until(deadline) <= 0 {
+				return nil, nil, err
+			}
+			retries++
+			if err := s.pause(ctx, min(time.Duration(retries)*50*time.Millisecond, time.Second)); err != nil {
+				return nil, nil, err
+			}
+			continue
 		}
 		if e != nil && usable(e) {
 			s.flights.unwait(*key, w)
@@ -240,6 +250,20 @@ func (s *Store) Lead(ctx context.Context, key *db.Key, usable func(*db.Entry) bo
 		if err != nil {
 			return nil, nil, err
 		}
+	}
+}
+
+// pause waits d, or less when ctx ends or the store closes.
+func (s *Store) pause(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.quit:
+		return db.ErrClosed
 	}
 }
 
@@ -368,5 +392,3 @@ func (f *flights) renew(s *Store) {
 		}
 	}
 }
-
-var _ = errors.New

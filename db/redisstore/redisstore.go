@@ -160,7 +160,10 @@ func clientOptions(o *Options) (valkey.ClientOption, string, error) {
 	copts.DisableCache = true // the proxy's memory layer is the cache in front; invalidations come by pub/sub
 	copts.DisableRetry = true // a failed call is a miss or a retried batch: the caller decides, at once
 	copts.Dialer.Timeout = o.OpTimeout
-	copts.ConnWriteTimeout = o.OpTimeout + time.Second
+	// A connection is given up after this long without an answer. A store that stops or restarts closes
+	// its connections, which shows at once; this only catches one that went silent, and must outlast the
+	// stalls of a loaded machine (seconds, under the race detector), or the events connection drops.
+	copts.ConnWriteTimeout = 10 * time.Second
 	copts.Dialer.KeepAlive = time.Second
 	copts.ClientName = "llmcache"
 	// One pipelined connection per node (the cluster client's default; the standalone one opens four): the
