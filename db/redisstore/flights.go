@@ -164,18 +164,21 @@ func (s *Store) Lead(ctx context.Context, key *db.Key, usable func(*db.Entry) bo
 		}
 		var e *db.Entry
 		if err == nil {
-			var vals []valkey.ValkeyMessage
-			if vals, err = res[1].ToArray(); err == nil {
+			vals, rerr := res[1].ToArray()
+			if rerr == nil {
 				e = &db.Entry{}
 				var found bool
-				if found, err = s.decodeEntry(key, vals, e); !found {
+				found, rerr = s.decodeEntry(key, vals, e)
+				if !found || rerr != nil {
 					e = nil
 				}
-				if err != nil {
-					err = s.readFailed(key, err) // garbage: as good as absent, and the fresh answer replaces it
-					e = nil
-					err = nil
-				}
+			}
+			switch {
+			case rerr == nil:
+			case errors.Is(rerr, errGarbage) || isServerError(rerr):
+				s.readFailed(key, rerr) // garbage (another type at the key, say): as good as absent; the fresh answer replaces it
+			default:
+				err = rerr
 			}
 		}
 		ttl, terr := res[2].AsInt64()

@@ -213,9 +213,14 @@ func (p *Proxy) openStore(cfg *Config, pc *pipeline.Config, log *slog.Logger) (d
 // sharedFigures reads the shared store's state and size for /stats.
 func sharedFigures(s *redisstore.Store) func() (observe.StoreFigures, error) {
 	return func() (observe.StoreFigures, error) {
+		// The counts and the state are worth showing most when the store cannot say its size: only the
+		// size is missing then, and last_error says why.
 		f, err := s.Figures()
+		if err != nil && f.LastError == "" {
+			f.LastError = err.Error()
+		}
 		sh := observe.SharedStoreFigures(f)
-		return observe.StoreFigures{Backend: "redis", Entries: f.Keys, Shared: &sh}, err
+		return observe.StoreFigures{Backend: "redis", Entries: f.Keys, Shared: &sh}, nil
 	}
 }
 
