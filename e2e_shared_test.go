@@ -208,3 +208,43 @@ func TestE2ESharedDeleteReachesEveryInstance(t *testing.T) {
 		expectMissEverywhere("to flush")
 	})
 }
+
+// TestE2ESharedExportImport: with STORE_BACKEND=redis and REDIS_URL, llmcache export writes the shared
+// store's entries and llmcache import loads them into another store, where they are hits with the same
+// bytes; stats reads the store; vacuum refuses.
+func TestE2ESharedExportImport(t *testing.T) {
+	src, dst := newSharedStore(t, false, redistestOptions()), newSharedStore(t, false, redistestOptions())
+	ps, _ := newSharedProxies(t, 1, src, fakeupstream.Options{}, nil)
+	var answers []string
+	for _, q := range []string{"export one", "export two", "export three"} {
+		_, body := ps[0].Post("/v1/chat/completions", chatBody(q))
+		answers = append(answers, string(body))
+	}
+	ps[0].waitWritten()
+	file := t.TempDir() + "/cache.jsonl"
+	env := map[string]string{"STORE_BACKEND": "redis", "REDIS_URL": src.server.URL()}
+	if code, _, stderr := cli(t, env, "export", "-o", file); code != 0 || !strings.Contains(stderr, "exported 3 entries") {
+		t.Fatalf("export: %d %s", code, stderr)
+	}
+	env["REDIS_URL"] = dst.server.URL()
+	if code, stdout, stderr := cli(t, env, "import", file); code != 0 || !strings.Contains(stdout, "imported 3 entries") {
+		t.Fatalf("import: %d %s %s", code, stdout, stderr)
+	}
+	if code, stdout, _ := cli(t, env, "stats"); code != 0 || !strings.Contains(stdout, `"chat"                        3 entries`) {
+		t.Fatalf("stats: %d %s", code, stdout)
+	}
+	if code, _, stderr := cli(t, env, "vacuum"); code != 1 || !strings.Contains(stderr, "SQLite") {
+		t.Fatalf("vacuum on the shared store: %d %s", code, stderr)
+	}
+	qs, fake := newSharedProxies(t, 1, dst, fakeupstream.Options{}, nil)
+	for i, q := range []string{"export one", "export two", "export three"} {
+		resp, body := qs[0].Post("/v1/chat/completions", chatBody(q))
+		expectCache(t, q, resp, body, 200, "HIT")
+		if string(body) != answers[i] {
+			t.Fatalf("%s: imported answer differs", q)
+		}
+	}
+	if fake.CallsTo("chat") != 0 {
+		t.Fatal("an imported entry went upstream")
+	}
+}
