@@ -221,3 +221,49 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 }
 
 var _ = time.Second
+
+// TestE2ESharedEventsConnectionDrops: an instance whose events connection is killed empties its memory
+// layer (it may have missed a delete), takes the connection up again by itself, and answers from the store.
+func TestE2ESharedEventsConnectionDrops(t *testing.T) {
+	s := newSharedStore(t, false, redistestOptions())
+	ps, _ := newSharedProxies(t, 1, s, fakeupstream.Options{}, nil)
+	p := ps[0]
+	resp, body := p.Post("/v1/chat/completions", chatBody("kept in memory"))
+	expectCache(t, "miss", resp, body, 200, "MISS")
+	p.waitWritten()
+	resp, body = p.Post("/v1/chat/completions", chatBody("kept in memory"))
+	expectSource(t, "before", resp.Header.Get("X-Cache-Source"), "memory")
+	resets := getShared(t, p).Shared.MemoryResets
+	s.cli("client", "kill", "type", "pubsub")
+	waitFor(t, "the memory layer to be emptied", func() bool { return getShared(t, p).Shared.MemoryResets > resets })
+	waitFor(t, "the store to be up again", func() bool { _, h := getHealth(t, p); return h.Status == "ok" })
+	resp, body = p.Post("/v1/chat/completions", chatBody("kept in memory"))
+	expectCache(t, "after", resp, body, 200, "HIT")
+	expectSource(t, "after", resp.Header.Get("X-Cache-Source"), "store")
+}
+
+// TestE2ESharedStoreDownAtStart: an instance started while its store is unreachable starts anyway, answers
+// (degraded, from upstream), and uses the store once it comes up, without a restart.
+func TestE2ESharedStoreDownAtStart(t *testing.T) {
+	s := newSharedStore(t, false, redistestOptions())
+	s.server.Stop()
+	ps, fake := newSharedProxies(t, 1, s, fakeupstream.Options{}, nil)
+	p := ps[0]
+	if code, h := getHealth(t, p); code != 200 || h.Status != "degraded" || !strings.Contains(h.Reason, "shared store") {
+		t.Fatalf("/healthz with the store down at start: %d %+v", code, h)
+	}
+	resp, body := p.Post("/v1/chat/completions", chatBody("before the store"))
+	expectCache(t, "while down", resp, body, 200, "MISS")
+	s.server.Restart()
+	waitFor(t, "the store to be used once up", func() bool {
+		_, h := getHealth(t, p)
+		return h.Status == "ok" && getStats(t, p).Writer.Pending == 0
+	})
+	// What was answered while the store was down has reached it since.
+	if got := s.cli("exists", entryKey(cacheKey(t, resp))); got != "1" {
+		t.Fatalf("the answer given while the store was down is not in the store: exists %s", got)
+	}
+	if fake.CallsTo("chat") != 1 {
+		t.Fatal("unexpected upstream calls")
+	}
+}
