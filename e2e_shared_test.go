@@ -248,3 +248,34 @@ func TestE2ESharedExportImport(t *testing.T) {
 		t.Fatal("an imported entry went upstream")
 	}
 }
+
+// TestE2ESharedRefreshReachesEveryInstance: a refresh (Cache-Control: no-cache) on one instance replaces the
+// answer in the store, and the other instances, which held the old one in memory, serve the new one once
+// they have been told.
+func TestE2ESharedRefreshReachesEveryInstance(t *testing.T) {
+	s := newSharedStore(t, false, redistestOptions())
+	ps, _ := newSharedProxies(t, 2, s, fakeupstream.Options{}, nil)
+	a, b := ps[0], ps[1]
+	_, old := a.Post("/v1/chat/completions", chatBody("to refresh"))
+	a.waitWritten()
+	for range 2 {
+		b.Post("/v1/chat/completions", chatBody("to refresh"))
+	}
+	resp, body := b.Post("/v1/chat/completions", chatBody("to refresh"))
+	expectSource(t, "b before", resp.Header.Get("X-Cache-Source"), "memory")
+	if !bytes.Equal(body, old) {
+		t.Fatal("b serves another answer before the refresh")
+	}
+	before := getShared(t, b).Shared.DropsReceived
+	resp, fresh := a.Post("/v1/chat/completions", chatBody("to refresh"), "Cache-Control", "no-cache")
+	expectCache(t, "refresh on a", resp, fresh, 200, "REFRESH")
+	if bytes.Equal(fresh, old) {
+		t.Fatal("the fake upstream answered the same bytes twice; the test cannot tell them apart")
+	}
+	waitFor(t, "b to be told of the refresh", func() bool { return getShared(t, b).Shared.DropsReceived > before })
+	resp, body = b.Post("/v1/chat/completions", chatBody("to refresh"))
+	expectCache(t, "b after", resp, body, 200, "HIT")
+	if !bytes.Equal(body, fresh) {
+		t.Fatalf("b serves the old answer after the refresh:\n%s\nwant\n%s", body, fresh)
+	}
+}

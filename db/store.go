@@ -31,6 +31,10 @@ type Entry struct {
 	LastHitAt     int64 // unix ms, 0 = never hit
 	HitCount      int64
 	ExpiresAt     int64 // unix ms, 0 = never
+	// Refresh marks an answer fetched to replace whatever the cache held (no-cache, write_only): a store
+	// shared by several instances tells the others to drop the old one from their memory layers once it is
+	// written. Not stored.
+	Refresh bool
 }
 
 // Touch records hits on an entry that is (or is about to be) on disk.

@@ -105,6 +105,7 @@ func (cl *caller) entry(c *call, ep *endpointState, key Key, body []byte, conten
 		Key: key, Body: body, ContentType: contentType, Kind: c.kind.String(), Namespace: ctl.Namespace,
 		Model: c.asked, Endpoint: ep.cfg.Name, UpstreamModel: ep.cfg.Model, CreatedAt: now,
 		Version: max(cl.cfg.CacheVersion, ep.cfg.Version), ExpiresAt: expiresAt(now, ctl.TTL),
+		Refresh: ctl.NoCache || ctl.Mode == ModeWriteOnly,
 	}
 	if e.UpstreamModel == "" {
 		e.UpstreamModel = e.Model

@@ -164,13 +164,16 @@ func (s *Store) WriteBatch(b *db.Batch) error {
 func (s *Store) writeBatch(ctx context.Context, c valkey.Client, b *db.Batch) error {
 	var cmds valkey.Commands
 	var scratch []byte
-	var written []db.Key
+	var written, refreshed []db.Key
 	for _, e := range b.Puts {
 		if e == nil {
 			continue
 		}
 		cmds, scratch = s.putCommands(c, cmds, e, scratch)
 		written = append(written, e.Key)
+		if e.Refresh {
+			refreshed = append(refreshed, e.Key)
+		}
 	}
 	if len(cmds) > 0 {
 		for _, r := range c.DoMulti(ctx, cmds...) {
@@ -193,6 +196,13 @@ func (s *Store) writeBatch(ctx context.Context, c valkey.Client, b *db.Batch) er
 		}
 	}
 	s.flights.written(ctx, s, c, written)
+	if len(refreshed) > 0 {
+		// The other instances may hold the answers these replace in memory. Best effort: the new answers are
+		// written, and a failed message only leaves the old ones served a while longer.
+		if err := s.events.publishDrop(s, c, refreshed, false); err != nil {
+			s.log.Warn("cannot tell the other instances that answers were refreshed", "entries", len(refreshed), "err", err)
+		}
+	}
 	return nil
 }
 
