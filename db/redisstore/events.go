@@ -18,6 +18,8 @@ import (
 //	dropall <origin>                       drop everything (a flush, or a filter: memory entries do not
 //	                                       record namespace or model)
 //	stored <key hex> | none <key hex>      a flight lock was let go: the answer is in the store, or not
+//	await <key hex>                        an instance waits for this key's flight: its leader writes
+//	                                       the answer at once rather than with the writer's next batch
 //
 // An instance ignores its own drops (it dropped them already). The subscription has a connection of its
 // own; when it drops, this instance may miss a drop, so its memory layer is emptied, then again once the
@@ -143,12 +145,18 @@ func (s *Store) subscribeOnce() (subscribed bool, err error) {
 func (s *Store) handle(msg string) {
 	verb, rest, _ := strings.Cut(msg, " ")
 	switch verb {
-	case "stored", "none":
+	case "stored", "none", "await":
 		var k db.Key
-		if len(rest) == 64 {
-			if _, err := hex.Decode(k[:], []byte(rest)); err == nil {
-				s.flights.notify(k)
-			}
+		if len(rest) != 64 {
+			return
+		}
+		if _, err := hex.Decode(k[:], []byte(rest)); err != nil {
+			return
+		}
+		if verb == "await" {
+			s.flights.awaited(s, k)
+		} else {
+			s.flights.notify(k)
 		}
 	case "drop", "dropall":
 		origin, list, _ := strings.Cut(rest, " ")

@@ -103,6 +103,7 @@ type lease struct {
 	token   string
 	storing atomic.Int64 // unix ms when Storing was called; 0 before
 	ended   atomic.Bool
+	awaited atomic.Bool // another instance waits for this flight (its "await" event came)
 }
 
 func (l *lease) call() scriptCall {
@@ -111,7 +112,36 @@ func (l *lease) call() scriptCall {
 
 // Storing implements db.Lease: the answer is on its way to the writer; the lock goes once it is written
 // (or, should it never be, once LockTimeout has passed: followers stop waiting by then anyway).
-func (l *lease) Storing() { l.storing.CompareAndSwap(0, time.Now().UnixMilli()) }
+func (l *lease) Storing() {
+	l.storing.CompareAndSwap(0, time.Now().UnixMilli())
+	if l.awaited.Load() {
+		l.s.flushSoon() // someone waits elsewhere: do not keep them for the writer's batch
+	}
+}
+
+// awaited is told that another instance waits for k's flight: when this instance leads it, its answer is
+// written as soon as it is stored, not when the writer's batch fills (flush_interval_ms).
+func (f *flights) awaited(s *Store, k db.Key) {
+	f.mu.Lock()
+	l := f.held[k]
+	f.mu.Unlock()
+	if l == nil {
+		return
+	}
+	l.awaited.Store(true)
+	if l.storing.Load() != 0 { // Storing came first: it did not see the mark
+		s.flushSoon()
+	}
+}
+
+// SetFlushSoon gives the store the writer's FlushSoon, which a flight awaited by another instance calls.
+func (s *Store) SetFlushSoon(fn func()) { s.flushSoonFn.Store(&fn) }
+
+func (s *Store) flushSoon() {
+	if fn := s.flushSoonFn.Load(); fn != nil {
+		(*fn)()
+	}
+}
 
 // End implements db.Lease: the flight is over. Unless its answer is being stored, the lock goes now, and
 // the followers are told.
@@ -222,6 +252,10 @@ func (s *Store) Lead(ctx context.Context, key *db.Key, usable func(*db.Entry) bo
 		if !waited {
 			waited = true
 			s.figures.flightsWaited.Add(1)
+			// Tell the leader's instance someone waits, so that it writes the answer at once. Best effort.
+			pctx, pcancel := s.ctx()
+			c.Do(pctx, c.B().Publish().Channel(s.channel()).Message("await "+h).Build())
+			pcancel()
 		}
 		left := time.Until(deadline)
 		if left <= 0 {

@@ -84,9 +84,10 @@ type Store struct {
 	up      atomic.Bool
 	lastErr atomic.Pointer[string]
 
-	events  events
-	flights flights
-	figures figures
+	events      events
+	flights     flights
+	flushSoonFn atomic.Pointer[func()] // the writer's FlushSoon (SetFlushSoon)
+	figures     figures
 }
 
 var _ db.Store = (*Store)(nil)

@@ -125,6 +125,9 @@ func Start(cfg Config) (_ *Proxy, err error) {
 	}
 	p.writer = actors.NewWriter(store, cfg.Writer, log)
 	p.push("write the answers waiting for the store", p.writer.Stop) // an error here: answers lost, the exit code says so
+	if p.shared != nil {
+		p.shared.SetFlushSoon(p.writer.FlushSoon) // a flight another instance waits for is written at once
+	}
 	if p.pipe, err = pipeline.New(pc, store, p.writer, transport); err != nil {
 		return nil, err
 	}
