@@ -9,7 +9,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"llmcache/bench/fakeupstream"
 	"llmcache/db/redisstore/redistest"
@@ -219,8 +218,6 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	defer l.mu.Unlock()
 	return l.w.Write(p)
 }
-
-var _ = time.Second
 
 // TestE2ESharedEventsConnectionDrops: an instance whose events connection is killed empties its memory
 // layer (it may have missed a delete), takes the connection up again by itself, and answers from the store.

@@ -1,7 +1,6 @@
 package redisstore
 
 import (
-	"context"
 	"encoding/hex"
 	"strings"
 	"sync"
@@ -216,5 +215,3 @@ func (ev *events) publishDrop(s *Store, c valkey.Client, keys []db.Key, all bool
 	s.figures.dropsSent.Add(int64(len(msgs)))
 	return nil
 }
-
-var _ = context.Background

@@ -1,7 +1,6 @@
 package redisstore
 
 import (
-	"context"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -150,8 +149,6 @@ func (s *Store) Figures() (Figures, error) {
 	}
 	return out, nil
 }
-
-var _ = context.Background
 
 // Stats implements db.Store: Entries is every key of the store's database (DBSIZE), FileBytes the memory it
 // uses.
