@@ -21,12 +21,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"mime"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"llmcache/db"
+	"llmcache/db/redisstore"
 	"llmcache/pipeline"
 )
 
@@ -92,6 +94,21 @@ func runCommand(ctx context.Context, args []string, getenv func(string) string, 
 		fmt.Fprintln(stderr, "llmcache:", err)
 		return 2
 	}
+	if *dbFlag == "" {
+		// With [store] backend = "redis" the commands work on the shared store (-db names a SQLite file).
+		shared, err := cliShared(*configPath, set["config"], getenv)
+		if err != nil {
+			fmt.Fprintln(stderr, "llmcache:", err)
+			return 2
+		}
+		if shared != nil {
+			if err := runShared(ctx, name, *shared, namespace, set["namespace"], out, pos, stdout, stderr); err != nil {
+				fmt.Fprintf(stderr, "llmcache %s: %v\n", name, err)
+				return 1
+			}
+			return 0
+		}
+	}
 	switch name {
 	case "stats":
 		err = cmdStats(path, stdout)
@@ -151,6 +168,70 @@ func cliDBPath(configPath string, explicitConfig bool, dbFlag string, getenv fun
 	return db.PathFromURL(cfg.DatabaseURL), nil
 }
 
+// cliShared is the shared store's options when the configuration (file and environment) says
+// backend = "redis", else nil.
+func cliShared(configPath string, explicitConfig bool, getenv func(string) string) (*redisstore.Options, error) {
+	cfg, err := loadConfig(configPath, !explicitConfig)
+	if err == nil {
+		err = applyEnv(&cfg, getenv)
+	}
+	if err == nil {
+		err = cfg.Store.validate()
+	}
+	if err != nil || cfg.Store.Backend != "redis" {
+		return nil, err
+	}
+	pc, err := cfg.proxyConfig(getenv, nil)
+	if err != nil {
+		return nil, err
+	}
+	o := pc.Store.Redis
+	return &o, nil
+}
+
+// runShared runs a command on the shared store: stats, export and import as on SQLite; vacuum has nothing
+// to do there.
+func runShared(ctx context.Context, name string, o redisstore.Options, namespace *string, nsSet bool, out *string, pos []string, stdout, stderr io.Writer) error {
+	if name == "vacuum" {
+		return errors.New("vacuum compacts a SQLite file; the shared store (backend = \"redis\") manages its own memory")
+	}
+	o.Log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	s, err := redisstore.Open(o)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	if err := s.Health(); err != nil {
+		return err
+	}
+	switch name {
+	case "stats":
+		f, err := s.Figures()
+		if err != nil {
+			return err
+		}
+		kinds, namespaces, err := s.Breakdown()
+		if err != nil {
+			return err
+		}
+		w := bufio.NewWriter(stdout)
+		fmt.Fprintf(w, "store:       redis at %s\n", s.Where())
+		fmt.Fprintf(w, "keys:        %d (the whole database: entries, locks and whatever else shares it)\n", f.Keys)
+		fmt.Fprintf(w, "used memory: %d (%s)\n", f.UsedBytes, humanBytes(f.UsedBytes))
+		printCounts(w, kinds, namespaces)
+		return w.Flush()
+	case "export":
+		var ns *string
+		if nsSet {
+			ns = namespace
+		}
+		return writeExport(ctx, s.Export, ns, *out, stdout, stderr)
+	case "import":
+		return importLines(ctx, pos[0], "the shared store at "+s.Where(), s.Import, stdout, stderr)
+	}
+	return nil
+}
+
 // mustExist refuses to go on with a database file that is not there, rather than create an empty one.
 func mustExist(path string) error {
 	if _, err := os.Stat(path); err != nil {
@@ -184,6 +265,12 @@ func cmdStats(path string, stdout io.Writer) error {
 	fmt.Fprintf(w, "wal bytes:   %d (%s)\n", st.WALBytes, humanBytes(st.WALBytes))
 	fmt.Fprintf(w, "page size:   %d\n", st.PageSize)
 	fmt.Fprintf(w, "free pages:  %d (%s reclaimable by llmcache vacuum)\n", st.FreePages, humanBytes(st.FreePages*st.PageSize))
+	printCounts(w, kinds, namespaces)
+	return w.Flush()
+}
+
+// printCounts prints the entries per kind and per namespace.
+func printCounts(w io.Writer, kinds, namespaces []db.Count) {
 	for _, g := range []struct {
 		title  string
 		counts []db.Count
@@ -196,7 +283,6 @@ func cmdStats(path string, stdout io.Writer) error {
 			fmt.Fprintf(w, "  %-20q %10d entries %12s of bodies\n", c.Name, c.Entries, humanBytes(c.BodyBytes))
 		}
 	}
-	return w.Flush()
 }
 
 func cmdVacuum(path string, stdout io.Writer) error {
@@ -243,6 +329,13 @@ func cmdExport(ctx context.Context, path string, namespace *string, outPath stri
 	if err := mustExist(path); err != nil {
 		return err
 	}
+	export := func(ns *string, fn func(*db.ExportedEntry) error) error { return db.ExportFile(path, ns, fn) }
+	return writeExport(ctx, export, namespace, outPath, stdout, stderr)
+}
+
+// writeExport writes what export yields as JSON lines to outPath ("-" = stdout), replacing a file only once
+// the export is complete.
+func writeExport(ctx context.Context, export func(*string, func(*db.ExportedEntry) error) error, namespace *string, outPath string, stdout, stderr io.Writer) (err error) {
 	out := stdout
 	var tmp *os.File
 	if outPath != "-" {
@@ -262,7 +355,7 @@ func cmdExport(ctx context.Context, path string, namespace *string, outPath stri
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
 	p := newProgress(stderr, "exported")
-	err = db.ExportFile(path, namespace, func(e *db.ExportedEntry) error {
+	err = export(namespace, func(e *db.ExportedEntry) error {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("interrupted: %w", err)
 		}
@@ -370,15 +463,6 @@ func checkImportable(e *db.ExportedEntry) error {
 // (exit 1) after importing the rest. Imports are upserts, so running the import again once the file is
 // fixed gives the same result as one clean run. Blank lines are skipped.
 func cmdImport(ctx context.Context, path, inPath string, stdout, stderr io.Writer) (err error) {
-	var in io.Reader = os.Stdin
-	if inPath != "-" {
-		f, err := os.Open(inPath)
-		if err != nil {
-			return fmt.Errorf("cannot open %q: %w", inPath, err)
-		}
-		defer f.Close()
-		in = f
-	}
 	store, err := db.Open(path, db.Options{})
 	if err != nil {
 		return err
@@ -388,6 +472,21 @@ func cmdImport(ctx context.Context, path, inPath string, stdout, stderr io.Write
 			err = cerr
 		}
 	}()
+	return importLines(ctx, inPath, path, store.Import, stdout, stderr)
+}
+
+// importLines reads inPath's lines into importer, importBatch at a time (see cmdImport); into names the
+// store in the final line.
+func importLines(ctx context.Context, inPath, into string, importer func([]db.ExportedEntry) error, stdout, stderr io.Writer) (err error) {
+	var in io.Reader = os.Stdin
+	if inPath != "-" {
+		f, err := os.Open(inPath)
+		if err != nil {
+			return fmt.Errorf("cannot open %q: %w", inPath, err)
+		}
+		defer f.Close()
+		in = f
+	}
 	p := newProgress(stderr, "imported")
 	defer p.done()
 	r := bufio.NewReaderSize(in, 256<<10)
@@ -397,7 +496,7 @@ func cmdImport(ctx context.Context, path, inPath string, stdout, stderr io.Write
 		if len(batch) == 0 {
 			return nil
 		}
-		if err := store.Import(batch); err != nil {
+		if err := importer(batch); err != nil {
 			return fmt.Errorf("lines %d to %d not imported: %w", firstLine, firstLine+len(batch)-1, err)
 		}
 		p.add(len(batch))
@@ -451,7 +550,7 @@ func cmdImport(ctx context.Context, path, inPath string, stdout, stderr io.Write
 		return err
 	}
 	p.done()
-	fmt.Fprintf(stdout, "imported %d entries into %s\n", p.n, path)
+	fmt.Fprintf(stdout, "imported %d entries into %s\n", p.n, into)
 	if refused > 0 {
 		shown := ""
 		if refused > maxRefusedShown {

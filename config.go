@@ -5,12 +5,16 @@ import (
 	"fmt"
 	"maps"
 	"math"
+	"net"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"llmcache/db/redisstore"
 
 	"llmcache/httpx"
 	"llmcache/httpx/proxy"
@@ -53,6 +57,7 @@ type fileConfig struct {
 	IdleFlush              idleFlushConfig   `toml:"idle_flush"`
 	CacheMaintenance       maintenanceConfig `toml:"cache_maintenance"`
 	ContextTrim            contextTrimConfig `toml:"context_trim"`
+	Store                  storeConfig       `toml:"store"`
 	APIHeaders             map[string]string `toml:"api_headers"`
 	APIEndpoints           []endpointConfig  `toml:"api_endpoints"`
 
@@ -70,6 +75,16 @@ type cacheConfig struct {
 
 	// MaxPendingBytes bounds the answers waiting for the disk (actors.WriterConfig.MaxPendingBytes).
 	MaxPendingBytes int64 `toml:"max_pending_bytes"`
+}
+
+// storeConfig is [store]: SQLite (database_url) or a shared Redis/Valkey store.
+type storeConfig struct {
+	Backend            string   `toml:"backend"`
+	RedisURL           string   `toml:"redis_url"`
+	RedisAddrs         []string `toml:"redis_addrs"`
+	RedisCluster       bool     `toml:"redis_cluster"`
+	KeyPrefix          string   `toml:"key_prefix"`
+	LockTimeoutSeconds float64  `toml:"lock_timeout_seconds"`
 }
 
 type idleFlushConfig struct {
@@ -157,6 +172,8 @@ func defaultConfig() fileConfig {
 		ContextTrim: contextTrimConfig{Enabled: pc.Trim.Enabled, MaxContextTokens: pc.Trim.MaxContextTokens, Tokenizer: pc.Trim.Tokenizer,
 			ReserveOutputTokens: pc.Trim.ReserveOutputTokens, OnOverflow: "reject"},
 		APIHeaders: maps.Clone(pc.Headers),
+		Store: storeConfig{Backend: d.Store.Backend, RedisURL: d.Store.Redis.URL, RedisAddrs: d.Store.Redis.Addrs, RedisCluster: d.Store.Redis.Cluster,
+			KeyPrefix: d.Store.Redis.KeyPrefix, LockTimeoutSeconds: d.Store.Redis.LockTimeout.Seconds()},
 	}
 }
 
@@ -219,6 +236,8 @@ func applyEnv(cfg *fileConfig, getenv func(string) string) error {
 	}
 	str("DATABASE_URL", &cfg.DatabaseURL)
 	str("LISTEN", &cfg.Listen)
+	str("STORE_BACKEND", &cfg.Store.Backend)
+	str("REDIS_URL", &cfg.Store.RedisURL)
 	if v := getenv("CACHE_VERSION"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {
@@ -354,6 +373,9 @@ func (c *fileConfig) validate() error {
 	if c.DatabaseURL == "" {
 		return errors.New("config: database_url must name a file")
 	}
+	if err := c.Store.validate(); err != nil {
+		return err
+	}
 	if len(c.APIEndpoints) == 0 {
 		return errors.New("config: api_endpoints: at least one [[api_endpoints]] with a url is required (or run with -demo)")
 	}
@@ -455,6 +477,47 @@ func (c *fileConfig) clientKeys(getenv func(string) string) ([]httpx.ClientKey, 
 		keys = append(keys, httpx.ClientKey{Key: key, Namespace: k.Namespace})
 	}
 	return keys, nil
+}
+
+// validate checks [store], naming the key. A redis_url is checked for its shape only: a store that cannot be
+// reached at start is not an error (the proxy answers without it until it is back).
+func (s *storeConfig) validate() error {
+	switch s.Backend {
+	case "sqlite":
+		return nil
+	case "redis":
+	default:
+		return fmt.Errorf("config: store.backend must be \"sqlite\" or \"redis\" (got %q)", s.Backend)
+	}
+	if s.RedisURL == "" && len(s.RedisAddrs) == 0 {
+		return errors.New("config: store.backend = \"redis\" needs store.redis_url (or REDIS_URL), or store.redis_addrs with store.redis_cluster = true")
+	}
+	if len(s.RedisAddrs) > 0 && !s.RedisCluster {
+		return errors.New("config: store.redis_addrs names cluster seed nodes: set store.redis_cluster = true (a single server goes in store.redis_url)")
+	}
+	if s.RedisURL != "" {
+		u, err := url.Parse(s.RedisURL)
+		if err != nil {
+			return errors.New("config: store.redis_url cannot be parsed (want redis://[user:password@]host:port[/db])")
+		}
+		switch u.Scheme {
+		case "redis", "rediss", "valkey", "valkeys", "unix":
+		default:
+			return fmt.Errorf("config: store.redis_url %s: the scheme must be redis, rediss, valkey, valkeys or unix", redisstore.Redact(s.RedisURL))
+		}
+	}
+	for i, a := range s.RedisAddrs {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return fmt.Errorf("config: store.redis_addrs[%d] %q must be host:port", i, a)
+		}
+	}
+	if s.KeyPrefix == "" || strings.ContainsAny(s.KeyPrefix, "{}") {
+		return fmt.Errorf("config: store.key_prefix must be set and may not hold '{' or '}' (got %q)", s.KeyPrefix)
+	}
+	if !(s.LockTimeoutSeconds > 0) || math.IsInf(s.LockTimeoutSeconds, 0) || s.LockTimeoutSeconds > maxSeconds {
+		return fmt.Errorf("config: store.lock_timeout_seconds must be greater than 0 (got %v)", s.LockTimeoutSeconds)
+	}
+	return nil
 }
 
 // finiteNonNegative is what a duration in seconds may be: 0 or more, and not NaN or inf.

@@ -26,6 +26,9 @@ func (c *fileConfig) proxyConfig(getenv func(string) string, log *slog.Logger) (
 	}
 	d.Listen, d.DatabaseURL, d.UseCurl, d.Log = c.Listen, db.PathFromURL(c.DatabaseURL), c.UseCurl, log
 	d.Upstream = upstream.Options{UseProxy: c.UseProxy, Getenv: getenv}
+	d.Store.Backend = c.Store.Backend
+	d.Store.Redis.URL, d.Store.Redis.Addrs, d.Store.Redis.Cluster = c.Store.RedisURL, c.Store.RedisAddrs, c.Store.RedisCluster
+	d.Store.Redis.KeyPrefix, d.Store.Redis.LockTimeout = c.Store.KeyPrefix, seconds(c.Store.LockTimeoutSeconds)
 	d.Pipeline, d.HTTP = pc, hc
 	d.Writer.BatchSize = c.Cache.BatchWriteSize
 	d.Writer.FlushInterval = time.Duration(c.Cache.FlushInterval) * time.Millisecond

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"llmcache/db/redisstore"
 	"llmcache/pipeline"
 )
 
@@ -24,6 +25,14 @@ func masked(secret string) string {
 		return ""
 	}
 	return "***"
+}
+
+// maskedStoreURL is redis_url with its password masked.
+func maskedStoreURL(u string) string {
+	if u == "" {
+		return ""
+	}
+	return redisstore.Redact(u)
 }
 
 // harmlessHeaders are the header names whose configured values the start-up line shows. Every other value
@@ -71,6 +80,8 @@ func effectiveConfig(c *fileConfig) []any {
 			"min_hit_count", c.CacheMaintenance.MinHitCount, "max_db_bytes", c.CacheMaintenance.MaxDBBytes),
 		slog.Group("context_trim", "enabled", c.ContextTrim.Enabled, "max_context_tokens", c.ContextTrim.MaxContextTokens,
 			"tokenizer", c.ContextTrim.Tokenizer, "reserve_output_tokens", c.ContextTrim.ReserveOutputTokens, "on_overflow", c.ContextTrim.OnOverflow),
+		slog.Group("store", "backend", c.Store.Backend, "redis_url", maskedStoreURL(c.Store.RedisURL), "redis_addrs", c.Store.RedisAddrs,
+			"redis_cluster", c.Store.RedisCluster, "key_prefix", c.Store.KeyPrefix, "lock_timeout_seconds", c.Store.LockTimeoutSeconds),
 		"api_headers", maskedHeaders(c.APIHeaders),
 	}
 	for i, k := range c.ClientKeys {

@@ -107,7 +107,11 @@ func start(cfg *fileConfig, getenv func(string) string, log *slog.Logger) (*prox
 	if err != nil {
 		return nil, err
 	}
-	log.Info("llmcache listening", "addr", p.Addr().String(), "db", pc.DatabaseURL, "endpoints", len(pc.Pipeline.Endpoints),
-		"cache_mode", cfg.CacheMode, "memory_cache", cfg.Cache.Enabled)
+	store := []any{"db", pc.DatabaseURL}
+	if cfg.Store.Backend == "redis" {
+		store = []any{"store", "redis", "redis_url", maskedStoreURL(cfg.Store.RedisURL), "redis_addrs", cfg.Store.RedisAddrs}
+	}
+	log.Info("llmcache listening", append(append([]any{"addr", p.Addr().String()}, store...), "endpoints", len(pc.Pipeline.Endpoints),
+		"cache_mode", cfg.CacheMode, "memory_cache", cfg.Cache.Enabled)...)
 	return p, nil
 }

@@ -41,6 +41,7 @@ type job struct {
 	touches []db.Touch
 	sync    chan<- syncResult // flush (and run fn, if any) then answer
 	fn      func(db.Store) (int64, error)
+	soon    bool // FlushSoon: write what waits without waiting for the batch to fill
 }
 
 type syncResult struct {
@@ -162,6 +163,17 @@ func (w *Writer) TryTouch(t []db.Touch) bool {
 	}
 }
 
+// FlushSoon asks the writer to write what waits now rather than when the batch fills or flush_interval_ms
+// passes, without waiting for it: another instance waits for an answer queued here (a flight across
+// instances). What waits is still written in one batch. A full queue drops the request: the writer is busy
+// writing anyway.
+func (w *Writer) FlushSoon() {
+	select {
+	case w.jobs <- job{soon: true}:
+	default:
+	}
+}
+
 // Flush returns once everything queued before it is written (or the write failed).
 func (w *Writer) Flush() error {
 	_, err := w.Do(nil)
@@ -213,6 +225,7 @@ func (w *Writer) loop() {
 		failing    bool      // the last write failed
 		retryAt    time.Time // after a failed write, size triggers wait until then
 		shedLog    shedLog
+		soon       bool // a FlushSoon came since the last flush
 	)
 	timer.Stop()
 	arm := func(d time.Duration) {
@@ -243,6 +256,10 @@ func (w *Writer) loop() {
 	}
 	// handle takes one job; a sync job first flushes what came before it, keeping the order.
 	handle := func(j job) {
+		if j.soon {
+			soon = true
+			return
+		}
 		if j.sync == nil {
 			if j.put != nil {
 				batch.Puts = append(batch.Puts, j.put)
@@ -307,8 +324,9 @@ func (w *Writer) loop() {
 				// Answers keep arriving while the disk refuses them: hold no more than the bound.
 				batchBytes = w.shed(&batch, batchBytes, &shedLog)
 			}
-			full := len(batch.Puts) >= w.cfg.BatchSize || batchBytes >= w.cfg.MaxPendingBytes/2
+			full := soon || len(batch.Puts) >= w.cfg.BatchSize || batchBytes >= w.cfg.MaxPendingBytes/2
 			if full && !time.Now().Before(retryAt) {
+				soon = false
 				flush()
 			} else if len(batch.Puts) > 0 || len(batch.Touches) > 0 {
 				arm(w.cfg.FlushInterval)

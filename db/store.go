@@ -34,6 +34,10 @@ type Entry struct {
 	// ResponseID, for an answer of the Responses API, is the id of the response it holds: the entry is
 	// found by it (Reader.GetResponse). "" for other answers.
 	ResponseID string
+	// Refresh marks an answer fetched to replace whatever the cache held (no-cache, write_only): a store
+	// shared by several instances tells the others to drop the old one from their memory layers once it is
+	// written. Not stored.
+	Refresh bool
 }
 
 // Touch records hits on an entry that is (or is about to be) on disk.
@@ -170,3 +174,14 @@ func (e *SchemaTooNewError) Error() string {
 
 // Is reports whether target is ErrSchemaTooNew.
 func (e *SchemaTooNewError) Is(target error) bool { return target == ErrSchemaTooNew }
+
+// Lease is a flight lock held in a store shared by several instances (db/redisstore): while it is held,
+// identical misses on the other instances wait for this one's answer instead of calling upstream.
+type Lease interface {
+	// Storing says the answer is on its way to the writer: the lock is let go, and the other instances
+	// told, once the writer has written it. Call it before handing the answer to the writer.
+	Storing()
+	// End says the flight is over. Unless Storing was called, the lock is let go now and the other
+	// instances are told there is nothing to read. It never blocks.
+	End()
+}

@@ -2,6 +2,8 @@ package pipeline
 
 import (
 	"time"
+
+	"llmcache/db"
 )
 
 // call is one flight: an upstream call and everyone waiting for it. It is made by the request that missed
@@ -37,15 +39,19 @@ type call struct {
 	minWindow int            // a chat too long for smaller windows goes only to endpoints with one this large
 	trim      trimmed        // the last attempt's trimmed body, for a retry on the same window
 	last      *attemptResult // the last attempt's result
+	led       bool           // the shared store's flight lock was asked (once per call)
+	lease     db.Lease       // the shared store's flight lock, held until the call ends; nil without one
 }
 
 // attempt is what the scheduler hands a caller: one try of c on ep.
 type attempt struct {
 	c     *call
 	ep    *endpointState
-	probe bool    // this attempt probes an endpoint back from its rest
-	n     int     // 1 for the first attempt
-	trim  trimmed // a previous attempt's trimmed body, reused when the window and model are the same
+	probe bool     // this attempt probes an endpoint back from its rest
+	n     int      // 1 for the first attempt
+	trim  trimmed  // a previous attempt's trimmed body, reused when the window and model are the same
+	led   bool     // the shared store's flight lock was asked already (call.led)
+	lease db.Lease // call.lease
 }
 
 // attemptResult is what an attempt learned; it travels back to the scheduler as a value.
@@ -60,9 +66,11 @@ type attemptResult struct {
 	epoch      int64     // the storer's epoch it was stored in
 	entry      *memEntry // what was stored, for the recent answers
 	trim       trimmed
-	minWindow  int  // set when the chat did not fit ep's window
-	cut        bool // a live stream that reached its clients: never retried
-	unshared   bool // a live stream passed through without being kept (too large): no whole answer for other waiters
+	minWindow  int      // set when the chat did not fit ep's window
+	cut        bool     // a live stream that reached its clients: never retried
+	unshared   bool     // a live stream passed through without being kept (too large): no whole answer for other waiters
+	led        bool     // the shared store's flight lock was asked in this attempt or before
+	lease      db.Lease // the lock held, if any
 }
 
 // trimmed is a chat body cut to fit one window under one model override.

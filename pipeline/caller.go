@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"context"
 	"errors"
 	"strconv"
 	"sync"
@@ -22,7 +23,9 @@ type caller struct {
 	cfg       *Config
 	transport Transport
 	storer    *storer
+	touch     *touchLog
 	stats     *counters
+	ctx       context.Context // ends when the pipeline stops: a wait for another instance's flight gives up
 	tokenizer *trim.Tokenizer // nil when context trimming is off
 	events    chan<- event    // the scheduler's; set by newScheduler
 	idle      chan *attempt   // goroutines waiting for their next attempt receive here
@@ -35,8 +38,8 @@ type caller struct {
 // callerIdle is how long a caller goroutine waits for the next attempt before it ends.
 const callerIdle = 10 * time.Second
 
-func newCaller(cfg *Config, t Transport, st *storer, stats *counters, tok *trim.Tokenizer) *caller {
-	return &caller{cfg: cfg, transport: t, storer: st, stats: stats, tokenizer: tok, idle: make(chan *attempt),
+func newCaller(ctx context.Context, cfg *Config, t Transport, st *storer, touch *touchLog, stats *counters, tok *trim.Tokenizer) *caller {
+	return &caller{ctx: ctx, cfg: cfg, transport: t, storer: st, touch: touch, stats: stats, tokenizer: tok, idle: make(chan *attempt),
 		quit: make(chan struct{}), onUpstream: cfg.OnUpstream}
 }
 
@@ -84,7 +87,15 @@ func (cl *caller) closeIdle(t *wire.Target) {
 // run makes attempt a and returns what it learned.
 func (cl *caller) run(a *attempt) *attemptResult {
 	c, ep := a.c, a.ep
-	res := &attemptResult{c: c, ep: ep, probe: a.probe, trim: a.trim}
+	res := &attemptResult{c: c, ep: ep, probe: a.probe, trim: a.trim, led: a.led, lease: a.lease}
+	if cl.cfg.Flights != nil && !a.led && c.coalesce && c.emb == nil && c.kind != KindModels {
+		// The local leader of a flight, before its first call: another instance may have the answer, or be
+		// fetching it.
+		res.led = true
+		if cl.fromStore(a, res) {
+			return res
+		}
+	}
 	body := c.body
 	if ep.modelJSON != nil {
 		body = withModel(body, c.modelStart, c.modelEnd, ep.modelJSON)

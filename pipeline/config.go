@@ -113,6 +113,13 @@ type Config struct {
 
 	Trim TrimConfig // [context_trim]
 
+	// SharedStore says the store is shared by several instances (backend = "redis"): its hits say
+	// X-Cache-Source: store.
+	SharedStore bool
+	// Flights, when set, coalesces identical misses across the instances sharing the store: the local
+	// leader of a flight takes the store's lock before calling upstream (nil: local flights only).
+	Flights FlightLocks
+
 	// NoStats turns the request counters off (they count nothing), to measure what counting costs.
 	NoStats bool
 
@@ -149,6 +156,14 @@ func DefaultConfig() Config {
 		Trim:                  TrimConfig{MaxContextTokens: 4096, Tokenizer: "o200k_base"},
 		Headers:               map[string]string{"User-Agent": "llmcache/1.0"},
 	}
+}
+
+// storeSource is where a hit read from the store came from.
+func (c *Config) storeSource() Source {
+	if c.SharedStore {
+		return SourceStore
+	}
+	return SourceDB
 }
 
 // DefaultEndpoint is an endpoint at url with the default timeouts and weight 1.

@@ -66,7 +66,7 @@ func (p *Pipeline) serveEmbedding(r *Request, deadline time.Time) {
 	}
 	if ec.cached == len(ec.items) {
 		p.misses.release(w)
-		src, o := SourceDB, OutcomeDBHit
+		src, o := p.cfg.storeSource(), OutcomeDBHit
 		if fromMemory == len(ec.items) {
 			src, o = SourceMemory, OutcomeMemoryHit
 		}

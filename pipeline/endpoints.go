@@ -41,6 +41,7 @@ const (
 	outcomeInvalid                    // 200 with a body that is not the JSON the route promises
 	outcomeCut                        // a live stream that broke off after reaching clients: not retried
 	outcomeNotSent                    // nothing was sent (the request could not fit the context window)
+	outcomeFromStore                  // nothing was sent: the shared store had the answer (another instance's flight)
 	outcomeCount
 )
 
@@ -54,7 +55,9 @@ func (o outcome) retryable() bool {
 }
 
 // failure reports whether the outcome counts against the endpoint's health.
-func (o outcome) failure() bool { return o != outcomeOK && o != outcomeRefused && o != outcomeNotSent }
+func (o outcome) failure() bool {
+	return o != outcomeOK && o != outcomeRefused && o != outcomeNotSent && o != outcomeFromStore
+}
 
 // errorKinds names the error outcomes in /stats and /metrics.
 var errorKinds = [outcomeCount]string{
@@ -191,7 +194,7 @@ func (s *scheduler) settleHealth(c *call, e *endpointState, o outcome, probe boo
 	if e.health == Probing && !probe {
 		return
 	}
-	if o == outcomeNotSent {
+	if o == outcomeNotSent || o == outcomeFromStore {
 		if e.health == Probing {
 			e.setHealth(Ejected) // its rest is over: the next call probes it
 		}

@@ -161,6 +161,7 @@ const (
 	SourceDB
 	SourceUpstream
 	SourceCoalesced
+	SourceStore // the shared store (backend = "redis"): another instance's answer, or this one's from before
 )
 
 func (s Source) String() string {
@@ -173,6 +174,8 @@ func (s Source) String() string {
 		return "upstream"
 	case SourceCoalesced:
 		return "coalesced"
+	case SourceStore:
+		return "store"
 	}
 	return ""
 }

@@ -11,6 +11,7 @@
 package pipeline
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -32,6 +33,7 @@ type Pipeline struct {
 	sched  *scheduler
 	models *models
 	stats  counters
+	cancel context.CancelFunc // ends waits for other instances' flights at Stop
 }
 
 // New checks cfg, opens a read connection per miss-pool slot and starts every stage. store is read through
@@ -61,7 +63,9 @@ func New(cfg Config, store db.Store, writer Writer, transport Transport) (*Pipel
 	p.hits = newHitPool(c.HitPoolSize)
 	p.touch = newTouchLog(writer, &p.stats)
 	p.storer = newStorer(writer, p.mem)
-	p.caller = newCaller(c, transport, p.storer, &p.stats, tok)
+	var ctx context.Context
+	ctx, p.cancel = context.WithCancel(context.Background())
+	p.caller = newCaller(ctx, c, transport, p.storer, p.touch, &p.stats, tok)
 	p.sched = newScheduler(c, p.caller, p.storer)
 	p.models = newModels(c, p.sched)
 	return p, nil
@@ -182,7 +186,7 @@ func answerStored(r *Request, body []byte, contentType string, src Source, token
 // answered answers r with a stored body as a hit from src.
 func answered(r *Request, body []byte, contentType string, src Source, tokens int64) {
 	o := OutcomeMemoryHit
-	if src == SourceDB {
+	if src == SourceDB || src == SourceStore {
 		o = OutcomeDBHit
 	}
 	r.Resp = Response{Status: 200, Body: body, ContentType: contentType, Cache: "HIT", Source: src, CacheStatus: "llmcache; hit",
@@ -201,7 +205,7 @@ func (p *Pipeline) dbHit(w *missWorker, r *Request) bool {
 	}
 	m := memEntryOf(r.Key, e)
 	m.tokens = usageTokens(m.body)
-	if !p.answerHit(r, m, SourceDB) {
+	if !p.answerHit(r, m, p.cfg.storeSource()) {
 		return false
 	}
 	p.storer.remember(m, epoch)
@@ -240,6 +244,7 @@ func (p *Pipeline) dispatch(r *Request, body []byte, ms, me int, err error, emb 
 // Stop waits for every submitted request to be answered and every upstream call to end, then stops the
 // stages. The writer is not stopped: its owner stops it after this returns, so that it drains last.
 func (p *Pipeline) Stop() {
+	p.cancel() // a miss waiting for another instance's flight goes upstream now
 	p.models.stop()
 	p.sched.stop()
 	p.caller.stop()

@@ -203,7 +203,7 @@ func (s *scheduler) pump(now time.Time) {
 		s.inFlight++
 		s.inFlightGauge.Store(int64(s.inFlight))
 		c.attempts++
-		s.caller.start(&attempt{c: c, ep: ep, probe: probe, n: c.attempts, trim: c.trim})
+		s.caller.start(&attempt{c: c, ep: ep, probe: probe, n: c.attempts, trim: c.trim, led: c.led, lease: c.lease})
 	}
 }
 
@@ -280,6 +280,7 @@ func (s *scheduler) complete(res *attemptResult) {
 	s.inFlight--
 	s.inFlightGauge.Store(int64(s.inFlight))
 	c.last, c.trim = res, res.trim
+	c.led, c.lease = res.led, res.lease
 	if ra, ok := parseRetryAfter(res.retryAfter, now); ok && res.outcome.failure() {
 		// The endpoint asked for a pause: no new call goes to it before then (others may take them). At most
 		// eject_seconds, as long as a failing endpoint rests: one "Retry-After: 86400" must not take an
@@ -328,6 +329,9 @@ func (s *scheduler) scheduleRetry(c *call, failed *endpointState, retryAfter str
 // as SSE; streaming waiters of a live call were answered when it went live.
 func (s *scheduler) finish(c *call) {
 	s.forget(c)
+	if c.lease != nil {
+		c.lease.End() // never blocks; a stored answer's lock goes once the writer has written it
+	}
 	s.waiting -= len(c.waiters)
 	res := c.last
 	for i, r := range c.waiters {

@@ -88,6 +88,9 @@ func (cl *caller) tooLarge(ep *endpointState, n int) bool {
 // store hands one answer to the storer and records what was stored on res.
 func (cl *caller) store(c *call, ep *endpointState, res *attemptResult, body []byte, contentType string, tokens int64) {
 	e := cl.entry(c, ep, c.key, body, contentType)
+	if res.lease != nil {
+		res.lease.Storing() // before the writer has it: its write lets the other instances' followers go
+	}
 	m := &memEntry{key: c.key, body: body, contentType: contentType, endpoint: ep.cfg.Name, createdAt: e.CreatedAt,
 		expiresAt: e.ExpiresAt, version: e.Version, size: int64(len(body)) + entryOverhead, tokens: tokens}
 	res.epoch = cl.storer.store(e, m)
@@ -102,6 +105,7 @@ func (cl *caller) entry(c *call, ep *endpointState, key Key, body []byte, conten
 		Key: key, Body: body, ContentType: contentType, Kind: c.kind.String(), Namespace: ctl.Namespace,
 		Model: c.asked, Endpoint: ep.cfg.Name, UpstreamModel: ep.cfg.Model, CreatedAt: now,
 		Version: max(cl.cfg.CacheVersion, ep.cfg.Version), ExpiresAt: expiresAt(now, ctl.TTL),
+		Refresh: ctl.NoCache || ctl.Mode == ModeWriteOnly,
 	}
 	if e.UpstreamModel == "" {
 		e.UpstreamModel = e.Model

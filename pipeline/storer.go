@@ -63,6 +63,15 @@ func (s *storer) remember(m *memEntry, epoch int64) {
 // current is the epoch now: answers kept from an earlier one may have been deleted.
 func (s *storer) current() int64 { return s.epoch.Load() }
 
+// forget drops keys (all: everything) from memory and moves the epoch on, like a delete, without touching
+// the store: another instance deleted them there.
+func (s *storer) forget(keys []Key, all bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.epoch.Add(1)
+	s.mem.drop(keys, all)
+}
+
 // delete removes what f selects from the store (after everything queued before it is written) and from
 // memory: the keys named, or everything when f filters by anything else, which memory entries do not
 // record (they come back from SQLite on demand).

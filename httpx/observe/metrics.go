@@ -180,6 +180,9 @@ func (m *Metrics) Write(w io.Writer) {
 	if st, err := a.Store(); err == nil {
 		m.gauge("llmcache_db_entries", float64(st.Entries))
 		m.gauge("llmcache_db_bytes", float64(st.FileBytes+st.WALBytes))
+		if sh := st.Shared; sh != nil {
+			m.sharedStore(sh)
+		}
 	}
 	if a.Maintenance != nil {
 		last, runs := a.Maintenance.Last()
@@ -190,4 +193,30 @@ func (m *Metrics) Write(w io.Writer) {
 		m.counter("llmcache_stats_reports_dropped_total", a.Stats.View().Dropped)
 	}
 	m.set.WritePrometheus(w)
+}
+
+// sharedStore writes the shared store's figures (backend = "redis").
+func (m *Metrics) sharedStore(sh *SharedStoreFigures) {
+	up := 0.0
+	if sh.Up {
+		up = 1
+	}
+	m.gauge("llmcache_store_up", up)
+	m.gauge("llmcache_db_bytes", float64(sh.UsedBytes))
+	m.counter("llmcache_store_reads_total", sh.Reads)
+	m.counter("llmcache_store_read_errors_total", sh.ReadErrors)
+	m.counter("llmcache_store_decode_errors_total", sh.DecodeErrors)
+	m.counter("llmcache_store_puts_total", sh.Puts)
+	m.counter("llmcache_store_write_errors_total", sh.WriteErrors)
+	m.gauge("llmcache_store_read_latency_p99_seconds", sh.ReadP99MS/1000)
+	m.gauge("llmcache_store_write_latency_p99_seconds", sh.WriteP99MS/1000)
+	for _, f := range []struct {
+		result string
+		n      int64
+	}{{"led", sh.FlightsLed}, {"waited", sh.FlightsWaited}, {"from_store", sh.FromStore}, {"lock_timeout", sh.LockTimeouts}, {"lock_error", sh.LockErrors}} {
+		m.occurred(label("llmcache_store_flights_total", "result", f.result), f.n)
+	}
+	m.counter("llmcache_store_invalidations_sent_total", sh.DropsSent)
+	m.counter("llmcache_store_invalidations_received_total", sh.DropsReceived)
+	m.counter("llmcache_store_memory_resets_total", sh.MemoryResets)
 }

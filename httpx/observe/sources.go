@@ -14,14 +14,43 @@ import (
 
 // StoreFigures is the persistent tier's size, as the store reports it.
 type StoreFigures struct {
-	Entries      int64 `json:"entries"`     // rows of cached answers
-	HitEntries   int64 `json:"hit_entries"` // entries hit at least once
-	FileBytes    int64 `json:"file_bytes"`  // the database file
-	WALBytes     int64 `json:"wal_bytes"`   // its write-ahead log
-	PageSize     int64 `json:"page_size"`
-	PageCount    int64 `json:"page_count"`
-	FreePages    int64 `json:"free_pages"`    // reclaimable by incremental vacuum
-	DriverPanics int64 `json:"driver_panics"` // panics of the SQLite driver recovered into errors
+	Backend      string `json:"backend"`     // "sqlite" or "redis"
+	Entries      int64  `json:"entries"`     // rows of cached answers
+	HitEntries   int64  `json:"hit_entries"` // entries hit at least once
+	FileBytes    int64  `json:"file_bytes"`  // the database file
+	WALBytes     int64  `json:"wal_bytes"`   // its write-ahead log
+	PageSize     int64  `json:"page_size"`
+	PageCount    int64  `json:"page_count"`
+	FreePages    int64  `json:"free_pages"`    // reclaimable by incremental vacuum
+	DriverPanics int64  `json:"driver_panics"` // panics of the SQLite driver recovered into errors
+	// Shared is the shared store's state and counts (backend "redis"); Entries is then every key of its
+	// database.
+	Shared *SharedStoreFigures `json:"shared,omitempty"`
+}
+
+// SharedStoreFigures are the shared store's state and counts (db/redisstore's Figures, field for field).
+type SharedStoreFigures struct {
+	Up            bool    `json:"up"`
+	LastError     string  `json:"last_error,omitempty"`
+	Keys          int64   `json:"keys"`       // DBSIZE over the primaries: entries, locks, and whatever else shares the database
+	UsedBytes     int64   `json:"used_bytes"` // used_memory over the primaries
+	Reads         int64   `json:"reads"`
+	ReadErrors    int64   `json:"read_errors"`   // reads that failed (unreachable, timeout): served as misses
+	DecodeErrors  int64   `json:"decode_errors"` // entries that did not decode: served as misses
+	Puts          int64   `json:"puts"`
+	WriteErrors   int64   `json:"write_errors"` // failed batches (kept and retried by the writer)
+	ReadP50MS     float64 `json:"read_latency_p50_ms"`
+	ReadP99MS     float64 `json:"read_latency_p99_ms"`
+	WriteP50MS    float64 `json:"write_latency_p50_ms"`
+	WriteP99MS    float64 `json:"write_latency_p99_ms"`
+	FlightsLed    int64   `json:"flights_led"`        // misses that took the cross-instance lock and went upstream
+	FlightsWaited int64   `json:"flights_waited"`     // misses that found another instance's lock and waited
+	FromStore     int64   `json:"flights_from_store"` // misses answered from the store after the lock (another instance's answer)
+	LockTimeouts  int64   `json:"lock_timeouts"`      // waits that passed lock_timeout_seconds and went upstream
+	LockErrors    int64   `json:"lock_errors"`        // lock calls that failed: those misses went upstream without one
+	DropsSent     int64   `json:"invalidations_sent"`
+	DropsReceived int64   `json:"invalidations_received"`
+	MemoryResets  int64   `json:"memory_resets"` // the memory layer emptied because the events connection dropped
 }
 
 // Sources are what the figures are read from.

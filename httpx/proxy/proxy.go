@@ -14,6 +14,7 @@ import (
 
 	"llmcache/actors"
 	"llmcache/db"
+	"llmcache/db/redisstore"
 	"llmcache/httpx"
 	"llmcache/httpx/observe"
 	"llmcache/httpx/upstream"
@@ -24,8 +25,9 @@ import (
 // Config is a whole proxy's configuration: each package's own, composed.
 type Config struct {
 	Listen      string // the address to listen on; "127.0.0.1:0" picks a free port
-	DatabaseURL string // the SQLite file (a path or a sqlite:// URL)
-	UseCurl     bool   // upstream calls through the curl binary instead of the built-in client
+	DatabaseURL string // the SQLite file (a path or a sqlite:// URL); unused with Store.Backend "redis"
+	Store       StoreConfig
+	UseCurl     bool // upstream calls through the curl binary instead of the built-in client
 	Upstream    upstream.Options
 	Pipeline    pipeline.Config
 	HTTP        httpx.Config
@@ -36,12 +38,20 @@ type Config struct {
 	Log         *slog.Logger // nil: slog.Default()
 }
 
+// StoreConfig is [store]: where answers are kept beyond the process.
+type StoreConfig struct {
+	Backend string             // "sqlite" (DatabaseURL, the default) or "redis" (shared by several instances)
+	Redis   redisstore.Options // with Backend "redis"
+}
+
 // DefaultConfig is every package's defaults, with no endpoint.
 func DefaultConfig() Config {
 	idle, maint := actors.DefaultIdleConfig(), actors.DefaultMaintenanceConfig()
 	return Config{
 		Listen:      "127.0.0.1:4321",
 		DatabaseURL: "cache.db",
+		Store: StoreConfig{Backend: "sqlite", Redis: redisstore.Options{Addrs: []string{}, KeyPrefix: redisstore.DefaultKeyPrefix,
+			LockTimeout: redisstore.DefaultLockTimeout}},
 		Upstream:    upstream.Options{UseProxy: true},
 		Pipeline:    pipeline.DefaultConfig(),
 		HTTP:        httpx.DefaultConfig(),
@@ -60,6 +70,7 @@ type Proxy struct {
 	writer  *actors.Writer
 	pipe    *pipeline.Pipeline
 	sources *observe.Sources
+	shared  *redisstore.Store // backend "redis"; nil with SQLite
 	// closers undo what Start did, last first: Stop runs them all, and a Start that fails runs those
 	// pushed so far. Start's order makes that the order that loses nothing: the front end (requests in
 	// flight are answered), the actors that send the writer jobs, the pipeline (flights and upstream
@@ -106,20 +117,26 @@ func Start(cfg Config) (_ *Proxy, err error) {
 	st := cfg.Stats
 	st.Histogram = metrics.Latency
 	stats := actors.NewStats(st, log)
-	store, err := db.Open(db.PathFromURL(cfg.DatabaseURL), db.Options{Log: log})
+	pc := cfg.Pipeline
+	pc.Log, pc.OnUpstream = log, stats.Upstream
+	store, figures, err := p.openStore(&cfg, &pc, log)
 	if err != nil {
 		return nil, err
 	}
-	p.push("close the cache db", store.Close)
 	p.writer = actors.NewWriter(store, cfg.Writer, log)
-	p.push("write the answers waiting for the disk", p.writer.Stop) // an error here: answers lost, the exit code says so
-	pc := cfg.Pipeline
-	pc.Log, pc.OnUpstream = log, stats.Upstream
+	p.push("write the answers waiting for the store", p.writer.Stop) // an error here: answers lost, the exit code says so
+	if p.shared != nil {
+		p.shared.SetFlushSoon(p.writer.FlushSoon) // a flight another instance waits for is written at once
+	}
 	if p.pipe, err = pipeline.New(pc, store, p.writer, transport); err != nil {
 		return nil, err
 	}
 	p.push("stop the pipeline", func() error { p.pipe.Stop(); return nil })
-	p.sources = &observe.Sources{Started: time.Now(), Pipeline: p.pipe, Writer: p.writer, Stats: stats, Store: storeFigures(store)}
+	if p.shared != nil {
+		// Deletes on other instances reach this one's memory layer from now on.
+		p.shared.Listen(p.pipe.Forget)
+	}
+	p.sources = &observe.Sources{Started: time.Now(), Pipeline: p.pipe, Writer: p.writer, Stats: stats, Store: figures}
 	metrics.Serve(p.sources)
 	stats.Start(p.sources.Sample, p.sources.Summary)
 	p.push("stop the stats actor", func() error { stats.Stop(); return nil })
@@ -130,7 +147,7 @@ func Start(cfg Config) (_ *Proxy, err error) {
 		p.sources.IdleFlush = actors.NewIdleFlusher(*cfg.IdleFlush, p.writer, hc.Activity, log)
 		p.push("stop the idle flush", func() error { p.sources.IdleFlush.Stop(); return nil })
 	}
-	if cfg.Maintenance != nil {
+	if cfg.Maintenance != nil && p.shared == nil { // a shared store expires and evicts by itself
 		p.sources.Maintenance = actors.NewMaintenance(*cfg.Maintenance, p.writer, store, log)
 		p.push("stop maintenance", func() error { p.sources.Maintenance.Stop(); return nil })
 	}
@@ -170,11 +187,51 @@ func (p *Proxy) transport(cfg *Config) (pipeline.Transport, error) {
 	return c, nil
 }
 
+// openStore opens the configured store: the SQLite file, or the shared store, whose hits then say
+// "store" and whose locks coalesce misses across instances.
+func (p *Proxy) openStore(cfg *Config, pc *pipeline.Config, log *slog.Logger) (db.Store, func() (observe.StoreFigures, error), error) {
+	switch cfg.Store.Backend {
+	case "", "sqlite":
+		store, err := db.Open(db.PathFromURL(cfg.DatabaseURL), db.Options{Log: log})
+		if err != nil {
+			return nil, nil, err
+		}
+		p.push("close the cache db", store.Close)
+		return store, storeFigures(store), nil
+	case "redis":
+		o := cfg.Store.Redis
+		o.Log = log
+		s, err := redisstore.Open(o)
+		if err != nil {
+			return nil, nil, err
+		}
+		p.push("close the shared store", s.Close)
+		p.shared = s
+		pc.SharedStore, pc.Flights = true, s
+		return s, sharedFigures(s), nil
+	}
+	return nil, nil, fmt.Errorf("config: store.backend must be \"sqlite\" or \"redis\" (got %q)", cfg.Store.Backend)
+}
+
+// sharedFigures reads the shared store's state and size for /stats.
+func sharedFigures(s *redisstore.Store) func() (observe.StoreFigures, error) {
+	return func() (observe.StoreFigures, error) {
+		// The counts and the state are worth showing most when the store cannot say its size: only the
+		// size is missing then, and last_error says why.
+		f, err := s.Figures()
+		if err != nil && f.LastError == "" {
+			f.LastError = err.Error()
+		}
+		sh := observe.SharedStoreFigures(f)
+		return observe.StoreFigures{Backend: "redis", Entries: f.Keys, Shared: &sh}, nil
+	}
+}
+
 // storeFigures reads the store's size for /stats.
 func storeFigures(store *db.SQLite) func() (observe.StoreFigures, error) {
 	return func() (observe.StoreFigures, error) {
 		s, err := store.Stats()
-		return observe.StoreFigures{Entries: s.Entries, HitEntries: s.HitEntries, FileBytes: s.FileBytes, WALBytes: s.WALBytes,
+		return observe.StoreFigures{Backend: "sqlite", Entries: s.Entries, HitEntries: s.HitEntries, FileBytes: s.FileBytes, WALBytes: s.WALBytes,
 			PageSize: s.PageSize, PageCount: s.PageCount, FreePages: s.FreePages, DriverPanics: s.DriverPanics}, err
 	}
 }
@@ -195,6 +252,11 @@ func (p *Proxy) Stop() error { return p.unwind() }
 // connections are closed first, so no /healthz reaches it.
 func (p *Proxy) health() error {
 	var reasons []string
+	if p.shared != nil {
+		if err := p.shared.Health(); err != nil {
+			reasons = append(reasons, err.Error())
+		}
+	}
 	if s := p.writer.Stats(); s.LastError != "" {
 		reasons = append(reasons, "cannot write to the cache db, answers are served but not kept: "+s.LastError)
 	}
