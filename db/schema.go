@@ -109,6 +109,9 @@ CREATE TRIGGER entries_delete_hits AFTER DELETE ON entries BEGIN
 	DELETE FROM hits WHERE key = old.key;
 END;
 `,
+	// 3: the Batch API's files and batches (see batches.go). Nothing here refers to another step's tables,
+	// and every statement tolerates a table that exists, so that steps added beside it merge in any order.
+	sqlBatchSchema,
 }
 
 // latestSchema is the newest schema version this package knows.
