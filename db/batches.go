@@ -345,13 +345,26 @@ func (b *Batches) File(id string) (f FileRecord, found bool, err error) {
 	return f, found, err
 }
 
-// Files lists owner's files, newest first, starting after the file named after ("" = from the newest),
-// at most limit of them; purpose, when not "", keeps only that purpose.
-func (b *Batches) Files(owner, purpose, after string, limit int) (out []FileRecord, err error) {
+// Files lists owner's files, newest first (oldest first when asc), starting after the file named after
+// ("" = from the start), at most limit of them; purpose, when not "", keeps only that purpose.
+func (b *Batches) Files(owner, purpose, after string, asc bool, limit int) (out []FileRecord, err error) {
+	sql := `SELECT ` + fileColumns + ` FROM batch_files WHERE owner = ?1 AND (?2 = '' OR purpose = ?2)
+	AND seq < ifnull((SELECT seq FROM batch_files WHERE id = ?3), 9223372036854775807) ORDER BY seq DESC LIMIT ?4`
+	if asc {
+		sql = `SELECT ` + fileColumns + ` FROM batch_files WHERE owner = ?1 AND (?2 = '' OR purpose = ?2)
+	AND seq > ifnull((SELECT seq FROM batch_files WHERE id = ?3), 0) ORDER BY seq LIMIT ?4`
+	}
 	err = b.do("list batch files", func() error {
-		return b.query(`SELECT `+fileColumns+` FROM batch_files WHERE owner = ?1 AND (?2 = '' OR purpose = ?2)
-	AND seq < ifnull((SELECT seq FROM batch_files WHERE id = ?3), 9223372036854775807) ORDER BY seq DESC LIMIT ?4`,
-			[]any{owner, purpose, after, limit}, func(st *sqlite3.Stmt) { out = append(out, scanFile(st)) })
+		return b.query(sql, []any{owner, purpose, after, limit}, func(st *sqlite3.Stmt) { out = append(out, scanFile(st)) })
+	})
+	return out, err
+}
+
+// FilesBefore returns every owner's files created before at (unix ms), oldest first.
+func (b *Batches) FilesBefore(at int64) (out []FileRecord, err error) {
+	err = b.do("list batch files", func() error {
+		return b.query(`SELECT `+fileColumns+` FROM batch_files WHERE created_at < ?1 ORDER BY seq`, []any{at},
+			func(st *sqlite3.Stmt) { out = append(out, scanFile(st)) })
 	})
 	return out, err
 }
@@ -435,6 +448,24 @@ func (b *Batches) UpdateBatch(r *BatchRecord, files []FileRecord, from ...string
 		})
 	})
 	return updated, err
+}
+
+// Transition sets the status of batch id to to, and its time column at (a column named after the status,
+// "cancelling_at" say), when its status is one of from; it reports whether it was. It changes nothing
+// else, so that it never undoes the progress its run records meanwhile.
+func (b *Batches) Transition(id, to, column string, at int64, from ...string) (changed bool, err error) {
+	switch column {
+	case "in_progress_at", "finalizing_at", "completed_at", "failed_at", "expired_at", "cancelling_at", "cancelled_at":
+	default:
+		return false, fmt.Errorf("cannot update a batch: %q is not a time column", column)
+	}
+	err = b.do("update a batch", func() error {
+		n, err := b.exec(`UPDATE batches SET status = ?2, `+column+` = ?3 WHERE id = ?1 AND status IN (`+placeholders(4, len(from))+`)`,
+			append([]any{id, to, at}, anys(from)...)...)
+		changed = n > 0
+		return err
+	})
+	return changed, err
 }
 
 // Progress records how far batch id has come: its request counts and the bytes of its output and error

@@ -21,14 +21,14 @@ func TestBatchRecords(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	files, err := b.Files("", "", "", 10)
+	files, err := b.Files("", "", "", false, 10)
 	if err != nil || len(files) != 2 || files[0].ID != "file-c" || files[1].ID != "file-a" {
 		t.Fatalf("files of owner \"\": %+v, %v", files, err)
 	}
-	if files, err = b.Files("", "", "file-c", 10); err != nil || len(files) != 1 || files[0].ID != "file-a" {
+	if files, err = b.Files("", "", "file-c", false, 10); err != nil || len(files) != 1 || files[0].ID != "file-a" {
 		t.Fatalf("files after file-c: %+v, %v", files, err)
 	}
-	if files, err = b.Files("", "batch_output", "", 10); err != nil || len(files) != 0 {
+	if files, err = b.Files("", "batch_output", "", false, 10); err != nil || len(files) != 0 {
 		t.Fatalf("output files: %+v, %v", files, err)
 	}
 	r := BatchRecord{ID: "batch_1", Endpoint: "/v1/chat/completions", InputFileID: "file-a", CompletionWindow: "24h",

@@ -18,6 +18,7 @@ import (
 	"llmcache/httpx/observe"
 	"llmcache/httpx/upstream"
 	"llmcache/pipeline"
+	"llmcache/pipeline/batch"
 	"llmcache/pipeline/wire"
 )
 
@@ -33,7 +34,10 @@ type Config struct {
 	IdleFlush   *actors.IdleConfig        // nil: [idle_flush] off
 	Maintenance *actors.MaintenanceConfig // nil: [cache_maintenance] off
 	Stats       actors.StatsConfig
-	Log         *slog.Logger // nil: slog.Default()
+	// Batch is the Batch API's (/v1/files, /v1/batches). Its Concurrency 0 becomes half of
+	// Pipeline.MaxConcurrentRequests (at least 1); its mode, tenants, logger and activity are the front end's.
+	Batch batch.Config
+	Log   *slog.Logger // nil: slog.Default()
 }
 
 // DefaultConfig is every package's defaults, with no endpoint.
@@ -49,6 +53,7 @@ func DefaultConfig() Config {
 		IdleFlush:   &idle,
 		Maintenance: &maint,
 		Stats:       actors.DefaultStatsConfig(),
+		Batch:       batch.DefaultConfig(),
 	}
 }
 
@@ -134,6 +139,16 @@ func Start(cfg Config) (_ *Proxy, err error) {
 		p.sources.Maintenance = actors.NewMaintenance(*cfg.Maintenance, p.writer, store, log)
 		p.push("stop maintenance", func() error { p.sources.Maintenance.Stop(); return nil })
 	}
+	bc := cfg.Batch
+	if bc.Concurrency <= 0 {
+		bc.Concurrency = max(1, pc.MaxConcurrentRequests/2) // the other half stays for live requests
+	}
+	bc.DefaultMode, bc.Tenant, bc.Activity, bc.Log = hc.DefaultMode, httpx.TenantOf(hc.ClientKeys), hc.Activity, log
+	// Pushed after the pipeline, so stopped before it: the lines in flight need it to be answered.
+	if hc.Batches, err = batch.New(bc, p.pipe, cfg.DatabaseURL); err != nil {
+		return nil, err
+	}
+	p.push("stop the batches", hc.Batches.Stop)
 	server := httpx.New(hc, p.pipe, p.health)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
