@@ -31,6 +31,9 @@ import (
 // at most what came after the last checkpoint's sync is asked again.
 type run struct {
 	m *Manager
+	// The batch's id, endpoint and creation time (unix ms), which never change: read by anyone.
+	id, endpoint string
+	createdAt    int64
 	// rec is the batch's record as this run last wrote or read it. Run goroutine only.
 	rec db.BatchRecord
 
@@ -43,7 +46,7 @@ type run struct {
 }
 
 func newRun(m *Manager, rec db.BatchRecord) *run {
-	r := &run{m: m, rec: rec, cancel: make(chan struct{})}
+	r := &run{m: m, id: rec.ID, endpoint: rec.Endpoint, createdAt: rec.CreatedAt, rec: rec, cancel: make(chan struct{})}
 	r.setStatus(rec.Status)
 	r.total.Store(rec.Total)
 	r.completed.Store(rec.Completed)
@@ -56,8 +59,8 @@ func (r *run) setStatus(s string) { r.status.Store(&s) }
 func (r *run) cancelNow() { r.cancelOnce.Do(func() { close(r.cancel) }) }
 
 func (r *run) progress() Progress {
-	return Progress{ID: r.rec.ID, Endpoint: r.rec.Endpoint, Status: *r.status.Load(), Total: r.total.Load(),
-		Completed: r.completed.Load(), Failed: r.failed.Load(), CreatedAt: time.UnixMilli(r.rec.CreatedAt)}
+	return Progress{ID: r.id, Endpoint: r.endpoint, Status: *r.status.Load(), Total: r.total.Load(),
+		Completed: r.completed.Load(), Failed: r.failed.Load(), CreatedAt: time.UnixMilli(r.createdAt)}
 }
 
 func (r *run) main() {
