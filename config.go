@@ -62,6 +62,9 @@ type fileConfig struct {
 
 	// chartTick and chartBucket override the stats actor's sampling for tests (not read from the file).
 	chartTick, chartBucket time.Duration
+	// batchRetryPause overrides how long a batch line refused as overloaded waits, for tests (not read from
+	// the file).
+	batchRetryPause time.Duration
 }
 
 type cacheConfig struct {

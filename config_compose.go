@@ -36,6 +36,9 @@ func (c *fileConfig) proxyConfig(getenv func(string) string, log *slog.Logger) (
 	// A batch records its progress as often as the writer flushes answers: after kill -9 a batch asks again
 	// for no more than the cache itself lost.
 	d.Batch.Checkpoint = d.Writer.FlushInterval
+	if c.batchRetryPause > 0 {
+		d.Batch.RetryPause = c.batchRetryPause
+	}
 	if c.chartTick > 0 {
 		d.Stats.Tick, d.Stats.Bucket = c.chartTick, c.chartBucket
 	}

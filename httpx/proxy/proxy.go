@@ -124,14 +124,30 @@ func Start(cfg Config) (_ *Proxy, err error) {
 		return nil, err
 	}
 	p.push("stop the pipeline", func() error { p.pipe.Stop(); return nil })
-	p.sources = &observe.Sources{Started: time.Now(), Pipeline: p.pipe, Writer: p.writer, Stats: stats, Store: storeFigures(store)}
+	var activity *actors.Activity // told of every request and batch line, for the idle flush
+	if cfg.IdleFlush != nil {
+		activity = &actors.Activity{}
+	}
+	bc := cfg.Batch
+	if bc.Concurrency <= 0 {
+		bc.Concurrency = max(1, pc.MaxConcurrentRequests/2) // the other half stays for live requests
+	}
+	bc.DefaultMode, bc.Tenant, bc.Activity, bc.Log = cfg.HTTP.DefaultMode, httpx.TenantOf(cfg.HTTP.ClientKeys), activity, log
+	batches, err := batch.New(bc, p.pipe, cfg.DatabaseURL)
+	if err != nil {
+		return nil, err
+	}
+	// Pushed after the pipeline, so stopped before it: the lines in flight need it to be answered.
+	p.push("stop the batches", batches.Stop)
+	p.sources = &observe.Sources{Started: time.Now(), Pipeline: p.pipe, Writer: p.writer, Stats: stats, Store: storeFigures(store),
+		Batches: batches}
 	metrics.Serve(p.sources)
 	stats.Start(p.sources.Sample, p.sources.Summary)
 	p.push("stop the stats actor", func() error { stats.Stop(); return nil })
 	hc := cfg.HTTP
 	hc.Listen, hc.Log, hc.Stats, hc.Metrics, hc.Dashboard, hc.Observe = cfg.Listen, log, p.sources.Report, metrics.Write, p.sources.Dashboard, metrics.Observe
+	hc.Batches, hc.Activity = batches, activity
 	if cfg.IdleFlush != nil {
-		hc.Activity = &actors.Activity{}
 		p.sources.IdleFlush = actors.NewIdleFlusher(*cfg.IdleFlush, p.writer, hc.Activity, log)
 		p.push("stop the idle flush", func() error { p.sources.IdleFlush.Stop(); return nil })
 	}
@@ -139,16 +155,6 @@ func Start(cfg Config) (_ *Proxy, err error) {
 		p.sources.Maintenance = actors.NewMaintenance(*cfg.Maintenance, p.writer, store, log)
 		p.push("stop maintenance", func() error { p.sources.Maintenance.Stop(); return nil })
 	}
-	bc := cfg.Batch
-	if bc.Concurrency <= 0 {
-		bc.Concurrency = max(1, pc.MaxConcurrentRequests/2) // the other half stays for live requests
-	}
-	bc.DefaultMode, bc.Tenant, bc.Activity, bc.Log = hc.DefaultMode, httpx.TenantOf(hc.ClientKeys), hc.Activity, log
-	// Pushed after the pipeline, so stopped before it: the lines in flight need it to be answered.
-	if hc.Batches, err = batch.New(bc, p.pipe, cfg.DatabaseURL); err != nil {
-		return nil, err
-	}
-	p.push("stop the batches", hc.Batches.Stop)
 	server := httpx.New(hc, p.pipe, p.health)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

@@ -240,10 +240,17 @@ func (m *Manager) Counts() Counts {
 			c.Batches[s] = 0
 		}
 	}
-	m.mu.Lock()
-	for _, r := range m.runs {
-		c.Running = append(c.Running, r.progress())
-	}
-	m.mu.Unlock()
+	c.Running = m.Running()
 	return c
+}
+
+// Running returns the progress of every batch running now.
+func (m *Manager) Running() []Progress {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]Progress, 0, len(m.runs))
+	for _, r := range m.runs {
+		out = append(out, r.progress())
+	}
+	return out
 }
