@@ -98,6 +98,9 @@ func streamed(body []byte) bool {
 // body is written as one line of compact JSON; a body that is not JSON (an upstream's error page) is
 // written as a JSON string.
 func encodeLine(dst, customID []byte, status int, body []byte) []byte {
+	if dst == nil {
+		dst = make([]byte, 0, len(body)+len(customID)+160)
+	}
 	var rnd [28]byte
 	_, _ = rand.Read(rnd[:])
 	var ids [56]byte

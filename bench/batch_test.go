@@ -1,0 +1,220 @@
+package bench
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"mime/multipart"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"llmcache/bench/fakeupstream"
+	llmproxy "llmcache/httpx/proxy"
+)
+
+// BenchmarkBatch runs a whole Batch API batch through the proxy, as an evaluation tool submits one (upload,
+// create, poll, download the output), next to the same requests sent live by a client at the same
+// concurrency, in one run:
+//
+//   - cached: every line's answer is in the cache (the batch ran once before): lines/s and the process's
+//     peak RSS during the run (the benchmark, its client and the fake upstream included);
+//   - cached/answer=8KB: the same with large answers, whose output file is many times the RSS;
+//   - half-cached: half the lines' answers cached, the rest from the fake upstream with 20 ms latency.
+//
+// Run with -benchtime 1x: each iteration is a whole batch. -short runs 2,000 lines instead of 50,000.
+func BenchmarkBatch(b *testing.B) {
+	n := 50_000
+	if testing.Short() {
+		n = 2_000
+	}
+	b.Run("cached", func(b *testing.B) { benchBatch(b, n, fakeupstream.Options{}, n, 0) })
+	b.Run("cached/answer=8KB", func(b *testing.B) { benchBatch(b, n, fakeupstream.Options{AnswerBytes: 8 << 10}, n, 0) })
+	b.Run("half-cached/latency=20ms", func(b *testing.B) { benchBatch(b, n, fakeupstream.Options{}, n/2, 20*time.Millisecond) })
+}
+
+// batchConcurrency is batch_concurrency's default with the default max_concurrent_requests (100), and the
+// number of goroutines the live client sends with.
+const batchConcurrency = 50
+
+// benchBatch measures a batch of n distinct chat lines of which the first cached have answers in the cache,
+// against a fake upstream that answers after latency; then the same requests sent live to a second proxy
+// in the same state.
+func benchBatch(b *testing.B, n int, opts fakeupstream.Options, cached int, latency time.Duration) {
+	fake := startFake(b, opts)
+	bodies := make([][]byte, n)
+	for i := range bodies {
+		bodies[i] = fakeupstream.ChatRequest(i)
+	}
+	start := func() *proxy {
+		return startProxyConfig(b, fake.URL(), func(c *llmproxy.Config) { c.Batch.Concurrency = batchConcurrency })
+	}
+	batchProxy, liveProxy := start(), start()
+	for _, p := range []*proxy{batchProxy, liveProxy} { // the same answers cached in both
+		if cached > 0 {
+			id := p.upload(b, batchInput(bodies[:cached]))
+			p.runBatch(b, id)
+			p.waitWritten(b)
+		}
+	}
+	input := batchInput(bodies)
+	fileID := batchProxy.upload(b, input)
+	fake.SetLatency(latency)
+
+	b.ResetTimer()
+	var took time.Duration
+	var peak, outBytes int64
+	calls := fake.Calls()
+	for range b.N {
+		resetPeakRSS()
+		t0 := time.Now()
+		outBytes = batchProxy.runBatch(b, fileID)
+		took += time.Since(t0)
+		peak = max(peak, peakRSS())
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(n*b.N)/took.Seconds(), "lines/s")
+	b.ReportMetric(float64(peak)/(1<<20), "peak-RSS-MB")
+	b.ReportMetric(float64(outBytes)/(1<<20), "output-MB")
+	b.ReportMetric(float64(fake.Calls()-calls)/float64(b.N), "upstream-calls/batch")
+
+	// The same requests, live, at the same concurrency, against the proxy in the same state (its first
+	// iteration only: the batch's later iterations found everything cached).
+	liveCalls := fake.Calls()
+	t0 := time.Now()
+	sendLive(b, liveProxy, bodies)
+	b.ReportMetric(float64(n)/time.Since(t0).Seconds(), "live-req/s")
+	b.ReportMetric(float64(fake.Calls()-liveCalls), "live-upstream-calls")
+}
+
+// batchInput is a batch input file of one line per body.
+func batchInput(bodies [][]byte) []byte {
+	var buf bytes.Buffer
+	for i, body := range bodies {
+		fmt.Fprintf(&buf, `{"custom_id":"r%d","method":"POST","url":"/v1/chat/completions","body":%s}`+"\n", i, body)
+	}
+	return buf.Bytes()
+}
+
+// upload posts content to /v1/files and returns the file's id.
+func (p *proxy) upload(tb testing.TB, content []byte) string {
+	tb.Helper()
+	var body bytes.Buffer
+	w := multipart.NewWriter(&body)
+	w.WriteField("purpose", "batch")
+	fw, _ := w.CreateFormFile("file", "batch.jsonl")
+	fw.Write(content)
+	w.Close()
+	resp, err := http.Post("http://"+p.addr+"/v1/files", w.FormDataContentType(), &body)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var f struct {
+		ID string `json:"id"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&f); err != nil || f.ID == "" {
+		tb.Fatalf("upload: status %d, %v", resp.StatusCode, err)
+	}
+	return f.ID
+}
+
+// runBatch creates a batch on fileID, polls it every 20 ms until it ends, downloads its output file and
+// returns the output's size. Every line must have succeeded.
+func (p *proxy) runBatch(tb testing.TB, fileID string) int64 {
+	tb.Helper()
+	base := "http://" + p.addr + "/v1/"
+	var batch struct {
+		ID            string `json:"id"`
+		Status        string `json:"status"`
+		OutputFileID  string `json:"output_file_id"`
+		RequestCounts struct {
+			Total, Completed, Failed int64
+		} `json:"request_counts"`
+	}
+	call := func(method, path string, body io.Reader) {
+		req, _ := http.NewRequest(method, base+path, body)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if err := json.NewDecoder(resp.Body).Decode(&batch); err != nil || resp.StatusCode != 200 {
+			tb.Fatalf("%s %s: status %d, %v", method, path, resp.StatusCode, err)
+		}
+	}
+	call("POST", "batches", strings.NewReader(`{"input_file_id":"`+fileID+`","endpoint":"/v1/chat/completions","completion_window":"24h"}`))
+	for deadline := time.Now().Add(30 * time.Minute); batch.Status != "completed"; time.Sleep(20 * time.Millisecond) {
+		if batch.Status == "failed" || batch.Status == "cancelled" || time.Now().After(deadline) {
+			tb.Fatalf("batch %s: %s", batch.ID, batch.Status)
+		}
+		call("GET", "batches/"+batch.ID, nil)
+	}
+	if batch.RequestCounts.Failed != 0 || batch.RequestCounts.Completed != batch.RequestCounts.Total {
+		tb.Fatalf("batch %s: %+v", batch.ID, batch.RequestCounts)
+	}
+	resp, err := http.Get(base + "files/" + batch.OutputFileID + "/content")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	n, err := io.Copy(io.Discard, resp.Body)
+	if err != nil || resp.StatusCode != 200 {
+		tb.Fatalf("output file: status %d, %v", resp.StatusCode, err)
+	}
+	return n
+}
+
+// sendLive posts every body to p's chat route from batchConcurrency goroutines.
+func sendLive(b *testing.B, p *proxy, bodies [][]byte) {
+	c := client(p.addr)
+	var next sync.Mutex
+	i := 0
+	var wg sync.WaitGroup
+	for range batchConcurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+			defer fasthttp.ReleaseRequest(req)
+			defer fasthttp.ReleaseResponse(resp)
+			for {
+				next.Lock()
+				j := i
+				i++
+				next.Unlock()
+				if j >= len(bodies) {
+					return
+				}
+				post(b, c, chatPath, bodies[j], req, resp)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// resetPeakRSS resets the process's peak resident set size (Linux; best effort).
+func resetPeakRSS() { _ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) }
+
+// peakRSS is the process's peak resident set size in bytes since the last reset (VmHWM); 0 when unknown.
+func peakRSS() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
