@@ -329,3 +329,23 @@ func TestE2EBatchRoutes(t *testing.T) {
 		t.Fatalf("auto-paging listed %v, want the 6 batches", ids)
 	}
 }
+
+// TestE2EBatchLineOverMaxBody: a line whose body is over max_body_bytes gets the 413 a live request with
+// that body gets, as its entry in the error file, and reaches no upstream; the file itself may be larger
+// (its route has its own limit).
+func TestE2EBatchLineOverMaxBody(t *testing.T) {
+	p := newTestProxy(t, func(c *fileConfig) { c.MaxBodyBytes = 4096 })
+	client := sdkClient(p)
+	big := chatBody(strings.Repeat("x", 5000))
+	b := waitBatch(t, client, startBatch(t, client, jsonlLine("big", "/v1/chat/completions", big)+jsonlLine("ok", "/v1/chat/completions", chatBody("small")),
+		openai.BatchNewParamsEndpointV1ChatCompletions).ID)
+	lines := byCustomID(t, fileLines(t, client, b.ErrorFileID))
+	resp, live := p.Post("/v1/chat/completions", big)
+	expectError(t, "the live request", resp, live, 413)
+	if l := lines["big"]; l.Response == nil || l.Response.StatusCode != 413 || !jsonEqual(l.Response.Body, live) {
+		t.Fatalf("line over max_body_bytes: %+v, live %s", l.Response, live)
+	}
+	if b.RequestCounts.Completed != 1 || p.Fake.CallsTo("chat") != 1 {
+		t.Fatalf("batch %s, %d upstream calls", b.RawJSON(), p.Fake.CallsTo("chat"))
+	}
+}

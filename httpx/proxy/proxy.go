@@ -132,7 +132,8 @@ func Start(cfg Config) (_ *Proxy, err error) {
 	if bc.Concurrency <= 0 {
 		bc.Concurrency = max(1, pc.MaxConcurrentRequests/2) // the other half stays for live requests
 	}
-	bc.DefaultMode, bc.Tenant, bc.Activity, bc.Log = cfg.HTTP.DefaultMode, httpx.TenantOf(cfg.HTTP.ClientKeys), activity, log
+	bc.DefaultMode, bc.MaxBodyBytes, bc.Tenant = cfg.HTTP.DefaultMode, cfg.HTTP.MaxBodyBytes, httpx.TenantOf(cfg.HTTP.ClientKeys)
+	bc.Activity, bc.Log = activity, log
 	batches, err := batch.New(bc, p.pipe, cfg.DatabaseURL)
 	if err != nil {
 		return nil, err

@@ -20,6 +20,11 @@ import (
 // api_key and headers), and returns its result. A local overload (the pipeline's 503) is not a result: the
 // line is submitted again after RetryPause, until it is answered or stop is closed.
 func (m *Manager) answer(kind pipeline.Kind, tenant *pipeline.Tenant, p pending, stop <-chan struct{}) result {
+	if max := m.cfg.MaxBodyBytes; max > 0 && len(p.body) > max {
+		e := &pipeline.Error{Status: 413, Type: "invalid_request_error", Code: "request_too_large",
+			Message: "request body is larger than max_body_bytes (" + strconv.Itoa(max) + " bytes)"}
+		return result{line: encodeLine(nil, p.customID, e.Status, errorBody(e)), outcome: pipeline.OutcomeError}
+	}
 	if streamed(p.body) {
 		// A result is one JSON body; a stream has none to give. Refused before the pipeline sees it, so that
 		// no upstream call is made for it.

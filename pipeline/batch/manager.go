@@ -45,6 +45,9 @@ type Config struct {
 	Retention time.Duration
 	// DefaultMode (cache_mode) is the mode of lines whose body sets none.
 	DefaultMode pipeline.Mode
+	// MaxBodyBytes (max_body_bytes) bounds a line's body as it bounds a live request's: a larger one is that
+	// line's 413. 0 = no limit.
+	MaxBodyBytes int
 	// Checkpoint is how often a running batch syncs its files and records its progress (default 200 ms).
 	Checkpoint time.Duration
 	// RetryPause is how long a line the pipeline refused as overloaded waits before it is submitted again
