@@ -9,6 +9,7 @@ import (
 	"mime/multipart"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -182,5 +183,24 @@ func TestE2EBatchFileRefusals(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(p.DBPath + ".batches")); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestE2EBatchFileCurl: curl's own upload (-F), which for a body over 1 MB asks "Expect: 100-continue" and
+// sends the file only after the proxy's 100 Continue, is taken whole.
+func TestE2EBatchFileCurl(t *testing.T) {
+	curl, err := exec.LookPath("curl")
+	if err != nil {
+		t.Skip("no curl binary")
+	}
+	p := newTestProxy(t, nil)
+	path := filepath.Join(t.TempDir(), "big.jsonl")
+	content := strings.Repeat(jsonlLine("x", "/v1/chat/completions", chatBody(strings.Repeat("y", 1000))), 2000) // ~2 MB
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(curl, "-sS", "-v", "-F", "purpose=batch", "-F", "file=@"+path, p.URL+"/v1/files").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "100 Continue") || !strings.Contains(string(out), fmt.Sprintf(`"bytes":%d`, len(content))) {
+		t.Fatalf("curl upload: %v\n%s", err, out)
 	}
 }

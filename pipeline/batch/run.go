@@ -251,7 +251,7 @@ func (r *run) fail(errs []lineError, total int64) error {
 	rec.Status, rec.FailedAt, rec.Errors, rec.Total = StatusFailed, time.Now().UnixMilli(), marshal(data), total
 	ok, err := r.m.store.UpdateBatch(&rec, nil, StatusValidating)
 	if err != nil || !ok {
-		return err // not ok: a cancel came first, and execute is not reached, so end it here
+		return err // not ok: a cancel came first, and execute ends the batch cancelled
 	}
 	r.rec = rec
 	r.setStatus(rec.Status)
