@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -8,28 +9,33 @@ import (
 	"mime/multipart"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/valyala/fasthttp"
 
 	"llmcache/bench/fakeupstream"
-	llmproxy "llmcache/httpx/proxy"
 )
 
 // BenchmarkBatch runs a whole Batch API batch through the proxy, as an evaluation tool submits one (upload,
 // create, poll, download the output), next to the same requests sent live by a client at the same
 // concurrency, in one run:
 //
-//   - cached: every line's answer is in the cache (the batch ran once before): lines/s and the process's
-//     peak RSS during the run (the benchmark, its client and the fake upstream included);
-//   - cached/answer=8KB: the same with large answers, whose output file is many times the RSS;
+//   - cached: every line's answer is in the cache (the batch ran once before): lines/s and the proxy's
+//     peak RSS during the run;
+//   - cached/answer=8KB: the same with large answers, whose output file is larger than the proxy's RSS;
 //   - half-cached: half the lines' answers cached, the rest from the fake upstream with 20 ms latency.
 //
-// Run with -benchtime 1x: each iteration is a whole batch. -short runs 2,000 lines instead of 50,000.
+// The proxies are the real binary, built once, each a process of its own (so that its RSS is its own), in
+// front of the in-process fake upstream. Run with -benchtime 1x: each iteration is a whole batch. -short
+// runs 2,000 lines instead of 50,000.
 func BenchmarkBatch(b *testing.B) {
 	n := 50_000
 	if testing.Short() {
@@ -53,11 +59,8 @@ func benchBatch(b *testing.B, n int, opts fakeupstream.Options, cached int, late
 	for i := range bodies {
 		bodies[i] = fakeupstream.ChatRequest(i)
 	}
-	start := func() *proxy {
-		return startProxyConfig(b, fake.URL(), func(c *llmproxy.Config) { c.Batch.Concurrency = batchConcurrency })
-	}
-	batchProxy, liveProxy := start(), start()
-	for _, p := range []*proxy{batchProxy, liveProxy} { // the same answers cached in both
+	batchProxy, liveProxy := startBinary(b, fake.URL()), startBinary(b, fake.URL())
+	for _, p := range []*binaryProxy{batchProxy, liveProxy} { // the same answers cached in both
 		if cached > 0 {
 			id := p.upload(b, batchInput(bodies[:cached]))
 			p.runBatch(b, id)
@@ -73,11 +76,11 @@ func benchBatch(b *testing.B, n int, opts fakeupstream.Options, cached int, late
 	var peak, outBytes int64
 	calls := fake.Calls()
 	for range b.N {
-		resetPeakRSS()
+		batchProxy.resetPeakRSS()
 		t0 := time.Now()
 		outBytes = batchProxy.runBatch(b, fileID)
 		took += time.Since(t0)
-		peak = max(peak, peakRSS())
+		peak = max(peak, batchProxy.peakRSS())
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(n*b.N)/took.Seconds(), "lines/s")
@@ -89,7 +92,7 @@ func benchBatch(b *testing.B, n int, opts fakeupstream.Options, cached int, late
 	// iteration only: the batch's later iterations found everything cached).
 	liveCalls := fake.Calls()
 	t0 := time.Now()
-	sendLive(b, liveProxy, bodies)
+	sendLive(b, liveProxy.proxy, bodies)
 	b.ReportMetric(float64(n)/time.Since(t0).Seconds(), "live-req/s")
 	b.ReportMetric(float64(fake.Calls()-liveCalls), "live-upstream-calls")
 }
@@ -201,12 +204,90 @@ func sendLive(b *testing.B, p *proxy, bodies [][]byte) {
 	wg.Wait()
 }
 
+// binaryProxy is the llmcache binary running as a process of its own.
+type binaryProxy struct {
+	*proxy
+	pid int
+}
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+var listening = regexp.MustCompile(`msg="llmcache listening".* addr=(\S+)`)
+
+// startBinary builds the binary (once per run) and starts it with the default configuration but
+// batch_concurrency (its default, made explicit), one endpoint at upstreamURL and a database in a temporary
+// directory; it is stopped with SIGTERM when the benchmark ends.
+func startBinary(tb testing.TB, upstreamURL string) *binaryProxy {
+	tb.Helper()
+	binOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "llmcache-bench-bin-")
+		if err != nil {
+			binErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "llmcache")
+		if out, err := exec.Command("go", "build", "-o", binPath, "llmcache").CombinedOutput(); err != nil {
+			binErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if binErr != nil {
+		tb.Fatal(binErr)
+	}
+	dir := tb.TempDir()
+	cfg := fmt.Sprintf("listen = \"127.0.0.1:0\"\ndatabase_url = %q\nbatch_concurrency = %d\n\n[[api_endpoints]]\nname = \"fake\"\nurl = %q\nweight = 1\n",
+		filepath.Join(dir, "cache.db"), batchConcurrency, upstreamURL)
+	cfgPath := filepath.Join(dir, "config.toml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	cmd := exec.Command(binPath, "-config", cfgPath)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	addr := make(chan string, 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() { // read to the end: a full pipe would stop the process
+			if m := listening.FindStringSubmatch(sc.Text()); m != nil {
+				addr <- m[1]
+			}
+		}
+		cmd.Wait()
+	}()
+	tb.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		<-done
+	})
+	select {
+	case a := <-addr:
+		return &binaryProxy{proxy: &proxy{addr: a}, pid: cmd.Process.Pid}
+	case <-done:
+		tb.Fatal("llmcache exited before listening")
+	case <-time.After(time.Minute):
+		tb.Fatal("llmcache did not start listening within a minute")
+	}
+	return nil
+}
+
 // resetPeakRSS resets the process's peak resident set size (Linux; best effort).
-func resetPeakRSS() { _ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) }
+func (p *binaryProxy) resetPeakRSS() {
+	_ = os.WriteFile("/proc/"+strconv.Itoa(p.pid)+"/clear_refs", []byte("5"), 0)
+}
 
 // peakRSS is the process's peak resident set size in bytes since the last reset (VmHWM); 0 when unknown.
-func peakRSS() int64 {
-	b, err := os.ReadFile("/proc/self/status")
+func (p *binaryProxy) peakRSS() int64 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(p.pid) + "/status")
 	if err != nil {
 		return 0
 	}
