@@ -349,3 +349,25 @@ func TestE2EBatchLineOverMaxBody(t *testing.T) {
 		t.Fatalf("batch %s, %d upstream calls", b.RawJSON(), p.Fake.CallsTo("chat"))
 	}
 }
+
+// TestE2EBatchUpstreamError: an upstream's error answer (here a 503, relayed with retries off) is that
+// line's entry in the error file, with the upstream's status and body, never a lost line and never taken
+// for the proxy's own overload (which would be asked again).
+func TestE2EBatchUpstreamError(t *testing.T) {
+	p := newTestProxy(t, func(c *fileConfig) { noRetries(c); c.BatchConcurrency = 1 })
+	client := sdkClient(p)
+	const upstreamBody = `{"error":{"message":"the model is loading","type":"server_error","param":null,"code":"loading"}}`
+	p.Fake.FailNext(1, 503, upstreamBody, nil)
+	b := waitBatch(t, client, startBatch(t, client, jsonlLine("first", "/v1/chat/completions", chatBody("e1"))+
+		jsonlLine("second", "/v1/chat/completions", chatBody("e2")), openai.BatchNewParamsEndpointV1ChatCompletions).ID)
+	if b.Status != openai.BatchStatusCompleted || b.RequestCounts.Completed != 1 || b.RequestCounts.Failed != 1 {
+		t.Fatalf("batch: %s", b.RawJSON())
+	}
+	l := byCustomID(t, fileLines(t, client, b.ErrorFileID))["first"]
+	if l.Response == nil || l.Response.StatusCode != 503 || !jsonEqual(l.Response.Body, []byte(upstreamBody)) {
+		t.Fatalf("the failed line: %+v", l.Response)
+	}
+	if n := p.Fake.CallsTo("chat"); n != 2 {
+		t.Fatalf("%d upstream calls, want 2 (the failed line is not asked again)", n)
+	}
+}
