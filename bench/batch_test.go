@@ -29,7 +29,7 @@ import (
 // concurrency, in one run:
 //
 //   - cached: every line's answer is in the cache (the batch ran once before): lines/s and the proxy's
-//     peak RSS during the run;
+//     peak RSS during the run, next to its RSS before it (what the run before left: caches, heap);
 //   - cached/answer=8KB: the same with large answers, whose output file is larger than the proxy's RSS;
 //   - half-cached: half the lines' answers cached, the rest from the fake upstream with 20 ms latency.
 //
@@ -75,16 +75,18 @@ func benchBatch(b *testing.B, n int, opts fakeupstream.Options, cached int, late
 	var took time.Duration
 	var peak, outBytes int64
 	calls := fake.Calls()
+	before := batchProxy.status("VmRSS:")
 	for range b.N {
 		batchProxy.resetPeakRSS()
 		t0 := time.Now()
 		outBytes = batchProxy.runBatch(b, fileID)
 		took += time.Since(t0)
-		peak = max(peak, batchProxy.peakRSS())
+		peak = max(peak, batchProxy.status("VmHWM:"))
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(n*b.N)/took.Seconds(), "lines/s")
 	b.ReportMetric(float64(peak)/(1<<20), "peak-RSS-MB")
+	b.ReportMetric(float64(before)/(1<<20), "RSS-before-MB")
 	b.ReportMetric(float64(outBytes)/(1<<20), "output-MB")
 	b.ReportMetric(float64(fake.Calls()-calls)/float64(b.N), "upstream-calls/batch")
 
@@ -285,14 +287,15 @@ func (p *binaryProxy) resetPeakRSS() {
 	_ = os.WriteFile("/proc/"+strconv.Itoa(p.pid)+"/clear_refs", []byte("5"), 0)
 }
 
-// peakRSS is the process's peak resident set size in bytes since the last reset (VmHWM); 0 when unknown.
-func (p *binaryProxy) peakRSS() int64 {
+// status reads a size of the process's /proc status in bytes: "VmHWM:" its peak resident set size since the
+// last reset, "VmRSS:" its resident set size now; 0 when unknown.
+func (p *binaryProxy) status(field string) int64 {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(p.pid) + "/status")
 	if err != nil {
 		return 0
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+		if v, ok := strings.CutPrefix(line, field); ok {
 			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
 			return kb << 10
 		}

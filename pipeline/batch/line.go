@@ -23,14 +23,14 @@ func (m *Manager) answer(kind pipeline.Kind, tenant *pipeline.Tenant, p pending,
 	if max := m.cfg.MaxBodyBytes; max > 0 && len(p.body) > max {
 		e := &pipeline.Error{Status: 413, Type: "invalid_request_error", Code: "request_too_large",
 			Message: "request body is larger than max_body_bytes (" + strconv.Itoa(max) + " bytes)"}
-		return result{line: encodeLine(nil, p.customID, e.Status, errorBody(e)), outcome: pipeline.OutcomeError}
+		return result{line: encodeLine(nil, p.customID, e.Status, errorBody(e), false), outcome: pipeline.OutcomeError}
 	}
 	if streamed(p.body) {
 		// A result is one JSON body; a stream has none to give. Refused before the pipeline sees it, so that
 		// no upstream call is made for it.
 		e := &pipeline.Error{Status: 400, Type: "invalid_request_error", Param: "stream",
 			Message: "a batch line cannot be streamed: remove \"stream\": true from its body"}
-		return result{line: encodeLine(nil, p.customID, e.Status, errorBody(e)), outcome: pipeline.OutcomeError}
+		return result{line: encodeLine(nil, p.customID, e.Status, errorBody(e), false), outcome: pipeline.OutcomeError}
 	}
 	var pause *time.Timer
 	defer func() {
@@ -73,12 +73,12 @@ func (m *Manager) answer(kind pipeline.Kind, tenant *pipeline.Tenant, p pending,
 			w := bufio.NewWriter(io.Discard)
 			resp.Live.CopyTo(w, true)
 			e := &pipeline.Error{Status: 502, Type: "server_error", Message: "the pipeline answered a batch line with a stream"}
-			res.line = encodeLine(nil, p.customID, e.Status, errorBody(e))
+			res.line = encodeLine(nil, p.customID, e.Status, errorBody(e), false)
 		case resp.Err != nil:
-			res.line = encodeLine(nil, p.customID, resp.Err.Status, errorBody(resp.Err))
+			res.line = encodeLine(nil, p.customID, resp.Err.Status, errorBody(resp.Err), false)
 		default:
-			res.line = encodeLine(nil, p.customID, resp.Status, resp.Body)
 			res.ok = resp.Status >= 200 && resp.Status < 300
+			res.line = encodeLine(nil, p.customID, resp.Status, resp.Body, resp.Status == 200)
 		}
 		if !res.ok {
 			res.outcome = pipeline.OutcomeError // as the pipeline counts an answer with an error status
@@ -101,8 +101,9 @@ func streamed(body []byte) bool {
 //	{"id":"batch_req_...","custom_id":...,"response":{"status_code":200,"request_id":"...","body":{...}},"error":null}
 //
 // body is written as one line of compact JSON; a body that is not JSON (an upstream's error page) is
-// written as a JSON string.
-func encodeLine(dst, customID []byte, status int, body []byte) []byte {
+// written as a JSON string. valid says body is known to be JSON (a 2xx answer: the pipeline checked it, or
+// stored it checked), which is then compacted without being checked again.
+func encodeLine(dst, customID []byte, status int, body []byte, valid bool) []byte {
 	if dst == nil {
 		dst = make([]byte, 0, len(body)+len(customID)+160)
 	}
@@ -113,24 +114,57 @@ func encodeLine(dst, customID []byte, status int, body []byte) []byte {
 	dst = append(dst, `{"id":"batch_req_`...)
 	dst = append(dst, ids[:24]...)
 	dst = append(dst, `","custom_id":`...)
-	dst = appendCompact(dst, customID)
+	dst = appendCompactJSON(dst, customID)
 	dst = append(dst, `,"response":{"status_code":`...)
 	dst = strconv.AppendInt(dst, int64(status), 10)
 	dst = append(dst, `,"request_id":"`...)
 	dst = append(dst, ids[24:]...)
 	dst = append(dst, `","body":`...)
-	dst = appendCompact(dst, body)
+	if valid {
+		dst = appendCompactValid(dst, body)
+	} else {
+		dst = appendCompactJSON(dst, body)
+	}
 	return append(dst, "},\"error\":null}\n"...)
 }
 
-// appendCompact appends src to dst as compact JSON, or as a JSON string when it is not JSON.
-func appendCompact(dst, src []byte) []byte {
+// appendCompactJSON appends src to dst as compact JSON, or as a JSON string when it is not JSON.
+func appendCompactJSON(dst, src []byte) []byte {
 	buf := bytes.NewBuffer(dst)
 	if err := stdjson.Compact(buf, src); err == nil {
 		return buf.Bytes()
 	}
 	s, _ := stdjson.Marshal(string(src))
 	return append(dst, s...)
+}
+
+// appendCompactValid appends src, which is valid JSON, without the white space between its tokens: a
+// byte loop that copies runs, several times as fast as a checking compaction, for the answers that make up
+// nearly all of a batch's output.
+func appendCompactValid(dst, src []byte) []byte {
+	inString, escaped := false, false
+	run := 0 // start of the bytes not yet copied
+	for i, c := range src {
+		if inString {
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+			continue
+		}
+		switch c {
+		case '"':
+			inString = true
+		case ' ', '\t', '\n', '\r':
+			dst = append(dst, src[run:i]...)
+			run = i + 1
+		}
+	}
+	return append(dst, src[run:]...)
 }
 
 // errorBody is e in OpenAI's error shape, as the front end renders it for a live request.

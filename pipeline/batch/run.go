@@ -3,6 +3,7 @@ package batch
 import (
 	"bufio"
 	"bytes"
+	stdjson "encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -316,13 +317,11 @@ func recoverLines(f *os.File, done map[string]struct{}) (size, lines int64, err 
 		if err != nil {
 			return 0, 0, err
 		}
-		var l struct {
-			CustomID *string `json:"custom_id"`
-		}
-		if json.Unmarshal(line, &l) != nil || l.CustomID == nil {
+		id, ok := customIDOf(line)
+		if !ok {
 			break
 		}
-		done[*l.CustomID] = struct{}{}
+		done[id] = struct{}{}
 		size += int64(len(line))
 		lines++
 	}
@@ -339,6 +338,23 @@ func recoverLines(f *os.File, done map[string]struct{}) (size, lines int64, err 
 		}
 	}
 	return size, lines, nil
+}
+
+// customIDOf returns the custom_id of a whole result line as encodeLine writes it, false for anything else
+// (a line a crash cut short, bytes a power loss left). It reads the line's frame, not its body: an answer
+// is kept as the upstream gave it, and is not what says whether the line was written whole.
+func customIDOf(line []byte) (string, bool) {
+	const head, tail = `{"id":"batch_req_`, "},\"error\":null}\n"
+	at := len(head) + 24 + len(`","custom_id":`)
+	if len(line) < at+len(tail) || !bytes.HasPrefix(line, []byte(head)) || !bytes.HasSuffix(line, []byte(tail)) ||
+		string(line[len(head)+24:at]) != `","custom_id":` {
+		return "", false
+	}
+	var id string
+	if err := stdjson.NewDecoder(bytes.NewReader(line[at:])).Decode(&id); err != nil {
+		return "", false
+	}
+	return id, true
 }
 
 func (o *outputs) close() {
