@@ -204,3 +204,37 @@ func TestE2EBatchFileCurl(t *testing.T) {
 		t.Fatalf("curl upload: %v\n%s", err, out)
 	}
 }
+
+// TestE2EBatchFileListing: Files.List pages newest first (oldest first with order=asc) through limit and
+// after, and filters by purpose; a batch's output file is listed with purpose batch_output.
+func TestE2EBatchFileListing(t *testing.T) {
+	p := newTestProxy(t, nil)
+	client := sdkClient(p)
+	ctx := context.Background()
+	var ids []string
+	for i := range 3 {
+		ids = append(ids, uploadBatchFile(t, client, fmt.Sprint("f", i, ".jsonl"), jsonlLine("a", "/v1/chat/completions", chatBody(fmt.Sprint("l", i)))).ID)
+	}
+	page, err := client.Files.List(ctx, openai.FileListParams{Limit: openai.Int(2)})
+	if err != nil || len(page.Data) != 2 || page.Data[0].ID != ids[2] || page.Data[1].ID != ids[1] || !page.HasMore {
+		t.Fatalf("first page: %v %s", err, page.RawJSON())
+	}
+	page, err = client.Files.List(ctx, openai.FileListParams{Limit: openai.Int(2), After: openai.String(ids[1])})
+	if err != nil || len(page.Data) != 1 || page.Data[0].ID != ids[0] || page.HasMore {
+		t.Fatalf("second page: %v %s", err, page.RawJSON())
+	}
+	page, err = client.Files.List(ctx, openai.FileListParams{Order: openai.FileListParamsOrderAsc})
+	if err != nil || len(page.Data) != 3 || page.Data[0].ID != ids[0] {
+		t.Fatalf("oldest first: %v %s", err, page.RawJSON())
+	}
+	b, err := client.Batches.New(ctx, openai.BatchNewParams{InputFileID: ids[0], Endpoint: openai.BatchNewParamsEndpointV1ChatCompletions,
+		CompletionWindow: openai.BatchNewParamsCompletionWindow24h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = waitBatch(t, client, b.ID)
+	page, err = client.Files.List(ctx, openai.FileListParams{Purpose: openai.String("batch_output")})
+	if err != nil || len(page.Data) != 1 || page.Data[0].ID != b.OutputFileID || page.Data[0].Filename != b.ID+"_output.jsonl" {
+		t.Fatalf("output files: %v %s", err, page.RawJSON())
+	}
+}

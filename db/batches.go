@@ -399,16 +399,12 @@ func (b *Batches) Batch(id string) (r BatchRecord, found bool, err error) {
 }
 
 // ListBatches lists owner's batches, newest first, starting after the batch named after ("" = from the
-// newest), at most limit of them. all lists every owner's.
-func (b *Batches) ListBatches(owner string, all bool, after string, limit int) (out []BatchRecord, err error) {
-	allOwners := int64(0)
-	if all {
-		allOwners = 1
-	}
+// newest), at most limit of them.
+func (b *Batches) ListBatches(owner, after string, limit int) (out []BatchRecord, err error) {
 	err = b.do("list batches", func() error {
-		return b.query(`SELECT `+batchColumns+` FROM batches WHERE (?1 OR owner = ?2)
-	AND seq < ifnull((SELECT seq FROM batches WHERE id = ?3), 9223372036854775807) ORDER BY seq DESC LIMIT ?4`,
-			[]any{allOwners, owner, after, limit}, func(st *sqlite3.Stmt) { out = append(out, scanBatch(st)) })
+		return b.query(`SELECT `+batchColumns+` FROM batches WHERE owner = ?1
+	AND seq < ifnull((SELECT seq FROM batches WHERE id = ?2), 9223372036854775807) ORDER BY seq DESC LIMIT ?3`,
+			[]any{owner, after, limit}, func(st *sqlite3.Stmt) { out = append(out, scanBatch(st)) })
 	})
 	return out, err
 }

@@ -118,7 +118,7 @@ func (m *Manager) Batches(owner, after string, limit int) ([]byte, *pipeline.Err
 	if limit < 1 || limit > 100 {
 		return nil, invalid("limit", "limit must be between 1 and 100")
 	}
-	recs, err := m.store.ListBatches(owner, false, after, limit+1)
+	recs, err := m.store.ListBatches(owner, after, limit+1)
 	if err != nil {
 		return nil, serverError("cannot list batches", err)
 	}
