@@ -57,7 +57,7 @@ func newCountingGate(t *testing.T, target string, pass int64) *countingGate {
 		rp.ServeHTTP(w, r)
 	}))
 	t.Cleanup(srv.Close)
-	t.Cleanup(func() { g.release(false) }) // runs first
+	t.Cleanup(func() { g.release(false) }) // runs before srv.Close; a test with a proxy in front releases it before that stops too
 	g.URL = srv.URL
 	return g
 }
@@ -165,6 +165,7 @@ func TestE2EBatchCancel(t *testing.T) {
 		gate = newCountingGate(t, c.APIEndpoints[0].URL, 5)
 		c.APIEndpoints[0].URL = gate.URL
 	})
+	t.Cleanup(func() { gate.release(false) }) // before the proxy stops, which waits for the lines held
 	client := sdkClient(p)
 	ctx := context.Background()
 	b := startBatch(t, client, noStoreLines(40), openai.BatchNewParamsEndpointV1ChatCompletions)

@@ -35,6 +35,7 @@ func TestE2EBatchObserve(t *testing.T) {
 		gate = newCountingGate(t, c.APIEndpoints[0].URL, 3)
 		c.APIEndpoints[0].URL = gate.URL
 	})
+	t.Cleanup(func() { gate.release(false) }) // before the proxy stops, which waits for the lines held
 	client := sdkClient(p)
 	body := chatBody("observed")
 	done := waitBatch(t, client, startBatch(t, client, jsonlLine("a", "/v1/chat/completions", body)+jsonlLine("b", "/v1/chat/completions", body)+
