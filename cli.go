@@ -7,6 +7,7 @@ package main
 //	llmcache vacuum [-config F] [-db PATH]
 //	llmcache export [-namespace X] [-o FILE|-] [-config F] [-db PATH]
 //	llmcache import [-config F] [-db PATH] FILE|-
+//	llmcache batches [-config F] [-db PATH]
 //
 // The database is -db, else DATABASE_URL, else database_url of the config file (default ./config.toml;
 // a missing default file means database_url's default, "cache.db"; a missing file named by -config is
@@ -47,6 +48,7 @@ const cliUsage = `usage:
                                                                 (FILE is replaced only once the export is complete)
   llmcache import [-config F] [-db PATH] FILE|-                 upsert the entries of a JSON lines export
                                                                 (lines that could not be served are refused and named)
+  llmcache batches [-config F] [-db PATH]                       list the Batch API's batches with their progress
 `
 
 // isSubcommand reports whether args name a subcommand rather than the proxy's flags.
@@ -64,7 +66,7 @@ func runCommand(ctx context.Context, args []string, getenv func(string) string, 
 	dbFlag := fs.String("db", "", "SQLite file (overrides database_url and DATABASE_URL)")
 	var namespace, out *string
 	switch name {
-	case "stats", "vacuum", "import":
+	case "stats", "vacuum", "import", "batches":
 	case "export":
 		namespace = fs.String("namespace", "", "export only this namespace (default: every entry)")
 		out = fs.String("o", "-", `output file ("-": stdout)`)
@@ -122,6 +124,8 @@ func runCommand(ctx context.Context, args []string, getenv func(string) string, 
 		err = cmdExport(ctx, path, ns, *out, stdout, stderr)
 	case "import":
 		err = cmdImport(ctx, path, pos[0], stdout, stderr)
+	case "batches":
+		err = cmdBatches(path, stdout)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "llmcache %s: %v\n", name, err)

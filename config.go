@@ -44,6 +44,10 @@ type fileConfig struct {
 	ModelsTTLSeconds       float64           `toml:"models_ttl_seconds"`
 	MaxEmbeddingInputs     int               `toml:"max_embedding_inputs"`
 	ShutdownTimeoutSeconds float64           `toml:"shutdown_timeout_seconds"`
+	MaxBatchFileBytes      int64             `toml:"max_batch_file_bytes"`
+	BatchDir               string            `toml:"batch_dir"`
+	BatchConcurrency       int               `toml:"batch_concurrency"`
+	BatchRetentionDays     float64           `toml:"batch_retention_days"`
 	AdminToken             string            `toml:"admin_token"`
 	ClientKeys             []clientKeyConfig `toml:"client_keys"`
 	LogFormat              string            `toml:"log_format"`
@@ -63,6 +67,9 @@ type fileConfig struct {
 
 	// chartTick and chartBucket override the stats actor's sampling for tests (not read from the file).
 	chartTick, chartBucket time.Duration
+	// batchRetryPause overrides how long a batch line refused as overloaded waits, for tests (not read from
+	// the file).
+	batchRetryPause time.Duration
 }
 
 type cacheConfig struct {
@@ -157,6 +164,10 @@ func defaultConfig() fileConfig {
 		ModelsTTLSeconds:       pc.ModelsTTL.Seconds(),
 		MaxEmbeddingInputs:     pc.MaxEmbeddingInputs,
 		ShutdownTimeoutSeconds: hc.ShutdownTimeout.Seconds(),
+		MaxBatchFileBytes:      d.Batch.MaxFileBytes,
+		BatchDir:               d.Batch.Dir,
+		BatchConcurrency:       d.Batch.Concurrency,
+		BatchRetentionDays:     d.Batch.Retention.Hours() / 24,
 		LogFormat:              "text",
 		StatsLogInterval:       d.Stats.LogEvery.Seconds(),
 		MaxRetries:             pc.MaxRetries,
@@ -281,6 +292,7 @@ func (c *fileConfig) validate() error {
 		{"max_answer_bytes", float64(c.MaxAnswerBytes)},
 		{"max_embedding_inputs", float64(c.MaxEmbeddingInputs)},
 		{"shutdown_timeout_seconds", c.ShutdownTimeoutSeconds},
+		{"max_batch_file_bytes", float64(c.MaxBatchFileBytes)},
 		{"cache.max_items", float64(c.Cache.MaxItems)},
 		{"cache.max_bytes", float64(c.Cache.MaxBytes)},
 		{"cache.batch_write_size", float64(c.Cache.BatchWriteSize)},
@@ -348,6 +360,7 @@ func (c *fileConfig) validate() error {
 		{"cache.flush_interval_ms", float64(c.Cache.FlushInterval), 0.001},
 		{"cache_maintenance.interval_hours", c.CacheMaintenance.IntervalHours, 3600},
 		{"cache_maintenance.retention_days", c.CacheMaintenance.RetentionDays, 86400},
+		{"batch_retention_days", c.BatchRetentionDays, 86400},
 	} {
 		if d.v*d.scale > maxSeconds {
 			return fmt.Errorf("config: %s is too large (got %v; at most %v)", d.key, d.v, maxSeconds/d.scale)
@@ -361,6 +374,12 @@ func (c *fileConfig) validate() error {
 	}
 	if !finiteNonNegative(c.CacheMaintenance.RetentionDays) {
 		return fmt.Errorf("config: cache_maintenance.retention_days must be 0 or more (got %v)", c.CacheMaintenance.RetentionDays)
+	}
+	if c.BatchConcurrency < 0 {
+		return fmt.Errorf("config: batch_concurrency must be 0 (half of max_concurrent_requests) or more (got %d)", c.BatchConcurrency)
+	}
+	if !finiteNonNegative(c.BatchRetentionDays) {
+		return fmt.Errorf("config: batch_retention_days must be 0 (keep) or more (got %v)", c.BatchRetentionDays)
 	}
 	if _, err := pipeline.ParseMode(c.CacheMode); err != nil {
 		return fmt.Errorf("config: cache_mode: %w", err)

@@ -34,6 +34,14 @@ func (c *fileConfig) proxyConfig(getenv func(string) string, log *slog.Logger) (
 	d.Writer.FlushInterval = time.Duration(c.Cache.FlushInterval) * time.Millisecond
 	d.Writer.MaxPendingBytes = c.Cache.MaxPendingBytes
 	d.Stats.LogEvery = seconds(c.StatsLogInterval)
+	d.Batch.MaxFileBytes, d.Batch.Dir, d.Batch.Concurrency = c.MaxBatchFileBytes, c.BatchDir, c.BatchConcurrency
+	d.Batch.Retention = time.Duration(c.BatchRetentionDays * 24 * float64(time.Hour))
+	// A batch records its progress as often as the writer flushes answers: after kill -9 a batch asks again
+	// for no more than the cache itself lost.
+	d.Batch.Checkpoint = d.Writer.FlushInterval
+	if c.batchRetryPause > 0 {
+		d.Batch.RetryPause = c.batchRetryPause
+	}
 	if c.chartTick > 0 {
 		d.Stats.Tick, d.Stats.Bucket = c.chartTick, c.chartBucket
 	}

@@ -172,19 +172,20 @@ func TestE2EPassThroughHeaders(t *testing.T) {
 // 404 and a known path with another method a 405, without an upstream call.
 func TestE2EPassThroughRoutes(t *testing.T) {
 	p := newTestProxy(t, func(c *fileConfig) { c.APIEndpoints[0].URL += "/v1?api-version=2024-10-21" })
-	resp, body := p.request("GET", "/v1/files?purpose=batch&limit=2", "", "")
+	// /v1/files and /v1/batches are the proxy's own (the Batch API); /v1/vector_stores is not.
+	resp, body := p.request("GET", "/v1/vector_stores?order=asc&limit=2", "", "")
 	expectBypass(t, "an upstream 404", resp, body, 404)
-	if e := expectError(t, "an upstream 404", resp, body, 404); !strings.Contains(e.Error.Message, "/v1/files") {
+	if e := expectError(t, "an upstream 404", resp, body, 404); !strings.Contains(e.Error.Message, "/v1/vector_stores") {
 		t.Fatalf("not the upstream's error: %s", body)
 	}
 	got := lastRequest(t, p)
-	if got.Method != "GET" || got.Path != "/v1/files" || got.Query != "api-version=2024-10-21&purpose=batch&limit=2" {
+	if got.Method != "GET" || got.Path != "/v1/vector_stores" || got.Query != "api-version=2024-10-21&order=asc&limit=2" {
 		t.Fatalf("the upstream got %s %s ? %s", got.Method, got.Path, got.Query)
 	}
 	p.Fake.ResetCounters()
-	resp, body = p.request("DELETE", "/v1/files/file-abc", "", "")
+	resp, body = p.request("DELETE", "/v1/vector_stores/vs-abc", "", "")
 	expectBypass(t, "delete", resp, body, 404)
-	if got := lastRequest(t, p); got.Method != "DELETE" || got.Path != "/v1/files/file-abc" {
+	if got := lastRequest(t, p); got.Method != "DELETE" || got.Path != "/v1/vector_stores/vs-abc" {
 		t.Fatalf("the upstream got %s %s", got.Method, got.Path)
 	}
 	p.Fake.ResetCounters()

@@ -69,6 +69,8 @@ func effectiveConfig(c *fileConfig) []any {
 		"max_retries", c.MaxRetries, "retry_backoff_ms", c.RetryBackoffMs, "eject_after", c.EjectAfter, "eject_seconds", c.EjectSeconds,
 		"max_body_bytes", c.MaxBodyBytes, "max_answer_bytes", c.MaxAnswerBytes, "max_header_bytes", c.MaxHeaderBytes, "max_embedding_inputs", c.MaxEmbeddingInputs, "models_ttl_seconds", c.ModelsTTLSeconds,
 		"shutdown_timeout_seconds", c.ShutdownTimeoutSeconds,
+		"max_batch_file_bytes", c.MaxBatchFileBytes, "batch_dir", c.BatchDir, "batch_concurrency", c.BatchConcurrency,
+		"batch_retention_days", c.BatchRetentionDays,
 		"standby_on_saturation", c.StandbyOnSaturation, "admin_token", masked(c.AdminToken),
 		"log_format", c.LogFormat, "stats_log_interval_seconds", c.StatsLogInterval,
 		slog.Group("cache", "enabled", c.Cache.Enabled, "max_items", c.Cache.MaxItems, "max_bytes", c.Cache.MaxBytes,

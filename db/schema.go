@@ -129,6 +129,9 @@ CREATE TRIGGER entries_delete_response_ids AFTER DELETE ON entries BEGIN
 	DELETE FROM response_ids WHERE key = old.key;
 END;
 `,
+	// 4: the Batch API's files and batches (see batches.go). Nothing here refers to another step's tables,
+	// and every statement tolerates a table that exists, so that steps added beside it merge in any order.
+	sqlBatchSchema,
 }
 
 // latestSchema is the newest schema version this package knows.

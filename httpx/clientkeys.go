@@ -90,3 +90,31 @@ func (s *Server) watcher(ctx *fasthttp.RequestCtx) bool {
 		Message: "with client keys set, /stats, /metrics and /dashboard want a client key or the admin token as a Bearer token"})
 	return false
 }
+
+// TenantOf returns what gives the lines of a batch the tenant of the client key that made it, found by
+// that key's namespace, which is what a batch records (batch.Config.Tenant); nil without client keys. A
+// namespace no key has any more keeps its own; a batch of a key without one gets the namespaces of every
+// key reserved, as such a key does.
+func TenantOf(keys []ClientKey) func(owner string) *pipeline.Tenant {
+	if len(keys) == 0 {
+		return nil
+	}
+	ck := newClientKeys(keys)
+	var reserved []string
+	for _, k := range ck {
+		if k.tenant.Namespace != "" {
+			reserved = append(reserved, k.tenant.Namespace)
+		}
+	}
+	return func(owner string) *pipeline.Tenant {
+		for _, k := range ck {
+			if k.tenant.Namespace == owner {
+				return k.tenant
+			}
+		}
+		if owner == "" {
+			return &pipeline.Tenant{Reserved: reserved}
+		}
+		return &pipeline.Tenant{Namespace: owner}
+	}
+}

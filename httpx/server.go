@@ -21,6 +21,7 @@ import (
 
 	"llmcache/actors"
 	"llmcache/pipeline"
+	"llmcache/pipeline/batch"
 )
 
 // Config holds the front end's knobs.
@@ -45,6 +46,9 @@ type Config struct {
 	// Listen is the address the server listens on: on a loopback one, requests for a Host that is not a
 	// loopback name or address are refused (DNS rebinding). "" = not known, no Host check.
 	Listen string
+	// Batches, when set, answers the Batch API (/v1/files, /v1/batches); request bodies are then streamed,
+	// so that an upload is never held whole in memory. nil = no such routes.
+	Batches *batch.Manager
 }
 
 // DefaultConfig is the front end's configuration with every default.
@@ -120,6 +124,9 @@ func New(cfg Config, pipe *pipeline.Pipeline, health Health) *Server {
 	if cfg.Dashboard != nil {
 		get("/dashboard", s.dashboard)
 	}
+	if cfg.Batches != nil {
+		s.batchRoutes(r, get)
+	}
 	r.POST("/cache/delete", s.cacheDelete)
 	r.POST("/cache/flushall", s.cacheFlushAll)
 	s.srv = &fasthttp.Server{
@@ -140,7 +147,12 @@ func New(cfg Config, pipe *pipeline.Pipeline, health Health) *Server {
 		// connection holds one such buffer.
 		ReadBufferSize: cfg.MaxHeaderBytes,
 
-		// A multipart body (an audio upload passed through) is forwarded as the client sent it, not parsed.
+		// With the Batch API, bodies are streamed: the handler reads them. An upload is read as it comes,
+		// under its own limit; every other body is held to max_body_bytes by guard (readBody).
+		StreamRequestBody: cfg.Batches != nil,
+		// fasthttp would otherwise parse a multipart body into memory and temporary files of its own before
+		// any handler runs, with no limit of ours; and a multipart body passed through (an audio upload) is
+		// forwarded as the client sent it.
 		DisablePreParseMultipartForm: true,
 	}
 	return s
@@ -152,6 +164,13 @@ func (s *Server) guard(next fasthttp.RequestHandler) fasthttp.RequestHandler {
 		if e := s.hostRefusal(ctx); e != nil {
 			writeError(ctx, e)
 			return
+		}
+		if s.srv.StreamRequestBody && !isUpload(ctx) {
+			if e := s.readBody(ctx); e != nil {
+				ctx.SetConnectionClose() // the rest of the body is not read
+				writeError(ctx, e)
+				return
+			}
 		}
 		next(ctx)
 	}

@@ -36,6 +36,15 @@ type View struct {
 	// order the table shows them.
 	Outcomes  []Count
 	Endpoints []Endpoint
+	// Batches are the batches running now (Batch API), oldest first.
+	Batches []Batch
+}
+
+// Batch is one running batch, a row of the batches table.
+type Batch struct {
+	ID, Endpoint, Status     string
+	Total, Completed, Failed int64
+	Created                  time.Time
 }
 
 // Point is one interval of the series.
@@ -89,7 +98,10 @@ type page struct {
 	Charts      []chart
 	Endpoints   []endpointView
 	Outcomes    []outcomeView
+	Batches     []batchView
 }
+
+type batchView struct{ ID, Endpoint, Status, Done, Completed, Failed, Total, Age, Width string }
 
 type tileView struct{ Label, Value, Sub, Class string }
 
@@ -193,6 +205,19 @@ func build(v *View) *page {
 			ev.Errors += " (" + formatPercent(float64(e.Errors)/float64(e.Calls)) + ")"
 		}
 		p.Endpoints = append(p.Endpoints, ev)
+	}
+
+	for _, b := range v.Batches {
+		bv := batchView{ID: b.ID, Endpoint: b.Endpoint, Status: b.Status, Done: dash, Completed: formatInt(b.Completed),
+			Failed: formatInt(b.Failed), Total: formatInt(b.Total), Age: dash, Width: "0%"}
+		if b.Total > 0 {
+			f := min(float64(b.Completed+b.Failed)/float64(b.Total), 1)
+			bv.Done, bv.Width = formatPercent(f), strconv.FormatFloat(f*100, 'f', 1, 64)+"%"
+		}
+		if !b.Created.IsZero() && !v.Now.IsZero() {
+			bv.Age = formatDuration(v.Now.Sub(b.Created))
+		}
+		p.Batches = append(p.Batches, bv)
 	}
 
 	var total int64

@@ -86,6 +86,17 @@ td.err{white-space:normal;overflow-wrap:anywhere;color:#82071e;min-width:200px;m
 {{- else}}
 <p class="none">No upstream endpoints reported.</p>
 {{- end}}
+{{- if .Batches}}
+<h2>Running batches</h2>
+<table class="outcomes">
+<thead><tr><th>Batch</th><th>Endpoint</th><th>Status</th><th>Completed</th><th>Failed</th><th>Total</th><th>Running for</th><th>Done</th><th></th></tr></thead>
+<tbody>
+{{- range .Batches}}
+<tr><td>{{.ID}}</td><td>{{.Endpoint}}</td><td>{{.Status}}</td><td>{{.Completed}}</td><td>{{.Failed}}</td><td>{{.Total}}</td><td>{{.Age}}</td><td>{{.Done}}</td><td class="bar"><div class="o-hit" style="width:{{.Width}}"></div></td></tr>
+{{- end}}
+</tbody>
+</table>
+{{- end}}
 <h2>Requests by outcome</h2>
 {{- if .Outcomes}}
 <table class="outcomes">

@@ -3,6 +3,7 @@ package observe
 import (
 	"io"
 	"math"
+	"slices"
 	"time"
 
 	"llmcache/httpx/dashboard"
@@ -54,6 +55,13 @@ func (s *Sources) Dashboard(w io.Writer) error {
 			de.LatencyP50MS, de.LatencyP99MS = q.P50MS, q.P99MS
 		}
 		d.Endpoints = append(d.Endpoints, de)
+	}
+	if s.Batches != nil {
+		for _, b := range s.Batches.Running() {
+			d.Batches = append(d.Batches, dashboard.Batch{ID: b.ID, Endpoint: b.Endpoint, Status: b.Status, Total: b.Total,
+				Completed: b.Completed, Failed: b.Failed, Created: b.CreatedAt})
+		}
+		slices.SortFunc(d.Batches, func(a, b dashboard.Batch) int { return a.Created.Compare(b.Created) })
 	}
 	return dashboard.Render(w, &d)
 }

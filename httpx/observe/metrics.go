@@ -192,6 +192,22 @@ func (m *Metrics) Write(w io.Writer) {
 	if a.Stats != nil {
 		m.counter("llmcache_stats_reports_dropped_total", a.Stats.View().Dropped)
 	}
+	if a.Batches != nil {
+		bc := a.Batches.Counts()
+		var batches int64
+		for _, n := range bc.Batches {
+			batches += n
+		}
+		if batches > 0 { // every status once there is a batch, so that a status emptied reads 0
+			for status, n := range bc.Batches {
+				m.gauge(label("llmcache_batches", "status", status), float64(n))
+			}
+		}
+		for o := range pipeline.NumOutcomes {
+			m.occurred(label("llmcache_batch_lines_total", "outcome", o.String()), bc.Lines[o])
+		}
+		m.occurred("llmcache_batch_line_retries_total", bc.Retries)
+	}
 	m.set.WritePrometheus(w)
 }
 

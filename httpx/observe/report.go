@@ -27,7 +27,11 @@ type statsReport struct {
 	Maintenance        *maintenanceStats  `json:"maintenance,omitempty"`
 	IdleFlushes        *int64             `json:"idle_flushes,omitempty"` // idle flushes done; absent when [idle_flush] is off
 	ContextTrim        contextTrimStats   `json:"context_trim"`
-	DroppedReports     int64              `json:"stats_dropped_reports"` // upstream latency reports the stats actor had no room for
+	DroppedReports     int64              `json:"stats_dropped_reports"`        // upstream latency reports the stats actor had no room for
+	Batches            map[string]int64   `json:"batches,omitempty"`            // batches by status
+	BatchLines         map[string]int64   `json:"batch_lines,omitempty"`        // batch lines answered since start, by outcome
+	BatchLineRetries   *int64             `json:"batch_line_retries,omitempty"` // batch lines submitted again after a local overload (503)
+	BatchesError       string             `json:"batches_error,omitempty"`      // the batch records could not be read
 }
 
 type requestStats struct {
@@ -156,6 +160,16 @@ func (s *Sources) Report() any {
 	if s.IdleFlush != nil {
 		n := s.IdleFlush.Runs()
 		r.IdleFlushes = &n
+	}
+	if s.Batches != nil {
+		bc := s.Batches.Counts()
+		r.Batches, r.BatchLineRetries, r.BatchLines = bc.Batches, &bc.Retries, map[string]int64{}
+		for o := range pipeline.NumOutcomes {
+			r.BatchLines[o.String()] = bc.Lines[o]
+		}
+		if bc.Err != nil {
+			r.BatchesError = bc.Err.Error()
+		}
 	}
 	return r
 }

@@ -10,6 +10,7 @@ import (
 
 	"llmcache/actors"
 	"llmcache/pipeline"
+	"llmcache/pipeline/batch"
 )
 
 // StoreFigures is the persistent tier's size, as the store reports it.
@@ -62,6 +63,7 @@ type Sources struct {
 	Maintenance *actors.Maintenance          // nil: [cache_maintenance] off
 	IdleFlush   *actors.IdleFlusher          // nil: [idle_flush] off
 	Store       func() (StoreFigures, error) // may count rows: called on demand only
+	Batches     *batch.Manager               // nil: no Batch API
 }
 
 // Sample gives the stats actor the running totals it samples.

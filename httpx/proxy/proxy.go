@@ -19,6 +19,7 @@ import (
 	"llmcache/httpx/observe"
 	"llmcache/httpx/upstream"
 	"llmcache/pipeline"
+	"llmcache/pipeline/batch"
 	"llmcache/pipeline/wire"
 )
 
@@ -35,7 +36,10 @@ type Config struct {
 	IdleFlush   *actors.IdleConfig        // nil: [idle_flush] off
 	Maintenance *actors.MaintenanceConfig // nil: [cache_maintenance] off
 	Stats       actors.StatsConfig
-	Log         *slog.Logger // nil: slog.Default()
+	// Batch is the Batch API's (/v1/files, /v1/batches). Its Concurrency 0 becomes half of
+	// Pipeline.MaxConcurrentRequests (at least 1); its mode, tenants, logger and activity are the front end's.
+	Batch batch.Config
+	Log   *slog.Logger // nil: slog.Default()
 }
 
 // StoreConfig is [store]: where answers are kept beyond the process.
@@ -59,6 +63,7 @@ func DefaultConfig() Config {
 		IdleFlush:   &idle,
 		Maintenance: &maint,
 		Stats:       actors.DefaultStatsConfig(),
+		Batch:       batch.DefaultConfig(),
 	}
 }
 
@@ -136,14 +141,31 @@ func Start(cfg Config) (_ *Proxy, err error) {
 		// Deletes on other instances reach this one's memory layer from now on.
 		p.shared.Listen(p.pipe.Forget)
 	}
-	p.sources = &observe.Sources{Started: time.Now(), Pipeline: p.pipe, Writer: p.writer, Stats: stats, Store: figures}
+	var activity *actors.Activity // told of every request and batch line, for the idle flush
+	if cfg.IdleFlush != nil {
+		activity = &actors.Activity{}
+	}
+	bc := cfg.Batch
+	if bc.Concurrency <= 0 {
+		bc.Concurrency = max(1, pc.MaxConcurrentRequests/2) // the other half stays for live requests
+	}
+	bc.DefaultMode, bc.MaxBodyBytes, bc.Tenant = cfg.HTTP.DefaultMode, cfg.HTTP.MaxBodyBytes, httpx.TenantOf(cfg.HTTP.ClientKeys)
+	bc.Activity, bc.Log = activity, log
+	batches, err := batch.New(bc, p.pipe, cfg.DatabaseURL)
+	if err != nil {
+		return nil, err
+	}
+	// Pushed after the pipeline, so stopped before it: the lines in flight need it to be answered.
+	p.push("stop the batches", batches.Stop)
+	p.sources = &observe.Sources{Started: time.Now(), Pipeline: p.pipe, Writer: p.writer, Stats: stats, Store: figures,
+		Batches: batches}
 	metrics.Serve(p.sources)
 	stats.Start(p.sources.Sample, p.sources.Summary)
 	p.push("stop the stats actor", func() error { stats.Stop(); return nil })
 	hc := cfg.HTTP
 	hc.Listen, hc.Log, hc.Stats, hc.Metrics, hc.Dashboard, hc.Observe = cfg.Listen, log, p.sources.Report, metrics.Write, p.sources.Dashboard, metrics.Observe
+	hc.Batches, hc.Activity = batches, activity
 	if cfg.IdleFlush != nil {
-		hc.Activity = &actors.Activity{}
 		p.sources.IdleFlush = actors.NewIdleFlusher(*cfg.IdleFlush, p.writer, hc.Activity, log)
 		p.push("stop the idle flush", func() error { p.sources.IdleFlush.Stop(); return nil })
 	}
@@ -199,6 +221,13 @@ func (p *Proxy) openStore(cfg *Config, pc *pipeline.Config, log *slog.Logger) (d
 		p.push("close the cache db", store.Close)
 		return store, storeFigures(store), nil
 	case "redis":
+		// database_url still names the SQLite file that holds the Batch API's files and batches: create and
+		// migrate it (its answer tables stay empty), and keep it open while the batches use it.
+		local, err := db.Open(db.PathFromURL(cfg.DatabaseURL), db.Options{Log: log})
+		if err != nil {
+			return nil, nil, err
+		}
+		p.push("close the batches' cache db", local.Close)
 		o := cfg.Store.Redis
 		o.Log = log
 		s, err := redisstore.Open(o)
