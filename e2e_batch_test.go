@@ -268,11 +268,13 @@ func TestE2EBatchRoutes(t *testing.T) {
 	client := sdkClient(p)
 	comp := `{"model":"` + testModel + `","prompt":"once upon a time","max_tokens":5}`
 	emb := `{"model":"` + testModel + `","input":["alpha","beta"]}`
+	resp := respBody("a batch of responses", "")
 	for _, c := range []struct {
 		endpoint openai.BatchNewParamsEndpoint
 		path     string
 		body     string
-	}{{openai.BatchNewParamsEndpointV1Completions, "/v1/completions", comp}, {openai.BatchNewParamsEndpointV1Embeddings, "/v1/embeddings", emb}} {
+	}{{openai.BatchNewParamsEndpointV1Completions, "/v1/completions", comp}, {openai.BatchNewParamsEndpointV1Embeddings, "/v1/embeddings", emb},
+		{openai.BatchNewParamsEndpointV1Responses, "/v1/responses", resp}} {
 		var last, lastLive []byte
 		// Run twice: the second time every line is a hit, as the live request after it is. (An embeddings
 		// answer's usage counts what was fetched, so a first run's answers differ from a hit's in that.)
@@ -288,7 +290,7 @@ func TestE2EBatchRoutes(t *testing.T) {
 			if run == 1 && !jsonEqual(lines["x"].Response.Body, lines["y"].Response.Body) {
 				t.Fatalf("%s: the two lines differ: %s / %s", c.path, lines["x"].Response.Body, lines["y"].Response.Body)
 			}
-			if c.path == "/v1/completions" && !jsonEqual(lines["x"].Response.Body, live) {
+			if c.path != "/v1/embeddings" && !jsonEqual(lines["x"].Response.Body, live) {
 				t.Fatalf("%s: batch %s, live %s", c.path, lines["x"].Response.Body, live)
 			}
 			last, lastLive = lines["x"].Response.Body, live
@@ -325,8 +327,8 @@ func TestE2EBatchRoutes(t *testing.T) {
 	for it := client.Batches.ListAutoPaging(context.Background(), openai.BatchListParams{Limit: openai.Int(1)}); it.Next(); {
 		ids = append(ids, it.Current().ID)
 	}
-	if len(ids) != 6 {
-		t.Fatalf("auto-paging listed %v, want the 6 batches", ids)
+	if len(ids) != 8 { // two per route, and the two above
+		t.Fatalf("auto-paging listed %v, want the 8 batches", ids)
 	}
 }
 

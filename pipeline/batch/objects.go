@@ -27,16 +27,17 @@ var (
 	finishedStatuses   = []string{StatusFailed, StatusCompleted, StatusExpired, StatusCancelled}
 )
 
-// endpoints are the routes a batch may run, by the value of its endpoint (and of each line's url). This is
-// the one place to add one: the Responses API's "/v1/responses" goes here once its pipeline Kind exists.
+// endpoints are the routes a batch may run, by the value of its endpoint (and of each line's url): the one
+// place to add one.
 var endpoints = map[string]pipeline.Kind{
 	"/v1/chat/completions": pipeline.KindChat,
 	"/v1/completions":      pipeline.KindCompletion,
 	"/v1/embeddings":       pipeline.KindEmbedding,
+	"/v1/responses":        pipeline.KindResponses,
 }
 
 // endpointList names the endpoints in error messages.
-const endpointList = "/v1/chat/completions, /v1/completions or /v1/embeddings"
+const endpointList = "/v1/chat/completions, /v1/completions, /v1/embeddings or /v1/responses"
 
 // Purposes of files: uploaded batch input, and what a batch writes.
 const (
