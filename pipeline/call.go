@@ -7,8 +7,8 @@ import (
 )
 
 // call is one flight: an upstream call and everyone waiting for it. It is made by the request that missed
-// (the leader) and then owned by the scheduler goroutine; the caller that runs an attempt reads only the
-// fields fixed at creation, and everything an attempt learns comes back as an attemptResult.
+// (the leader) and then owned by the scheduler (under its mutex); the caller that runs an attempt reads only
+// the fields fixed at creation, and everything an attempt learns comes back as an attemptResult.
 type call struct {
 	// Fixed when the call is made.
 	key                  Key
@@ -29,7 +29,7 @@ type call struct {
 	prompts *promptCall
 	pass    *PassThrough
 
-	// Owned by the scheduler goroutine.
+	// Owned by the scheduler: read and written only under its mutex.
 	waiters   []*Request // not answered yet; waiters[0] is the leader until the call goes live
 	live      *LiveStream
 	attempts  int
@@ -86,11 +86,4 @@ type liveEvent struct {
 	c    *call
 	live *LiveStream
 	trim trimmed // what the attempt sent: the live stream's clients are told how many messages it dropped
-}
-
-// event is one message from a caller to the scheduler, in order: an attempt's stream going live, then its
-// result.
-type event struct {
-	live   *liveEvent
-	result *attemptResult
 }

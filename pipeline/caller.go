@@ -27,12 +27,18 @@ type caller struct {
 	stats     *counters
 	ctx       context.Context // ends when the pipeline stops: a wait for another instance's flight gives up
 	tokenizer *trim.Tokenizer // nil when context trimming is off
-	events    chan<- event    // the scheduler's; set by newScheduler
+	report    reporter        // the scheduler; set by newScheduler
 	idle      chan *attempt   // goroutines waiting for their next attempt receive here
 	quit      chan struct{}   // closed by stop: idle goroutines end
 	wg        sync.WaitGroup  // every goroutine, busy or idle
 	// onUpstream, when set, is told of every attempt (from the caller's goroutine); it must not block.
 	onUpstream func(endpoint string, took time.Duration)
+}
+
+// reporter is what a caller tells about its attempts: a stream going live, then the attempt's end.
+type reporter interface {
+	wentLive(liveEvent)
+	completed(*attemptResult)
 }
 
 // callerIdle is how long a caller goroutine waits for the next attempt before it ends.
@@ -56,7 +62,7 @@ func (cl *caller) start(a *attempt) {
 		idle := time.NewTimer(callerIdle)
 		defer idle.Stop()
 		for {
-			cl.events <- event{result: cl.run(a)}
+			cl.report.completed(cl.run(a))
 			idle.Reset(callerIdle)
 			select {
 			case a = <-cl.idle:
@@ -163,7 +169,7 @@ func (cl *caller) send(a *attempt, res *attemptResult, body []byte) outcome {
 		}
 		return cl.settle(c, ep, res, &resp, err)
 	}
-	rec := newStreamRecorder(c, cl.events, cl.cfg.MaxAnswerBytes, res.trim)
+	rec := newStreamRecorder(c, cl.report, cl.cfg.MaxAnswerBytes, res.trim)
 	err := cl.transport.Stream(&req, rec)
 	return cl.settleStream(c, ep, res, rec, err)
 }

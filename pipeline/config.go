@@ -85,7 +85,6 @@ type Config struct {
 	MemoryShards          int           // shards of the memory stage
 	MaxConcurrentRequests int           // max_concurrent_requests: upstream calls in flight over all endpoints
 	QueueTimeout          time.Duration // queue_timeout_seconds: how long a request may wait for a slot anywhere
-	StageQueueSize        int           // capacity of the scheduler's input queue
 	ModelsTTL             time.Duration // models_ttl_seconds: how long a models list is served before a refetch
 	MaxEmbeddingInputs    int           // max_embedding_inputs: inputs allowed in one embeddings request
 	MaxAnswerBytes        int64         // max_answer_bytes: larger answers are passed to the client, not stored
@@ -140,7 +139,6 @@ func DefaultConfig() Config {
 		MemoryShards:          16,
 		MaxConcurrentRequests: 100,
 		QueueTimeout:          30 * time.Second,
-		StageQueueSize:        4096,
 		ModelsTTL:             60 * time.Second,
 		MaxEmbeddingInputs:    2048,
 		MaxAnswerBytes:        64 << 20,
@@ -188,9 +186,9 @@ func (c *Config) check() error {
 	switch {
 	case len(c.Endpoints) == 0:
 		return errors.New("no api_endpoints configured")
-	case c.HitPoolSize <= 0 || c.MissPoolSize <= 0 || c.MemoryShards <= 0 || c.MaxConcurrentRequests <= 0 || c.StageQueueSize <= 0:
-		return fmt.Errorf("pool sizes, shards and limits must be above 0 (hit %d, miss %d, shards %d, concurrent %d, queue %d)",
-			c.HitPoolSize, c.MissPoolSize, c.MemoryShards, c.MaxConcurrentRequests, c.StageQueueSize)
+	case c.HitPoolSize <= 0 || c.MissPoolSize <= 0 || c.MemoryShards <= 0 || c.MaxConcurrentRequests <= 0:
+		return fmt.Errorf("pool sizes, shards and limits must be above 0 (hit %d, miss %d, shards %d, concurrent %d)",
+			c.HitPoolSize, c.MissPoolSize, c.MemoryShards, c.MaxConcurrentRequests)
 	case c.QueueTimeout <= 0 || c.RetryBackoff <= 0 || c.EjectFor <= 0 || c.EjectAfter <= 0 || c.MaxAnswerBytes <= 0:
 		return errors.New("queue_timeout, retry_backoff, eject_seconds, eject_after and max_answer_bytes must be above 0")
 	}

@@ -42,7 +42,7 @@ func (p *Pipeline) passThrough(r *Request) {
 		body:     slices.Clone(r.Body),
 		enqueued: r.Arrived, waiters: []*Request{r}, header: r.forwardHeaders(),
 	}
-	if !p.sched.submit(c) {
+	if !p.sched.run(c) {
 		r.fail(errOverloaded)
 	}
 }

@@ -6,8 +6,10 @@
 //
 // Each stage is a type that owns its state. The keyer, memory, hit pool and miss pool run inline in the
 // goroutine of the request (a goroutine hand-off per stage cost more than the stage's own work on the hot
-// path, bench/README.md); the scheduler is an actor, and the caller runs attempts on goroutines of its own
-// that report results back to it as values.
+// path, bench/README.md). The scheduler is guarded by a mutex rather than run as an actor for the same
+// reason: a non-streamed miss that finds a free slot makes its upstream call in its own goroutine too. Other
+// attempts (retries, queued calls, streams) run on the caller's goroutines, which report results back to the
+// scheduler as values.
 package pipeline
 
 import (
@@ -236,7 +238,7 @@ func (p *Pipeline) dispatch(r *Request, body []byte, ms, me int, err error, emb 
 		enqueued: r.Arrived, waiters: []*Request{r},
 		controls: r.Controls, asked: askedModel(r), header: r.forwardHeaders(), emb: emb, prompts: prompts,
 	}
-	if !p.sched.submit(cl) {
+	if !p.sched.run(cl) {
 		r.fail(errOverloaded)
 	}
 }

@@ -12,97 +12,163 @@ import (
 
 // scheduler is the stage between the miss path and the upstreams: it owns the flights (identical misses
 // share one call), the FIFO queue of calls waiting for a slot under max_concurrent_requests and each
-// endpoint's own limit, the retries, the endpoints' health and the choice of endpoint. It is an actor: one
-// goroutine owns all of it, and callers report back on its events channel.
+// endpoint's own limit, the retries, the endpoints' health and the choice of endpoint.
+//
+// Its state is guarded by one mutex, held for microseconds by whichever goroutine has something to tell it:
+// a request submitting a miss, a caller reporting an attempt's result or a stream going live, and the
+// scheduler's clock, which wakes for queue timeouts, retry pauses and endpoints' rests. It was an actor (one
+// goroutine, messages in and out); a miss then crossed four goroutine hand-offs before its answer reached
+// the client, which cost more at one connection than everything else the proxy does for a miss
+// (bench/README.md). Now a non-streamed miss that finds a free slot makes its upstream call in its own
+// goroutine (run), and answers itself.
 type scheduler struct {
-	cfg       *Config
-	log       *slog.Logger
-	caller    *caller
-	storer    *storer
-	in        chan *call
-	events    chan event
+	cfg    *Config
+	log    *slog.Logger
+	caller *caller
+	storer *storer
+
+	mu        sync.Mutex // guards everything below it
 	endpoints []*endpointState
 	flights   map[Key]*call
 	queue     []*call // new calls waiting for a slot, FIFO
 	retries   []*call // calls waiting to retry: they go before new ones once their pause is over
 	inFlight  int
+	recent    recentAnswers
+	waiting   int       // requests waiting for a call's answer, leaders and followers
+	wakeAt    time.Time // when the clock is set to wake; zero when it is not
+	stopping  bool      // stop was called: new calls are refused, drained is closed once none is left
+	drained   chan struct{}
 
-	recent recentAnswers
-
-	waiting       int            // requests waiting for a call's answer, leaders and followers
-	wg            sync.WaitGroup // the loop
-	inFlightGauge atomic.Int64   // inFlight, readable from other goroutines
-	queuedGauge   atomic.Int64   // len(queue) + len(retries), likewise
-	waitingGauge  atomic.Int64   // waiting, likewise
+	clock         *time.Timer   // wakes tick at wakeAt
+	quit          chan struct{} // ends the clock's goroutine
+	clockDone     chan struct{}
+	inFlightGauge atomic.Int64 // inFlight, readable without the mutex
+	queuedGauge   atomic.Int64 // len(queue) + len(retries), likewise
+	waitingGauge  atomic.Int64 // waiting, likewise
 }
 
 func newScheduler(cfg *Config, c *caller, st *storer) *scheduler {
 	s := &scheduler{
 		cfg: cfg, log: cfg.Log, caller: c, storer: st,
-		in:      make(chan *call, cfg.StageQueueSize),
-		events:  make(chan event, cfg.MaxConcurrentRequests+len(cfg.Endpoints)),
 		flights: make(map[Key]*call),
 		recent:  recentAnswers{byKey: make(map[Key]*recentAnswer), grace: cfg.RecentGrace},
+		drained: make(chan struct{}), quit: make(chan struct{}), clockDone: make(chan struct{}),
 	}
 	for i := range cfg.Endpoints {
 		s.endpoints = append(s.endpoints, newEndpointState(cfg, i))
 	}
-	c.events = s.events
-	s.wg.Add(1)
+	c.report = s
+	s.clock = time.NewTimer(time.Hour)
+	s.clock.Stop()
 	go func() {
-		defer s.wg.Done()
-		s.loop()
+		defer close(s.clockDone)
+		for {
+			select {
+			case <-s.clock.C:
+				s.mu.Lock()
+				s.wakeAt = time.Time{}
+				s.settle(time.Now())
+				s.mu.Unlock()
+			case <-s.quit:
+				return
+			}
+		}
 	}()
 	return s
 }
 
-// submit hands a miss to the scheduler, waiting for room until its leader's deadline.
+// submit hands a miss to the scheduler; its waiters are answered from other goroutines. False once the
+// scheduler is stopping.
 func (s *scheduler) submit(c *call) bool {
-	return enqueue(s.in, c, c.enqueued.Add(s.cfg.QueueTimeout))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopping {
+		return false
+	}
+	s.admit(c)
+	s.settle(time.Now())
+	return true
 }
 
-// stop ends the scheduler after every queued and running call has answered its waiters.
+// run is submit for a caller that waits for c's answer anyway (a request's own goroutine): when c is new,
+// not streamed, and a slot is free now, its first attempt runs here rather than on a caller goroutine, and
+// run returns once it is over (answered, or waiting for a retry). A streamed call never runs here: its
+// leader must go back to write the stream while the attempt is still reading it.
+func (s *scheduler) run(c *call) bool {
+	s.mu.Lock()
+	if s.stopping {
+		s.mu.Unlock()
+		return false
+	}
+	s.admit(c)
+	var mine *attempt
+	if !c.stream {
+		mine = s.pumpFor(c, time.Now())
+	}
+	s.settle(time.Now())
+	s.mu.Unlock()
+	if mine != nil {
+		s.completed(s.caller.run(mine))
+	}
+	return true
+}
+
+// completed is a caller telling the scheduler that an attempt is over.
+func (s *scheduler) completed(res *attemptResult) {
+	s.mu.Lock()
+	s.complete(res)
+	s.settle(time.Now())
+	s.mu.Unlock()
+}
+
+// wentLive is a caller telling the scheduler that an attempt's stream reached its first event: streaming
+// waiters are answered with it now. It comes before that attempt's completed.
+func (s *scheduler) wentLive(ev liveEvent) {
+	s.mu.Lock()
+	ev.c.trim = ev.trim
+	s.goLive(ev.c, ev.live)
+	s.settle(time.Now())
+	s.mu.Unlock()
+}
+
+// stop waits until every queued and running call has answered its waiters, then ends the clock. Calls
+// submitted from then on are refused.
 func (s *scheduler) stop() {
-	close(s.in)
-	s.wg.Wait()
+	s.mu.Lock()
+	s.stopping = true
+	s.settle(time.Now())
+	s.mu.Unlock()
+	<-s.drained
+	close(s.quit)
+	<-s.clockDone
+	s.clock.Stop()
 }
 
-func (s *scheduler) loop() {
-	wake := time.NewTimer(time.Hour)
-	wake.Stop()
-	in := s.in
-	for {
+// settle is what follows every change: answers past their grace let go, queued calls past their timeout
+// answered, waiting calls started while slots allow, the gauges updated and the clock set for the next
+// time something must happen without a message. s.mu must be held.
+func (s *scheduler) settle(now time.Time) {
+	s.recent.expire(now)
+	s.expireQueued(now)
+	s.pump(now)
+	s.queuedGauge.Store(int64(len(s.queue) + len(s.retries)))
+	s.waitingGauge.Store(int64(s.waiting))
+	// Only times still ahead: what pump could not start now waits for a slot, and a call's end runs pump
+	// again. A clock set for a time already passed would spin.
+	at, ok := s.nextWake(now)
+	switch {
+	case !ok && !s.wakeAt.IsZero():
+		s.clock.Stop()
+		s.wakeAt = time.Time{}
+	case ok && !at.Equal(s.wakeAt):
+		s.clock.Reset(at.Sub(now))
+		s.wakeAt = at
+	}
+	if s.stopping && len(s.queue) == 0 && len(s.retries) == 0 && s.inFlight == 0 {
 		select {
-		case c, ok := <-in:
-			if !ok {
-				in = nil
-				break
-			}
-			s.admit(c)
-		case ev := <-s.events:
-			if ev.live != nil {
-				ev.live.c.trim = ev.live.trim
-				s.goLive(ev.live.c, ev.live.live)
-			} else {
-				s.complete(ev.result)
-			}
-		case <-wake.C:
-		}
-		now := time.Now()
-		s.recent.expire(now)
-		s.expireQueued(now)
-		s.pump(now)
-		s.queuedGauge.Store(int64(len(s.queue) + len(s.retries)))
-		s.waitingGauge.Store(int64(s.waiting))
-		// Only times still ahead: what pump could not start now waits for a slot, and a call's end runs pump
-		// again. A timer set for a time already passed would spin the loop.
-		if at, ok := s.nextWake(now); ok {
-			wake.Reset(at.Sub(now))
-		} else {
-			wake.Stop()
-		}
-		if in == nil && len(s.queue) == 0 && len(s.retries) == 0 && s.inFlight == 0 {
-			return
+		case <-s.drained:
+		default:
+			close(s.drained)
 		}
 	}
 }
@@ -177,16 +243,21 @@ func (s *scheduler) expireQueued(now time.Time) {
 }
 
 // pump starts waiting calls, retries whose pause is over first, while the global limit and some endpoint's
-// own limit allow.
-func (s *scheduler) pump(now time.Time) {
+// own limit allow, each on a caller goroutine.
+func (s *scheduler) pump(now time.Time) { s.pumpFor(nil, now) }
+
+// pumpFor is pump, except that mine's attempt, when it starts, is returned for the caller of pumpFor to run
+// instead of going to a caller goroutine.
+func (s *scheduler) pumpFor(mine *call, now time.Time) *attempt {
+	var own *attempt
 	for s.inFlight < s.cfg.MaxConcurrentRequests {
 		c, retry := s.next(now)
 		if c == nil {
-			return
+			break
 		}
 		ep, probe, why := s.pick(c, now)
 		if ep == nil && why == saturated {
-			return
+			break
 		}
 		if retry {
 			s.retries = slices.DeleteFunc(s.retries, func(x *call) bool { return x == c })
@@ -203,8 +274,14 @@ func (s *scheduler) pump(now time.Time) {
 		s.inFlight++
 		s.inFlightGauge.Store(int64(s.inFlight))
 		c.attempts++
-		s.caller.start(&attempt{c: c, ep: ep, probe: probe, n: c.attempts, trim: c.trim, led: c.led, lease: c.lease})
+		a := &attempt{c: c, ep: ep, probe: probe, n: c.attempts, trim: c.trim, led: c.led, lease: c.lease}
+		if c == mine {
+			own = a
+			continue
+		}
+		s.caller.start(a)
 	}
+	return own
 }
 
 // next is the call to start next: the retry ready longest, else the queue's head.

@@ -183,9 +183,9 @@ var cutEvent = []byte("event: error\ndata: {\"error\":{\"message\":\"the upstrea
 // any other answer is buffered whole and settled like a non-streamed one.
 type streamRecorder struct {
 	c      *call
-	trim   trimmed      // what the attempt sent, for the live event
-	events chan<- event // the scheduler's
-	limit  int64        // max_answer_bytes: past it the stream is passed through, not assembled or kept
+	trim   trimmed  // what the attempt sent, for the live event
+	report reporter // the scheduler
+	limit  int64    // max_answer_bytes: past it the stream is passed through, not assembled or kept
 
 	status                  int
 	contentType, retryAfter string
@@ -203,8 +203,8 @@ type streamRecorder struct {
 	done []byte
 }
 
-func newStreamRecorder(c *call, events chan<- event, limit int64, t trimmed) *streamRecorder {
-	return &streamRecorder{c: c, events: events, limit: limit, trim: t}
+func newStreamRecorder(c *call, report reporter, limit int64, t trimmed) *streamRecorder {
+	return &streamRecorder{c: c, report: report, limit: limit, trim: t}
 }
 
 func (s *streamRecorder) Header(status int, contentType, retryAfter string) {
@@ -212,7 +212,7 @@ func (s *streamRecorder) Header(status int, contentType, retryAfter string) {
 	if status == 200 && isEventStream(contentType) {
 		s.asm = newStreamAssembler(s.c.kind)
 		s.live = newLiveStream()
-		s.events <- event{live: &liveEvent{c: s.c, live: s.live, trim: s.trim}}
+		s.report.wentLive(liveEvent{c: s.c, live: s.live, trim: s.trim})
 	}
 }
 
