@@ -2,6 +2,7 @@ package actors
 
 import (
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -64,7 +65,6 @@ type upstreamReport struct {
 type endpointLatency struct {
 	cur, prev   *histogram.Fast
 	curN, prevN int
-	prom        *metrics.PrometheusHistogram
 }
 
 // minWindowCalls is how many calls the current window needs before its quantiles are shown.
@@ -74,18 +74,28 @@ const minWindowCalls = 20
 // last-minute hit rate, collects upstream latencies into quantiles, and writes the periodic log line.
 // Stages report to it with Upstream, which never blocks: when the queue is full the report is dropped
 // and counted.
+//
+// Reports are not messages: Upstream appends them to a buffer under a mutex, and the actor takes the buffer
+// when it fills (reportBatch), on every tick and before every view. Sending each report on a channel woke
+// the actor once per upstream call, a goroutine hand-off on every miss's path that cost more than the report
+// (bench/README.md).
 type Stats struct {
 	cfg     StatsConfig
 	sample  func() StatsSample
 	summary func(v *StatsView) []any
 	log     *slog.Logger
-	reports chan upstreamReport
 	queries chan chan StatsView
 	quit    chan struct{}
 	done    chan struct{}
 	dropped atomic.Int64
 
+	mu      sync.Mutex
+	pending []upstreamReport                        // guarded by mu; taken by the actor
+	proms   map[string]*metrics.PrometheusHistogram // guarded by mu: /metrics sees each call at once
+	full    chan struct{}                           // pending reached reportBatch: the actor takes it
+
 	// Owned by the actor goroutine.
+	spare      []upstreamReport // the buffer taken last time, given back to Upstream next time
 	endpoints  map[string]*endpointLatency
 	seconds    []StatsSample // the last 61 per-tick samples, for the last minute
 	series     []StatsPoint  // ring of closed buckets, oldest first
@@ -101,7 +111,9 @@ func NewStats(cfg StatsConfig, log *slog.Logger) *Stats {
 	cfg.Window, cfg.Queue = orDefault(cfg.Window, d.Window), orDefault(cfg.Queue, d.Queue)
 	s := &Stats{
 		cfg: cfg, log: log,
-		reports:   make(chan upstreamReport, cfg.Queue),
+		pending:   make([]upstreamReport, 0, min(cfg.Queue, reportBatch)),
+		proms:     make(map[string]*metrics.PrometheusHistogram),
+		full:      make(chan struct{}, 1),
 		queries:   make(chan chan StatsView),
 		quit:      make(chan struct{}),
 		done:      make(chan struct{}),
@@ -121,13 +133,44 @@ func (s *Stats) Start(sample func() StatsSample, summary func(v *StatsView) []an
 	go s.run()
 }
 
-// Upstream reports one upstream attempt's latency. It never blocks.
+// reportBatch is how many reports wait before the actor is woken to take them.
+const reportBatch = 256
+
+// Upstream reports one upstream attempt's latency. It never blocks on the actor.
 func (s *Stats) Upstream(endpoint string, took time.Duration) {
-	select {
-	case s.reports <- upstreamReport{endpoint, took}:
-	default:
-		s.dropped.Add(1)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cfg.Histogram != nil {
+		h := s.proms[endpoint]
+		if h == nil {
+			h = s.cfg.Histogram(endpoint)
+			s.proms[endpoint] = h
+		}
+		h.Update(took.Seconds())
 	}
+	if len(s.pending) >= s.cfg.Queue {
+		s.dropped.Add(1)
+		return
+	}
+	s.pending = append(s.pending, upstreamReport{endpoint, took})
+	if len(s.pending) == reportBatch {
+		select {
+		case s.full <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// take records every waiting report. Only the actor calls it.
+func (s *Stats) take() {
+	s.mu.Lock()
+	reports := s.pending
+	s.pending = s.spare[:0]
+	s.mu.Unlock()
+	for _, r := range reports {
+		s.record(r)
+	}
+	s.spare = reports
 }
 
 // View returns the actor's figures now.
@@ -161,13 +204,16 @@ func (s *Stats) run() {
 	}
 	for {
 		select {
-		case r := <-s.reports:
-			s.record(r)
+		case <-s.full:
+			s.take()
 		case reply := <-s.queries:
+			s.take()
 			reply <- s.view()
 		case now := <-tick.C:
+			s.take()
 			s.tick(now)
 		case <-swap.C:
+			s.take() // what came before the swap belongs to the window it ends
 			// Always swap: an endpoint idle for two windows shows no quantiles rather than old ones.
 			for _, e := range s.endpoints {
 				e.prev, e.cur = e.cur, e.prev
@@ -175,6 +221,7 @@ func (s *Stats) run() {
 				e.cur.Reset()
 			}
 		case <-logC:
+			s.take()
 			v := s.view()
 			s.log.Info("stats", s.summary(&v)...)
 		case <-s.quit:
@@ -187,18 +234,12 @@ func (s *Stats) record(r upstreamReport) {
 	e := s.endpoints[r.endpoint]
 	if e == nil {
 		e = &endpointLatency{cur: histogram.NewFast(), prev: histogram.NewFast()}
-		if s.cfg.Histogram != nil {
-			e.prom = s.cfg.Histogram(r.endpoint)
-		}
 		s.endpoints[r.endpoint] = e
 	}
 	ms := float64(r.took) / float64(time.Millisecond)
 	e.cur.Update(ms)
 	e.curN++
 	s.bucketLat.Update(ms)
-	if e.prom != nil {
-		e.prom.Update(r.took.Seconds())
-	}
 }
 
 func (s *Stats) tick(now time.Time) {
