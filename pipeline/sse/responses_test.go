@@ -30,7 +30,7 @@ const indentedResponse = `{
       "summary": [
         {
           "type": "summary_text",
-          "text": "**Thinking** about the weather in Paris, which is a long enough summary to be cut into pieces."
+          "text": "**Thinking** about the weather in Paris, which is a long enough summary to be cut into pieces: a replay sends about two hundred bytes of text in one delta, so this summary goes on for a while, as the summaries of a model that thinks aloud do."
         },
         {
           "type": "summary_text",
@@ -70,7 +70,7 @@ const indentedResponse = `{
               "top_logprobs": []
             }
           ],
-          "text": "Hello! \"Quoted\"\nNew line, caf\u00e9 \ud83d\ude00 and a sentence long enough to be replayed in several deltas, word by word."
+          "text": "Hello! \"Quoted\"\nNew line, caf\u00e9 \ud83d\ude00 and a sentence long enough to be replayed in several deltas, word by word. A replay cuts text into pieces of about two hundred bytes, after a space where it can, so this answer goes on: the weather in Paris will be mild this week, with some rain on Tuesday, sunny spells on Wednesday and a cool wind from the west on Thursday. Take an umbrella for Tuesday and a coat for the evenings, when it gets colder than the afternoons suggest."
         },
         {
           "type": "refusal",
@@ -83,7 +83,7 @@ const indentedResponse = `{
       "id": "fc_03",
       "type": "function_call",
       "status": "completed",
-      "arguments": "{\"city\":\"Paris\",\"unit\":\"celsius\",\"days\":[1,2,3],\"note\":\"a longer argument string\"}",
+      "arguments": "{\"city\":\"Paris\",\"unit\":\"celsius\",\"days\":[1,2,3],\"note\":\"a longer argument string, long enough that a replay sending about two hundred bytes a delta cuts it in three pieces; arguments of real tool calls are often this long, or longer, when they carry a whole query or a paragraph of text to search for, with filters, dates and the names of the fields to return, sorted by relevance and then by date, newest first, at most twenty of them\"}",
       "call_id": "call_abc",
       "name": "get_weather"
     },
@@ -425,7 +425,7 @@ func TestSynthesizeResponseRoundTrip(t *testing.T) {
 			fc = e.data
 		}
 	}
-	if fc["arguments"] != `{"city":"Paris","unit":"celsius","days":[1,2,3],"note":"a longer argument string"}` || fc["name"] != "get_weather" || fc["item_id"] != "fc_03" {
+	if fc["arguments"] != `{"city":"Paris","unit":"celsius","days":[1,2,3],"note":"a longer argument string, long enough that a replay sending about two hundred bytes a delta cuts it in three pieces; arguments of real tool calls are often this long, or longer, when they carry a whole query or a paragraph of text to search for, with filters, dates and the names of the fields to return, sorted by relevance and then by date, newest first, at most twenty of them"}` || fc["name"] != "get_weather" || fc["item_id"] != "fc_03" {
 		t.Fatalf("function_call_arguments.done: %v", fc)
 	}
 
