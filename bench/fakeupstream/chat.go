@@ -89,6 +89,9 @@ type chatAnswer struct {
 	think   bool
 	prompt  int // prompt tokens
 	perComp int // completion tokens per choice
+	// openaiID: the id looks like api.openai.com's (29 letters and digits that differ from answer to
+	// answer, see appendChatID) rather than "chatcmpl-fake-<seq>"; set with Options.Text.
+	openaiID bool
 }
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
@@ -175,6 +178,7 @@ func (s *Server) handleChat(ctx *fasthttp.RequestCtx, rc reqControls) bool {
 		ans.kind = kindText
 		ans.think = strings.HasPrefix(user, "THINK:")
 		ans.text, ans.perComp = s.answerText(last)
+		ans.openaiID = s.paragraphs != nil
 		if ans.think {
 			ans.perComp++
 		}
@@ -216,8 +220,8 @@ func appendToolCall(b []byte, seq int64, i int) []byte {
 var toolArgsJSON = appendJSONString(nil, toolArgs)
 
 func appendChatResponse(b []byte, ans *chatAnswer, model string, seq, created int64, n int) []byte {
-	b = append(b, `{"id":"chatcmpl-fake-`...)
-	b = strconv.AppendInt(b, seq, 10)
+	b = append(b, `{"id":"`...)
+	b = appendChatID(b, seq, ans.openaiID)
 	b = append(b, `","object":"chat.completion","created":`...)
 	b = strconv.AppendInt(b, created, 10)
 	b = append(b, `,"model":`...)
@@ -266,8 +270,8 @@ const streamPieces = 8
 
 func buildChatEvents(ev *events, ans *chatAnswer, model string, seq, created int64, n int, includeUsage bool) {
 	var head []byte
-	head = append(head, `data: {"id":"chatcmpl-fake-`...)
-	head = strconv.AppendInt(head, seq, 10)
+	head = append(head, `data: {"id":"`...)
+	head = appendChatID(head, seq, ans.openaiID)
 	head = append(head, `","object":"chat.completion.chunk","created":`...)
 	head = strconv.AppendInt(head, created, 10)
 	head = append(head, `,"model":`...)
