@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"time"
 
 	"github.com/ncruces/go-sqlite3"
 )
@@ -26,9 +25,11 @@ type ExportedEntry struct {
 	LastHitAt     int64  `json:"last_hit_at"` // unix ms, 0 = never hit
 	HitCount      int64  `json:"hit_count"`
 	ExpiresAt     int64  `json:"expires_at"` // unix ms, 0 = never
-	Encoding      int64  `json:"encoding"`   // body encoding, 0 = identity
-	// Body is the body as stored (still in Encoding). encoding/json writes a []byte as standard base64,
-	// which keeps binary bodies (float32 vectors) intact. Import refuses an absent (null) body.
+	// Encoding is always 0 (identity) in an export: a compressed body is exported decoded, so that the file
+	// needs no dictionary of the store it came from. Import refuses any other value.
+	Encoding int64 `json:"encoding"`
+	// Body is the plain body. encoding/json writes a []byte as standard base64, which keeps binary bodies
+	// (float32 vectors) intact. Import refuses an absent (null) body.
 	Body []byte `json:"body_b64"`
 }
 
@@ -67,7 +68,7 @@ func (s *SQLite) Export(namespace *string, fn func(e *ExportedEntry) error) erro
 	if s.closed.Load() {
 		return fmt.Errorf("cannot export cache db %q: %w", s.path, ErrClosed)
 	}
-	return exportPath(s.path, s.busyTimeout, namespace, fn)
+	return s.exportPath(namespace, fn)
 }
 
 // OpenReadOnly opens the existing cache database at path (or database_url) for reading only: Stats,
@@ -93,13 +94,19 @@ func OpenReadOnly(path string) (_ *SQLite, err error) {
 		}
 		return nil, fmt.Errorf("cannot open cache db %q: %w", path, err)
 	}
-	return &SQLite{path: path, busyTimeout: DefaultBusyTimeout, log: slog.Default(), deletes: map[string]*sqlite3.Stmt{}}, nil
+	return readOnly(path), nil
+}
+
+// readOnly is a store on path that only reads; its dictionaries are loaded as bodies need them.
+func readOnly(path string) *SQLite {
+	return &SQLite{path: path, busyTimeout: DefaultBusyTimeout, log: slog.Default(), deletes: map[string]*sqlite3.Stmt{},
+		comp: newCompression(&Options{NoCompression: true})}
 }
 
 // ExportFile is Export on the database file at path without opening it for writing: it never creates
 // the file, migrates or writes anything, so it may run beside a proxy serving the same file.
 func ExportFile(path string, namespace *string, fn func(e *ExportedEntry) error) error {
-	return exportPath(PathFromURL(path), DefaultBusyTimeout, namespace, fn)
+	return readOnly(PathFromURL(path)).exportPath(namespace, fn)
 }
 
 // errStop marks an error returned by the caller's fn, which Export returns unwrapped.
@@ -107,7 +114,8 @@ type errStop struct{ err error }
 
 func (e errStop) Error() string { return e.err.Error() }
 
-func exportPath(path string, busy time.Duration, namespace *string, fn func(e *ExportedEntry) error) (err error) {
+func (s *SQLite) exportPath(namespace *string, fn func(e *ExportedEntry) error) (err error) {
+	path, busy := s.path, s.busyTimeout
 	defer catch(&err, path, "export")
 	var stop errStop
 	defer func() {
@@ -142,6 +150,7 @@ func exportPath(path string, busy time.Duration, namespace *string, fn func(e *E
 		}
 	}
 	var e ExportedEntry
+	var raw []byte // the stored body, copied out of SQLite's memory: decode may run a statement
 	for st.Step() {
 		e.Key = hex.EncodeToString(st.ColumnRawBlob(0))
 		e.Kind = st.ColumnText(1)
@@ -155,13 +164,28 @@ func exportPath(path string, busy time.Duration, namespace *string, fn func(e *E
 		e.LastHitAt = st.ColumnInt64(9)
 		e.HitCount = st.ColumnInt64(10)
 		e.ExpiresAt = st.ColumnInt64(11)
-		e.Encoding = st.ColumnInt64(12)
+		e.Encoding = encodingIdentity
+		encoding := st.ColumnInt64(12)
 		if n := st.ColumnInt64(14); n > largeBody {
 			if e.Body, err = readLargeBody(c, st.ColumnInt64(15), n, e.Body); err != nil {
 				return err
 			}
+			if encoding != encodingIdentity {
+				raw = append(raw[:0], e.Body...)
+			}
 		} else {
-			e.Body = append(e.Body[:0:cap(e.Body)], st.ColumnRawBlob(13)...)
+			raw = append(raw[:0], st.ColumnRawBlob(13)...)
+			if encoding == encodingIdentity {
+				e.Body = append(e.Body[:0:cap(e.Body)], raw...)
+			}
+		}
+		if encoding != encodingIdentity {
+			var key Key
+			copy(key[:], st.ColumnRawBlob(0))
+			if e.Body, err = s.decode(c, &key, encoding, raw, e.Body); err != nil {
+				// An export must give back what was stored, so a body that cannot be read stops it.
+				return fmt.Errorf("entry %s: %w", e.Key, err)
+			}
 		}
 		// An empty blob reads as nil; keep it a present, empty body.
 		if e.Body == nil {
@@ -225,7 +249,7 @@ func (s *SQLite) Import(entries []ExportedEntry) (err error) {
 		row.Body, row.ContentType, row.Kind, row.Namespace, row.Model = e.Body, e.ContentType, e.Kind, e.Namespace, e.Model
 		row.Endpoint, row.UpstreamModel, row.Version, row.CreatedAt = e.Endpoint, e.UpstreamModel, e.Version, e.CreatedAt
 		row.LastHitAt, row.HitCount, row.ExpiresAt = e.LastHitAt, e.HitCount, e.ExpiresAt
-		if err := s.putEntry(&row, e.Encoding); err != nil {
+		if err := s.putEntry(&row); err != nil {
 			return fmt.Errorf("entry %d (key %s): %w", i, e.Key, err)
 		}
 	}

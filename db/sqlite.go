@@ -46,6 +46,8 @@ type SQLite struct {
 
 	statsMu sync.Mutex
 	stats   *statsConn // opened on first Stats call
+
+	comp *compression // the codec, its dictionaries and their training (compress.go)
 }
 
 var _ Store = (*SQLite)(nil)
@@ -118,7 +120,7 @@ func Open(path string, opts Options) (*SQLite, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot open cache db %q: %w", path, err)
 	}
-	s := &SQLite{path: path, busyTimeout: opts.BusyTimeout, log: opts.Log, w: c, deletes: map[string]*sqlite3.Stmt{}}
+	s := &SQLite{path: path, busyTimeout: opts.BusyTimeout, log: opts.Log, w: c, deletes: map[string]*sqlite3.Stmt{}, comp: newCompression(&opts)}
 	err = func() (err error) {
 		defer catch(&err, path, "open")
 		return s.init(opts.Log)
@@ -172,7 +174,7 @@ func (s *SQLite) init(log *slog.Logger) error {
 		}
 		*p.st = st
 	}
-	return nil
+	return s.initCompression()
 }
 
 // pragmaText runs a statement returning one text value.
@@ -257,13 +259,27 @@ func (s *SQLite) WriteBatch(b *Batch) (err error) {
 	if err := s.beginTx(); err != nil {
 		return err
 	}
+	// A dictionary trained meanwhile is written in this transaction and used once it has committed. Deferred
+	// before endTx, so that it runs after the commit (or the rollback).
+	var trained *trainResult
+	defer func() {
+		switch {
+		case err == nil:
+			s.afterCommit(trained, s.w.LastInsertRowID())
+		case trained != nil:
+			s.comp.trained <- *trained // room: it was taken from there; the next batch writes it
+		}
+	}()
 	defer s.endTx(&err)
+	if trained, err = s.adoptTrained(); err != nil {
+		return err
+	}
 
 	for _, e := range b.Puts {
 		if e == nil {
 			continue
 		}
-		if err := s.putEntry(e, encodingIdentity); err != nil {
+		if err := s.putEntry(e); err != nil {
 			return err
 		}
 	}
@@ -286,9 +302,10 @@ func (s *SQLite) WriteBatch(b *Batch) (err error) {
 	return nil
 }
 
-// putEntry replaces the entry with e.Key by e, whose body is in encoding, and gives it e's hit figures.
-// It runs inside the caller's transaction. Writer connection only.
-func (s *SQLite) putEntry(e *Entry, encoding int64) error {
+// putEntry replaces the entry with e.Key by e (its body compressed unless it is small, large or compression
+// is off) and gives it e's hit figures. It runs inside the caller's transaction. Writer connection only.
+func (s *SQLite) putEntry(e *Entry) error {
+	encoding, body := s.encode(e)
 	if err := s.delKey.BindBlob(1, e.Key[:]); err != nil {
 		return err
 	}
@@ -307,13 +324,13 @@ func (s *SQLite) putEntry(e *Entry, encoding int64) error {
 	b.int64(9, e.CreatedAt)
 	b.int64(10, e.ExpiresAt)
 	b.int64(11, encoding)
-	if len(e.Body) == 0 || len(e.Body) > largeBody {
+	if len(body) == 0 || len(body) > largeBody {
 		// NOT NULL: an absent body is an empty blob. A large one is written after the insert, in chunks.
 		if b.err == nil {
-			b.err = s.put.BindZeroBlob(12, int64(len(e.Body)))
+			b.err = s.put.BindZeroBlob(12, int64(len(body)))
 		}
 	} else {
-		b.blob(12, e.Body)
+		b.blob(12, body)
 	}
 	if b.err != nil {
 		return b.err
@@ -326,8 +343,8 @@ func (s *SQLite) putEntry(e *Entry, encoding int64) error {
 	if err != nil {
 		return err
 	}
-	if len(e.Body) > largeBody {
-		if err := writeLargeBody(s.w, s.w.LastInsertRowID(), e.Body); err != nil {
+	if len(body) > largeBody {
+		if err := writeLargeBody(s.w, s.w.LastInsertRowID(), body); err != nil {
 			return err
 		}
 	}
@@ -710,6 +727,8 @@ func (s *SQLite) Stats() (st Stats, err error) {
 		}
 	}()
 	st.DriverPanics = s.panics.Load()
+	st.Dictionaries, st.Dictionary = int64(s.comp.codec.Len()), int64(s.comp.codec.Current())
+	st.CorruptBodies = s.comp.corrupt.Load()
 	if s.closed.Load() {
 		return st, ErrClosed
 	}
@@ -757,6 +776,7 @@ func (s *SQLite) Close() error {
 	if !s.closed.CompareAndSwap(false, true) {
 		return nil
 	}
+	s.comp.wg.Wait() // a training in progress: it reads through a connection of its own
 	s.statsMu.Lock()
 	serr := s.stats.close()
 	s.stats = nil

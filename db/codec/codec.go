@@ -139,6 +139,9 @@ func (c *Codec) Has(id uint32) bool {
 	return ok
 }
 
+// Data is dictionary id's data (nil when it was never added); the caller must not modify it.
+func (c *Codec) Data(id uint32) []byte { return c.state.Load().dicts[id] }
+
 // Current is the id of the dictionary bodies are compressed with, 0 when there is none yet.
 func (c *Codec) Current() uint32 { return c.state.Load().current }
 
