@@ -70,6 +70,9 @@ type cacheConfig struct {
 
 	// MaxPendingBytes bounds the answers waiting for the disk (actors.WriterConfig.MaxPendingBytes).
 	MaxPendingBytes int64 `toml:"max_pending_bytes"`
+	// CompressBodies stores answers compressed (zstd with a dictionary trained from the cache's own
+	// answers); false stores new ones as they are (db.Options.NoCompression).
+	CompressBodies bool `toml:"compress_bodies"`
 }
 
 type idleFlushConfig struct {
@@ -150,7 +153,8 @@ func defaultConfig() fileConfig {
 		EjectSeconds:           pc.EjectFor.Seconds(),
 		StandbyOnSaturation:    pc.StandbyOnSaturation,
 		Cache: cacheConfig{Enabled: pc.MemoryEnabled, MaxItems: pc.MemoryMaxItems, MaxBytes: pc.MemoryMaxBytes,
-			BatchWriteSize: w.BatchSize, FlushInterval: int(w.FlushInterval.Milliseconds()), MaxPendingBytes: w.MaxPendingBytes},
+			BatchWriteSize: w.BatchSize, FlushInterval: int(w.FlushInterval.Milliseconds()), MaxPendingBytes: w.MaxPendingBytes,
+			CompressBodies: !d.Store.NoCompression},
 		IdleFlush: idleFlushConfig{Enabled: true, IdleTimeoutSeconds: idle.Timeout.Seconds(), CheckIntervalSeconds: idle.CheckInterval.Seconds()},
 		CacheMaintenance: maintenanceConfig{Enabled: true, IntervalHours: maint.Interval.Hours(), RetentionDays: maint.Retention.Hours() / 24,
 			CleanupOnStartup: maint.OnStartup, MinHitCount: maint.MinHitCount, MaxDBBytes: maint.MaxDBBytes},

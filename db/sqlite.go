@@ -85,6 +85,11 @@ ON CONFLICT (key) DO UPDATE SET hit_count = excluded.hit_count, last_hit_at = ex
 ON CONFLICT (key) DO UPDATE SET hit_count = hit_count + excluded.hit_count, last_hit_at = max(last_hit_at, excluded.last_hit_at)`
 )
 
+// WriterPragmas are the settings of the writer's connection (after WAL mode, which is kept in the file).
+// Exported for the benchmarks' bare insert, which must run with the same.
+var WriterPragmas = fmt.Sprintf(`PRAGMA synchronous = NORMAL; PRAGMA journal_size_limit = %d; PRAGMA cache_size = -%d; PRAGMA wal_autocheckpoint = %d`,
+	walSizeLimit, writerCacheKiB, walAutoCheckpointPages)
+
 // sqlGet reads an entry with its hits. A body above largeBody comes back NULL and is read in chunks
 // (readLargeBody); length() reads a blob's size from the record header, without loading it.
 var sqlGet = fmt.Sprintf(`SELECT CASE WHEN length(e.body) <= %d THEN e.body END, length(e.body), e.id,
@@ -149,8 +154,7 @@ func (s *SQLite) init(log *slog.Logger) error {
 	if !strings.EqualFold(mode, "wal") {
 		return fmt.Errorf("cannot open cache db %q: cannot enable WAL mode (journal_mode is %q)", s.path, mode)
 	}
-	if err := c.Exec(fmt.Sprintf(`PRAGMA synchronous = NORMAL; PRAGMA journal_size_limit = %d; PRAGMA cache_size = -%d; PRAGMA wal_autocheckpoint = %d`,
-		walSizeLimit, writerCacheKiB, walAutoCheckpointPages)); err != nil {
+	if err := c.Exec(WriterPragmas); err != nil {
 		return fmt.Errorf("cannot open cache db %q: %w", s.path, err)
 	}
 	if err := migrate(c, s.path, log); err != nil {

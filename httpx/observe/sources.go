@@ -22,6 +22,11 @@ type StoreFigures struct {
 	PageCount    int64 `json:"page_count"`
 	FreePages    int64 `json:"free_pages"`    // reclaimable by incremental vacuum
 	DriverPanics int64 `json:"driver_panics"` // panics of the SQLite driver recovered into errors
+	// Compression: dictionaries trained from the cache's answers, the one new answers use (0: none yet, they
+	// are stored as they are), and stored bodies found corrupt (each served as a miss).
+	Dictionaries  int64 `json:"dictionaries"`
+	Dictionary    int64 `json:"dictionary"`
+	CorruptBodies int64 `json:"corrupt_bodies"`
 }
 
 // Sources are what the figures are read from.

@@ -30,6 +30,7 @@ type Config struct {
 	Pipeline    pipeline.Config
 	HTTP        httpx.Config
 	Writer      actors.WriterConfig
+	Store       db.Options                // the SQLite store's; Log is set by Start
 	IdleFlush   *actors.IdleConfig        // nil: [idle_flush] off
 	Maintenance *actors.MaintenanceConfig // nil: [cache_maintenance] off
 	Stats       actors.StatsConfig
@@ -106,7 +107,9 @@ func Start(cfg Config) (_ *Proxy, err error) {
 	st := cfg.Stats
 	st.Histogram = metrics.Latency
 	stats := actors.NewStats(st, log)
-	store, err := db.Open(db.PathFromURL(cfg.DatabaseURL), db.Options{Log: log})
+	so := cfg.Store
+	so.Log = log
+	store, err := db.Open(db.PathFromURL(cfg.DatabaseURL), so)
 	if err != nil {
 		return nil, err
 	}
@@ -175,7 +178,8 @@ func storeFigures(store *db.SQLite) func() (observe.StoreFigures, error) {
 	return func() (observe.StoreFigures, error) {
 		s, err := store.Stats()
 		return observe.StoreFigures{Entries: s.Entries, HitEntries: s.HitEntries, FileBytes: s.FileBytes, WALBytes: s.WALBytes,
-			PageSize: s.PageSize, PageCount: s.PageCount, FreePages: s.FreePages, DriverPanics: s.DriverPanics}, err
+			PageSize: s.PageSize, PageCount: s.PageCount, FreePages: s.FreePages, DriverPanics: s.DriverPanics,
+			Dictionaries: s.Dictionaries, Dictionary: s.Dictionary, CorruptBodies: s.CorruptBodies}, err
 	}
 }
 
