@@ -3,6 +3,7 @@ package fakeupstream
 import (
 	"bufio"
 	"bytes"
+	stdjson "encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -12,6 +13,9 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"time"
+
+	json "github.com/goccy/go-json"
 )
 
 // Answers drawn from a text (Options.Text) are for measuring what depends on the bytes of an answer, such
@@ -144,4 +148,39 @@ func appendDocParagraphs(text *bytes.Buffer, path string) error {
 	}
 	flush()
 	return sc.Err()
+}
+
+// ChatAnswers returns n distinct chat answers drawn from text as a server with Options{Text: text,
+// AnswerBytes: answerBytes, Indent: true} answers ChatRequest(0) ... ChatRequest(n-1), without a server:
+// bodies for benchmarks of what stores answers. It fails on a text without words.
+func ChatAnswers(text []byte, n, answerBytes int) ([][]byte, error) {
+	s := &Server{answerBytes: answerBytes, paragraphs: splitParagraphs(text)}
+	if len(s.paragraphs) == 0 {
+		return nil, errors.New("fakeupstream: the text has no words")
+	}
+	if s.answerBytes <= 0 {
+		s.answerBytes = DefaultAnswerBytes
+	}
+	created := time.Now().Unix()
+	out := make([][]byte, n)
+	for i := range out {
+		// The prompt the server would answer: the last message of ChatRequest(i).
+		var req chatRequest
+		if err := json.Unmarshal(ChatRequest(i), &req); err != nil {
+			return nil, err
+		}
+		last, _ := messageText(req.Messages[len(req.Messages)-1].Content)
+		ans := chatAnswer{kind: kindText, prompt: 3, openaiID: true}
+		for _, m := range req.Messages {
+			ans.prompt += countWords(m.Content) + 3
+		}
+		ans.text, ans.perComp = s.textAnswer(last)
+		var b bytes.Buffer
+		if err := stdjson.Indent(&b, appendChatResponse(nil, &ans, req.Model, int64(i+1), created+int64(i), 1), "", "  "); err != nil {
+			return nil, err
+		}
+		b.WriteByte('\n')
+		out[i] = b.Bytes()
+	}
+	return out, nil
 }

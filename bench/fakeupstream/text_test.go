@@ -73,3 +73,24 @@ func TestGoDocText(t *testing.T) {
 		}
 	}
 }
+
+// TestChatAnswersAsServed: ChatAnswers gives what the server answers to ChatRequest(i), but for the id
+// and the created time.
+func TestChatAnswersAsServed(t *testing.T) {
+	text := []byte(strings.Repeat("One paragraph of prose about caches and answers, long enough to count.\n\nAnother one, on proxies.\n\n", 40))
+	got, err := ChatAnswers(text, 3, 700)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := start(t, Options{Text: text, AnswerBytes: 700, Indent: true})
+	strip := regexp.MustCompile(`"(id|created)": [^,]*,`)
+	for i, g := range got {
+		r := post(t, s, "/v1/chat/completions", string(ChatRequest(i)))
+		if a, b := strip.ReplaceAllString(string(g), ""), strip.ReplaceAllString(string(r.body), ""); a != b {
+			t.Fatalf("answer %d:\n%s\nserved:\n%s", i, a, b)
+		}
+	}
+	if string(got[0]) == string(got[1]) {
+		t.Fatal("two answers alike")
+	}
+}
