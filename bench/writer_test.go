@@ -20,7 +20,7 @@ import (
 )
 
 // answerBytes makes the fake's indented chat answers about 1.3 KB, the size the targets speak of.
-const answerBytes = 850
+const answerBytes = 520
 
 var (
 	answersOnce sync.Once

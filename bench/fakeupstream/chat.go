@@ -89,8 +89,9 @@ type chatAnswer struct {
 	think   bool
 	prompt  int // prompt tokens
 	perComp int // completion tokens per choice
-	// openaiID: the id looks like api.openai.com's (29 letters and digits that differ from answer to
-	// answer, see appendChatID) rather than "chatcmpl-fake-<seq>"; set with Options.Text.
+	// openaiID: the answer is shaped like api.openai.com's today: its id (29 letters and digits that differ
+	// from answer to answer, see appendChatID) rather than "chatcmpl-fake-<seq>", the message's
+	// annotations, the usage's details and the service tier; set with Options.Text.
 	openaiID bool
 }
 
@@ -245,6 +246,9 @@ func appendChatResponse(b []byte, ans *chatAnswer, model string, seq, created in
 				b = append(b, `,"reasoning_content":"`+reasoningText+`"`...)
 			}
 			b = append(b, `,"refusal":null`...)
+			if ans.openaiID {
+				b = append(b, `,"annotations":[]`...)
+			}
 		case kindEmpty:
 			b = append(b, `"","refusal":null`...)
 		case kindTool:
@@ -262,6 +266,12 @@ func appendChatResponse(b []byte, ans *chatAnswer, model string, seq, created in
 	}
 	b = append(b, `],"usage":`...)
 	b = appendUsage(b, ans.prompt, ans.perComp*n)
+	if ans.openaiID {
+		// The rest of what api.openai.com sends today.
+		b = b[:len(b)-1]
+		b = append(b, `,"prompt_tokens_details":{"cached_tokens":0,"audio_tokens":0},"completion_tokens_details":`+
+			`{"reasoning_tokens":0,"audio_tokens":0,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}},"service_tier":"default"`...)
+	}
 	return append(b, '}')
 }
 

@@ -68,8 +68,9 @@ type Options struct {
 	// Text, when set, is natural-language text (paragraphs separated by blank
 	// lines) that chat and completion answers are drawn from instead of the
 	// echo and filler words: about AnswerBytes of consecutive paragraphs chosen
-	// by a hash of the prompt, and chat ids shaped like api.openai.com's. For
-	// figures that depend on the answers' bytes (compression); see GoDocText.
+	// by a hash of the prompt, in a chat answer shaped like api.openai.com's
+	// today (its id, annotations, usage details, service tier). For figures
+	// that depend on the answers' bytes (compression); see GoDocText.
 	Text []byte
 }
 

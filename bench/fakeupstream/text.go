@@ -67,10 +67,11 @@ func appendChatID(b []byte, seq int64, openai bool) []byte {
 	}
 	const digits = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 	b = append(b, "chatcmpl-"...)
-	x := uint64(seq)
+	state, x := uint64(seq), uint64(0)
 	for i := 0; i < 29; i++ {
 		if i%10 == 0 { // splitmix64: a new 64-bit draw every 10 characters
-			x += 0x9e3779b97f4a7c15
+			state += 0x9e3779b97f4a7c15
+			x = state
 			x = (x ^ x>>30) * 0xbf58476d1ce4e5b9
 			x = (x ^ x>>27) * 0x94d049bb133111eb
 			x ^= x >> 31
