@@ -53,10 +53,10 @@ func (e *ExportedEntry) Validate() error {
 
 // sqlExport reads every entry with its hits; a body above largeBody comes back NULL and is read in
 // chunks, as in sqlGet.
-var sqlExport = fmt.Sprintf(`SELECT e.key, e.kind, e.namespace, e.model, e.endpoint, e.upstream_model, e.content_type,
+var sqlExport = fmt.Sprintf(`SELECT e.key, l.kind, l.namespace, l.model, l.endpoint, l.upstream_model, l.content_type,
 	e.version, e.created_at, ifnull(h.last_hit_at, 0), ifnull(h.hit_count, 0), e.expires_at, e.encoding,
 	CASE WHEN length(e.body) <= %d THEN e.body END, length(e.body), e.id
-FROM entries e LEFT JOIN hits h ON h.key = e.key`, largeBody)
+FROM entries e JOIN labels l ON l.id = e.label LEFT JOIN hits h ON h.key = e.key`, largeBody)
 
 // Export calls fn for every entry (only those of *namespace when namespace is not nil), in rowid order.
 // It streams: one row is in memory at a time, and e.Body is reused, so it is valid only until fn
@@ -135,7 +135,7 @@ func (s *SQLite) exportPath(namespace *string, fn func(e *ExportedEntry) error) 
 	}
 	sql := sqlExport
 	if namespace != nil {
-		sql += ` WHERE e.namespace = ?1`
+		sql += ` WHERE l.namespace = ?1`
 	}
 	st, _, err := c.Prepare(sql + ` ORDER BY e.id`)
 	if err != nil {
@@ -292,8 +292,9 @@ func (s *SQLite) Breakdown() (kinds, namespaces []Count, err error) {
 	}
 	defer c.Close()
 	group := func(col string) ([]Count, error) {
-		// length() of a blob reads its size from the record header, not the body's overflow pages.
-		st, _, err := c.Prepare(`SELECT ` + col + `, count(*), sum(length(body)) FROM entries GROUP BY 1 ORDER BY 1`)
+		// length() of a blob reads its size from the record header, not the body's overflow pages. It is the
+		// size as stored: compressed bodies count what they take on disk.
+		st, _, err := c.Prepare(`SELECT l.` + col + `, count(*), sum(length(e.body)) FROM entries e JOIN labels l ON l.id = e.label GROUP BY 1 ORDER BY 1`)
 		if err != nil {
 			return nil, err
 		}

@@ -27,28 +27,36 @@ import (
 //
 //	id             rowid alias (stable across VACUUM)
 //	key            32-byte SHA-256 of the canonical request, unique
+//	label          the labels row of the entry's descriptive columns
+//	version        entry format version
+//	created_at     unix ms when the answer was stored
+//	expires_at     unix ms after which the entry is stale, 0 = never
+//	encoding       how body is stored: 0 = as it is (identity); n > 0 = a zstd
+//	               frame made with dictionary n of the dicts table
+//	body           the response body, in that encoding
+//
+// labels holds each distinct set of an entry's descriptive columns once; an
+// entry names its set by id. A cache has few (one per namespace, model asked,
+// endpoint and kind), and repeating them in every row cost ~65 bytes an
+// answer, a sixth of a compressed ~1.3 KB answer, besides the indexes on
+// namespace and model (~29 bytes), which entries_label replaces (~8 bytes):
+// the namespace and model filters select the labels first, then the entries
+// by label (whereSQL). Rows are only added, by the writer (labelID).
+//
 //	kind           "chat", "completion", "embedding", ...
 //	namespace      cache namespace ("" is the default namespace)
 //	model          the model the client asked for
 //	endpoint       name of the endpoint that answered
 //	upstream_model the model name sent upstream
 //	content_type   Content-Type of the body
-//	version        entry format version
-//	created_at     unix ms when the answer was stored
-//	last_hit_at    retired at schema 2 (see hits); nothing reads or writes it
-//	hit_count      retired at schema 2 (see hits); nothing reads or writes it
-//	expires_at     unix ms after which the entry is stale, 0 = never
-//	encoding       how body is stored: 0 = as it is (identity); n > 0 = a zstd
-//	               frame made with dictionary n of the dicts table (schema 3)
-//	body           the response body, in that encoding
 //
 // hits holds the mutable hit bookkeeping of entries, keyed by the entry's
 // key; an entry never hit has no row (0 hits, last hit 0). It is a table of
 // its own because updating a column of an entries row rewrites the whole
 // record, body included: recording a hit on a 100 MB answer needed twice its
 // size in SQLite's memory and ran the writer out of memory. A hit now writes
-// a ~50-byte row. Keyed by key rather than by rowid, so that entries may later
-// become a WITHOUT ROWID table without touching hits.
+// a ~50-byte row. Keyed by key rather than by rowid, so that entries can be
+// rebuilt (schema 3) without touching hits.
 //
 //	key            the entry's key
 //	hit_count      number of hits
@@ -58,22 +66,8 @@ import (
 // deletes it. A fresh answer that replaces an entry (an upsert keeps the row)
 // resets its hits explicitly (WriteBatch).
 //
-// entries.hit_count and entries.last_hit_at stay in the table after schema
-// 2, unused: dropping a column rewrites every row, bodies included, the very
-// rewrite that ran out of memory. Schema 3 (compression) chose not to rebuild
-// entries either: the two columns cost 2 bytes a row (a 0 is stored in the
-// record header alone), while a rebuild copies every body once, minutes on a
-// cache of a million answers, at an upgrade's first start. Nor did it make
-// entries WITHOUT ROWID with the key as primary key: measured with 460-byte
-// bodies (a compressed ~1.3 KB answer), 200,000 inserts of random keys into
-// such a table ran at 2,800-4,000 rows/s against 14,000-29,000 for this rowid
-// table, and took 844 bytes a row on disk against 683: each insert lands on a
-// random leaf of the big table (a page written per row), where here it is
-// appended and only the small key index takes random inserts; and every
-// secondary index would carry the 32-byte key instead of a rowid.
-//
-// dicts (schema 3) holds the zstd dictionaries bodies are compressed with,
-// trained from the store's own answers (db/codec). Rows are only added: an old
+// dicts holds the zstd dictionaries bodies are compressed with, trained from
+// the store's own answers (db/codec, compress.go). Rows are only added: an old
 // dictionary stays for the bodies that use it.
 //
 //	id             the dictionary's id: the encoding of its bodies, and the id
@@ -83,6 +77,19 @@ import (
 //	last_entry     entries' largest id when it was trained: the next training
 //	               waits for ten times as many answers
 //	data           the dictionary, in zstd's format
+//
+// Schema 3 rebuilt entries (once, at the first start after the upgrade; it
+// copies every body, so it is logged and takes a while on a large cache),
+// dropping the columns schema 2 retired (hit_count, last_hit_at) and moving
+// the descriptive ones to labels. It kept entries a rowid table with a unique
+// key index rather than WITHOUT ROWID with the key as primary key: measured
+// with 460-byte bodies (a compressed ~1.3 KB answer), 200,000 inserts of
+// random keys into such a table ran at 2,800-4,000 rows/s against
+// 14,000-29,000 for a rowid table, and took 844 bytes a row on disk against
+// 683: each insert lands on a random leaf of the big table (a page written per
+// row), where here rows are appended and only the small key index takes random
+// inserts; and every secondary index would carry the 32-byte key instead of a
+// rowid.
 //
 // meta holds key/value pairs; meta.schema_version is the number of
 // migrations applied.
@@ -132,9 +139,44 @@ CREATE TRIGGER entries_delete_hits AFTER DELETE ON entries BEGIN
 	DELETE FROM hits WHERE key = old.key;
 END;
 `,
-	// 3: dictionaries for compressed bodies. Entries are left as they are: their bodies stay identity
-	// (encoding 0) and readable; new answers are compressed once a dictionary has been trained.
+	// 3: compressed bodies, and descriptive columns in labels. The copy reads each row's small columns and
+	// body once, in rowid order, so the new table is written by appends.
 	`
+CREATE TABLE labels (
+	id             INTEGER PRIMARY KEY,
+	kind           TEXT NOT NULL,
+	namespace      TEXT NOT NULL,
+	model          TEXT NOT NULL,
+	endpoint       TEXT NOT NULL,
+	upstream_model TEXT NOT NULL,
+	content_type   TEXT NOT NULL,
+	UNIQUE (namespace, model, kind, endpoint, upstream_model, content_type)
+) STRICT;
+INSERT INTO labels (kind, namespace, model, endpoint, upstream_model, content_type)
+	SELECT DISTINCT kind, namespace, model, endpoint, upstream_model, content_type FROM entries;
+CREATE TABLE entries3 (
+	id         INTEGER PRIMARY KEY,
+	key        BLOB    NOT NULL UNIQUE CHECK (length(key) = 32),
+	label      INTEGER NOT NULL,
+	version    INTEGER NOT NULL DEFAULT 0,
+	created_at INTEGER NOT NULL,
+	expires_at INTEGER NOT NULL DEFAULT 0,
+	encoding   INTEGER NOT NULL DEFAULT 0,
+	body       BLOB    NOT NULL
+) STRICT;
+INSERT INTO entries3 (id, key, label, version, created_at, expires_at, encoding, body)
+	SELECT e.id, e.key, l.id, e.version, e.created_at, e.expires_at, e.encoding, e.body
+	FROM entries e JOIN labels l ON l.namespace = e.namespace AND l.model = e.model AND l.kind = e.kind
+		AND l.endpoint = e.endpoint AND l.upstream_model = e.upstream_model AND l.content_type = e.content_type
+	ORDER BY e.id;
+DROP TABLE entries;
+ALTER TABLE entries3 RENAME TO entries;
+CREATE INDEX entries_label      ON entries (label);
+CREATE INDEX entries_created_at ON entries (created_at);
+CREATE INDEX entries_expires_at ON entries (expires_at) WHERE expires_at > 0;
+CREATE TRIGGER entries_delete_hits AFTER DELETE ON entries BEGIN
+	DELETE FROM hits WHERE key = old.key;
+END;
 CREATE TABLE dicts (
 	id         INTEGER PRIMARY KEY CHECK (id > 0),
 	created_at INTEGER NOT NULL,
@@ -202,6 +244,10 @@ func migrate(c *sqlite3.Conn, path string, log *slog.Logger) error {
 	existing := v > 0
 	if existing && v < latestSchema {
 		log.Info("migrating cache db schema", "db", path, "from", v, "to", latestSchema)
+		if v < 3 {
+			log.Info("schema 3 copies every cached answer once (about a minute per million on a fast disk) and needs free space for the copy until it is done",
+				"db", path)
+		}
 	}
 	for v < latestSchema {
 		start := time.Now()

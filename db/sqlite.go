@@ -40,9 +40,13 @@ type SQLite struct {
 	rollback *sqlite3.Stmt
 	delKey   *sqlite3.Stmt
 	put      *sqlite3.Stmt
+	label    *sqlite3.Stmt
 	setHits  *sqlite3.Stmt
 	touch    *sqlite3.Stmt
 	deletes  map[string]*sqlite3.Stmt // DELETE statements by SQL text
+	// labels caches the ids of labels rows: a put looks its row up here, and asks SQLite only for a set it
+	// has not seen. Emptied when a transaction rolls back (it may have added rows that are gone).
+	labels map[labelKey]int64
 
 	statsMu sync.Mutex
 	stats   *statsConn // opened on first Stats call
@@ -72,9 +76,11 @@ const (
 	// the new one. An upsert (ON CONFLICT DO UPDATE) would keep the row but holds the old and the new
 	// record and the excluded values in memory at once: a refresh of a 100 MB answer ran out of memory.
 	sqlDelKey = `DELETE FROM entries WHERE key = ?1`
-	sqlPut    = `INSERT INTO entries (key, kind, namespace, model, endpoint, upstream_model, content_type,
-	version, created_at, expires_at, encoding, body)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)`
+	sqlPut    = `INSERT INTO entries (key, label, version, created_at, expires_at, encoding, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)`
+	// sqlLabel returns the id of a set of descriptive columns, adding it when it is new (the no-op update
+	// makes RETURNING give the existing row's id too).
+	sqlLabel = `INSERT INTO labels (kind, namespace, model, endpoint, upstream_model, content_type) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+ON CONFLICT (namespace, model, kind, endpoint, upstream_model, content_type) DO UPDATE SET kind = excluded.kind RETURNING id`
 	// sqlSetHits gives a put entry the hit figures it carries (an imported one); a fetched answer carries
 	// none, and an entry never hit has no hits row.
 	sqlSetHits = `INSERT INTO hits (key, hit_count, last_hit_at) VALUES (?1, ?2, ?3)
@@ -93,9 +99,9 @@ var WriterPragmas = fmt.Sprintf(`PRAGMA synchronous = NORMAL; PRAGMA journal_siz
 // sqlGet reads an entry with its hits. A body above largeBody comes back NULL and is read in chunks
 // (readLargeBody); length() reads a blob's size from the record header, without loading it.
 var sqlGet = fmt.Sprintf(`SELECT CASE WHEN length(e.body) <= %d THEN e.body END, length(e.body), e.id,
-	e.content_type, e.kind, e.namespace, e.model, e.endpoint, e.upstream_model,
+	l.content_type, l.kind, l.namespace, l.model, l.endpoint, l.upstream_model,
 	e.version, e.created_at, ifnull(h.last_hit_at, 0), ifnull(h.hit_count, 0), e.expires_at, e.encoding
-FROM entries e LEFT JOIN hits h ON h.key = e.key WHERE e.key = ?1`, largeBody)
+FROM entries e JOIN labels l ON l.id = e.label LEFT JOIN hits h ON h.key = e.key WHERE e.key = ?1`, largeBody)
 
 // Open opens (creating it if needed) the cache database at path, which may
 // also be a database_url (see PathFromURL), creates the parent directory if
@@ -169,6 +175,7 @@ func (s *SQLite) init(log *slog.Logger) error {
 		{&s.rollback, `ROLLBACK`},
 		{&s.delKey, sqlDelKey},
 		{&s.put, sqlPut},
+		{&s.label, sqlLabel},
 		{&s.setHits, sqlSetHits},
 		{&s.touch, sqlTouch},
 	} {
@@ -234,6 +241,9 @@ func (s *SQLite) endTx(errp *error) {
 	}
 	if *errp != nil && s.w != nil && !s.w.GetAutocommit() {
 		_ = s.rollback.Exec()
+	}
+	if *errp != nil {
+		clear(s.labels) // rows this transaction added are gone
 	}
 }
 
@@ -316,30 +326,29 @@ func (s *SQLite) putEntry(e *Entry) error {
 	if err := s.delKey.Exec(); err != nil {
 		return err
 	}
+	label, err := s.labelID(e)
+	if err != nil {
+		return err
+	}
 	b := binder{st: s.put}
 	b.blob(1, e.Key[:])
-	b.text(2, e.Kind)
-	b.text(3, e.Namespace)
-	b.text(4, e.Model)
-	b.text(5, e.Endpoint)
-	b.text(6, e.UpstreamModel)
-	b.text(7, e.ContentType)
-	b.int64(8, e.Version)
-	b.int64(9, e.CreatedAt)
-	b.int64(10, e.ExpiresAt)
-	b.int64(11, encoding)
+	b.int64(2, label)
+	b.int64(3, e.Version)
+	b.int64(4, e.CreatedAt)
+	b.int64(5, e.ExpiresAt)
+	b.int64(6, encoding)
 	if len(body) == 0 || len(body) > largeBody {
 		// NOT NULL: an absent body is an empty blob. A large one is written after the insert, in chunks.
 		if b.err == nil {
-			b.err = s.put.BindZeroBlob(12, int64(len(body)))
+			b.err = s.put.BindZeroBlob(7, int64(len(body)))
 		}
 	} else {
-		b.blob(12, body)
+		b.blob(7, body)
 	}
 	if b.err != nil {
 		return b.err
 	}
-	err := s.put.Exec()
+	err = s.put.Exec()
 	// Do not keep the body alive in SQLite's memory until the next put.
 	if cerr := s.put.ClearBindings(); err == nil {
 		err = cerr
@@ -363,6 +372,37 @@ func (s *SQLite) putEntry(e *Entry) error {
 		return b.err
 	}
 	return s.setHits.Exec()
+}
+
+// labelKey is a labels row's columns.
+type labelKey struct{ kind, namespace, model, endpoint, upstreamModel, contentType string }
+
+// labelID is the id of e's labels row, added when it is new, inside the caller's transaction. Writer
+// connection only.
+func (s *SQLite) labelID(e *Entry) (int64, error) {
+	k := labelKey{e.Kind, e.Namespace, e.Model, e.Endpoint, e.UpstreamModel, e.ContentType}
+	if id, ok := s.labels[k]; ok {
+		return id, nil
+	}
+	b := binder{st: s.label}
+	b.text(1, k.kind)
+	b.text(2, k.namespace)
+	b.text(3, k.model)
+	b.text(4, k.endpoint)
+	b.text(5, k.upstreamModel)
+	b.text(6, k.contentType)
+	if b.err != nil {
+		return 0, b.err
+	}
+	id, err := queryInt64(s.label)
+	if err != nil {
+		return 0, err
+	}
+	if s.labels == nil {
+		s.labels = map[labelKey]int64{}
+	}
+	s.labels[k] = id
+	return id, nil
 }
 
 // binder binds parameters, keeping the first error.
@@ -519,11 +559,14 @@ func whereSQL(f *Filter, withKey bool) string {
 	if withKey {
 		conds = append(conds, `key = ?1`)
 	}
-	if f.Namespace != nil {
-		conds = append(conds, `namespace = ?2`)
-	}
-	if f.Model != "" {
-		conds = append(conds, `model = ?3`)
+	// The labels of a namespace or a model first, then their entries through entries_label.
+	switch {
+	case f.Namespace != nil && f.Model != "":
+		conds = append(conds, `label IN (SELECT id FROM labels WHERE namespace = ?2 AND model = ?3)`)
+	case f.Namespace != nil:
+		conds = append(conds, `label IN (SELECT id FROM labels WHERE namespace = ?2)`)
+	case f.Model != "":
+		conds = append(conds, `label IN (SELECT id FROM labels WHERE model = ?3)`)
 	}
 	if f.OlderThan != 0 {
 		conds = append(conds, `created_at < ?4`)
@@ -800,7 +843,7 @@ func (s *SQLite) closeWriter() error {
 	if !s.w.GetAutocommit() && s.rollback != nil {
 		_ = s.rollback.Exec()
 	}
-	for _, st := range []*sqlite3.Stmt{s.begin, s.commit, s.rollback, s.delKey, s.put, s.setHits, s.touch} {
+	for _, st := range []*sqlite3.Stmt{s.begin, s.commit, s.rollback, s.delKey, s.put, s.label, s.setHits, s.touch} {
 		errs = append(errs, st.Close())
 	}
 	for _, st := range s.deletes {
