@@ -58,6 +58,9 @@ type fileConfig struct {
 
 	// chartTick and chartBucket override the stats actor's sampling for tests (not read from the file).
 	chartTick, chartBucket time.Duration
+	// trainAfter overrides the answers stored before the first compression dictionary is trained, for
+	// tests (not read from the file; 0: db.DefaultTrainAfter).
+	trainAfter int64
 }
 
 type cacheConfig struct {

@@ -30,7 +30,7 @@ func (c *fileConfig) proxyConfig(getenv func(string) string, log *slog.Logger) (
 	d.Writer.BatchSize = c.Cache.BatchWriteSize
 	d.Writer.FlushInterval = time.Duration(c.Cache.FlushInterval) * time.Millisecond
 	d.Writer.MaxPendingBytes = c.Cache.MaxPendingBytes
-	d.Store.NoCompression = !c.Cache.CompressBodies
+	d.Store.NoCompression, d.Store.TrainAfter = !c.Cache.CompressBodies, c.trainAfter
 	d.Stats.LogEvery = seconds(c.StatsLogInterval)
 	if c.chartTick > 0 {
 		d.Stats.Tick, d.Stats.Bucket = c.chartTick, c.chartBucket
