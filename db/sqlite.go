@@ -320,12 +320,6 @@ func (s *SQLite) WriteBatch(b *Batch) (err error) {
 // is off) and gives it e's hit figures. It runs inside the caller's transaction. Writer connection only.
 func (s *SQLite) putEntry(e *Entry) error {
 	encoding, body := s.encode(e)
-	if err := s.delKey.BindBlob(1, e.Key[:]); err != nil {
-		return err
-	}
-	if err := s.delKey.Exec(); err != nil {
-		return err
-	}
 	label, err := s.labelID(e)
 	if err != nil {
 		return err
@@ -349,6 +343,18 @@ func (s *SQLite) putEntry(e *Entry) error {
 		return b.err
 	}
 	err = s.put.Exec()
+	if errors.Is(err, sqlite3.CONSTRAINT_UNIQUE) {
+		// A fresh answer for a key on disk: the insert, undone by SQLite, is made again after the old entry
+		// (and its hits row, by trigger) is deleted. Trying the insert first spares every new key a descent
+		// of the key index, which was a fifth of the writer's CPU (the lookup, then the insert's own).
+		err = s.delKey.BindBlob(1, e.Key[:])
+		if err == nil {
+			err = s.delKey.Exec()
+		}
+		if err == nil {
+			err = s.put.Exec()
+		}
+	}
 	// Do not keep the body alive in SQLite's memory until the next put.
 	if cerr := s.put.ClearBindings(); err == nil {
 		err = cerr
