@@ -51,7 +51,7 @@ type SQLite struct {
 	statsMu sync.Mutex
 	stats   *statsConn // opened on first Stats call
 
-	comp *compression // the codec, its dictionaries and their training (compress.go)
+	comp *compression  // the codec, its dictionaries and their training (compress.go)
 	ckpt *checkpointer // checkpoints beside the writer (checkpoint.go); nil on a read-only store
 }
 
