@@ -242,10 +242,11 @@ func migrate(c *sqlite3.Conn, path string, log *slog.Logger) error {
 		return &SchemaTooNewError{Path: path, Version: v, Supported: latestSchema}
 	}
 	existing := v > 0
+	rebuilt := existing && v < 3 && latestSchema >= 3
 	if existing && v < latestSchema {
 		log.Info("migrating cache db schema", "db", path, "from", v, "to", latestSchema)
-		if v < 3 {
-			log.Info("schema 3 copies every cached answer once (about a minute per million on a fast disk) and needs free space for the copy until it is done",
+		if rebuilt {
+			log.Info("schema 3 copies every cached answer once, then compacts the file (minutes for a million answers); it needs free space for a copy until it is done",
 				"db", path)
 		}
 	}
@@ -258,6 +259,23 @@ func migrate(c *sqlite3.Conn, path string, log *slog.Logger) error {
 		if existing {
 			log.Info("cache db schema migrated", "db", path, "schema_version", v, "took", time.Since(start).Round(time.Millisecond))
 		}
+	}
+	if rebuilt {
+		// The rebuild left the old table's pages free: as many as the cache holds. Left to the incremental
+		// vacuum of maintenance, they would be returned in one writer job of minutes; a VACUUM now, once,
+		// returns them before the proxy serves.
+		// Measured on a million ~1.3 KB answers (2.15 GB) on a loaded 2-core machine: the copy 2 min 27 s, this
+		// 31 s; the file 2.12 GB after, 4.25 GB without it. The WAL that holds the rewritten file is copied
+		// back at once rather than left to the first writes.
+		start := time.Now()
+		err := c.Exec(`VACUUM`)
+		if err == nil {
+			_, _, err = c.WALCheckpoint("main", sqlite3.CHECKPOINT_TRUNCATE)
+		}
+		if err != nil {
+			return fmt.Errorf("cannot compact cache db %q after its migration to schema 3: %w", path, err)
+		}
+		log.Info("cache db compacted after the migration", "db", path, "took", time.Since(start).Round(time.Millisecond))
 	}
 	return nil
 }
