@@ -18,6 +18,7 @@ func TestCheckpointsRunBesideTheWriter(t *testing.T) {
 		return fi.Size()
 	}
 	before := size()
+	page := queryInt(t, s, `PRAGMA page_size`)
 	// ~12 MB of rows: past walCheckpointerPages (8 MB), far from walAutoCheckpointPages (32 MB).
 	for i := 0; i < 3000; i += 300 {
 		b := &Batch{}
@@ -28,7 +29,7 @@ func TestCheckpointsRunBesideTheWriter(t *testing.T) {
 		}
 		mustWrite(t, s, b)
 	}
-	if w := walBytes(t, s); w < walCheckpointerPages*4096 || w > walAutoCheckpointPages*4096 {
+	if w := walBytes(t, s); w < walCheckpointerPages*page || w > walAutoCheckpointPages*page {
 		t.Fatalf("WAL of %d bytes: the test needs it between the two thresholds", w)
 	}
 	for deadline := time.Now().Add(20 * time.Second); size() < before+8<<20; time.Sleep(5 * time.Millisecond) {

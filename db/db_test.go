@@ -553,7 +553,7 @@ func TestStatsAndVacuum(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Entries != 300 || st.PageSize != 4096 || st.WALBytes == 0 {
+	if st.Entries != 300 || st.PageSize != 8192 || st.WALBytes == 0 {
 		t.Fatalf("stats %+v", st)
 	}
 	if _, err := s.Delete(Filter{All: true}); err != nil {
