@@ -82,10 +82,10 @@ func newCompression(opts *Options) *compression {
 
 // loadDicts adds to cd the dictionaries of c's database it does not have yet (only is 0), or dictionary
 // only; the newest becomes the current one. It returns the last_entry of the newest dictionary (0: none).
-// A database older than schema 3 has no dictionaries.
+// A database older than compressionSchema has no dictionaries.
 func loadDicts(c *sqlite3.Conn, cd *codec.Codec, only uint32) (lastEntry int64, err error) {
 	v, err := schemaVersion(c)
-	if err != nil || v < 3 {
+	if err != nil || v < compressionSchema {
 		return 0, err
 	}
 	sql := `SELECT id, data, last_entry FROM dicts ORDER BY id`

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/ncruces/go-sqlite3"
@@ -187,6 +188,18 @@ CREATE TABLE dicts (
 `,
 }
 
+// compressionSchema is the version that rebuilt entries with labels and added dicts (3 when written). It is
+// found by its content rather than written as a number, so that a migration appended beside it on another
+// branch may be ordered before or after it.
+var compressionSchema = func() int64 {
+	for i, m := range migrations {
+		if strings.Contains(m, "CREATE TABLE dicts") {
+			return int64(i + 1)
+		}
+	}
+	panic("db: no migration creates the dicts table")
+}()
+
 // latestSchema is the newest schema version this package knows.
 var latestSchema = int64(len(migrations))
 
@@ -242,12 +255,12 @@ func migrate(c *sqlite3.Conn, path string, log *slog.Logger) error {
 		return &SchemaTooNewError{Path: path, Version: v, Supported: latestSchema}
 	}
 	existing := v > 0
-	rebuilt := existing && v < 3 && latestSchema >= 3
+	rebuilt := existing && v < compressionSchema
 	if existing && v < latestSchema {
 		log.Info("migrating cache db schema", "db", path, "from", v, "to", latestSchema)
 		if rebuilt {
-			log.Info("schema 3 copies every cached answer once, then compacts the file (minutes for a million answers); it needs free space for a copy until it is done",
-				"db", path)
+			log.Info("this migration copies every cached answer once, then compacts the file (minutes for a million answers); it needs free space for a copy until it is done",
+				"db", path, "schema_version", compressionSchema)
 		}
 	}
 	for v < latestSchema {
@@ -273,7 +286,7 @@ func migrate(c *sqlite3.Conn, path string, log *slog.Logger) error {
 			_, _, err = c.WALCheckpoint("main", sqlite3.CHECKPOINT_TRUNCATE)
 		}
 		if err != nil {
-			return fmt.Errorf("cannot compact cache db %q after its migration to schema 3: %w", path, err)
+			return fmt.Errorf("cannot compact cache db %q after its migration to schema %d: %w", path, compressionSchema, err)
 		}
 		log.Info("cache db compacted after the migration", "db", path, "took", time.Since(start).Round(time.Millisecond))
 	}
