@@ -28,6 +28,10 @@ import (
 const walCheckpointerPages = 1000
 
 type checkpointer struct {
+	// mu is held for each of its checkpoints: a checkpoint the store is asked for (Checkpoint) takes it too,
+	// because SQLite answers "database is locked" at once, without a busy wait, to a checkpoint that finds
+	// another connection's under way.
+	mu   sync.Mutex
 	c    *sqlite3.Conn
 	kick chan struct{} // capacity 1: a checkpoint is wanted
 	quit chan struct{}
@@ -55,7 +59,9 @@ func (s *SQLite) startCheckpointer() error {
 			case <-cp.quit:
 				return
 			case <-cp.kick:
+				cp.mu.Lock()
 				s.checkpointPassive(c)
+				cp.mu.Unlock()
 			}
 		}
 	}()

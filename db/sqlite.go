@@ -651,6 +651,10 @@ func (s *SQLite) Checkpoint() (err error) {
 	if err := s.writer(); err != nil {
 		return fmt.Errorf("cannot checkpoint cache db %q: %w", s.path, err)
 	}
+	if s.ckpt != nil { // wait for a background checkpoint under way (checkpoint.go)
+		s.ckpt.mu.Lock()
+		defer s.ckpt.mu.Unlock()
+	}
 	if _, _, err := s.w.WALCheckpoint("main", sqlite3.CHECKPOINT_TRUNCATE); err != nil {
 		return fmt.Errorf("cannot checkpoint cache db %q: %w", s.path, err)
 	}
