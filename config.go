@@ -70,6 +70,9 @@ type fileConfig struct {
 	// batchRetryPause overrides how long a batch line refused as overloaded waits, for tests (not read from
 	// the file).
 	batchRetryPause time.Duration
+	// trainAfter overrides the answers stored before the first compression dictionary is trained, for
+	// tests (not read from the file; 0: db.DefaultTrainAfter).
+	trainAfter int64
 }
 
 type cacheConfig struct {
@@ -82,6 +85,9 @@ type cacheConfig struct {
 
 	// MaxPendingBytes bounds the answers waiting for the disk (actors.WriterConfig.MaxPendingBytes).
 	MaxPendingBytes int64 `toml:"max_pending_bytes"`
+	// CompressBodies stores answers compressed (zstd with a dictionary trained from the cache's own
+	// answers); false stores new ones as they are (db.Options.NoCompression).
+	CompressBodies bool `toml:"compress_bodies"`
 }
 
 // storeConfig is [store]: SQLite (database_url) or a shared Redis/Valkey store.
@@ -176,7 +182,8 @@ func defaultConfig() fileConfig {
 		EjectSeconds:           pc.EjectFor.Seconds(),
 		StandbyOnSaturation:    pc.StandbyOnSaturation,
 		Cache: cacheConfig{Enabled: pc.MemoryEnabled, MaxItems: pc.MemoryMaxItems, MaxBytes: pc.MemoryMaxBytes,
-			BatchWriteSize: w.BatchSize, FlushInterval: int(w.FlushInterval.Milliseconds()), MaxPendingBytes: w.MaxPendingBytes},
+			BatchWriteSize: w.BatchSize, FlushInterval: int(w.FlushInterval.Milliseconds()), MaxPendingBytes: w.MaxPendingBytes,
+			CompressBodies: !d.Store.SQLite.NoCompression},
 		IdleFlush: idleFlushConfig{Enabled: true, IdleTimeoutSeconds: idle.Timeout.Seconds(), CheckIntervalSeconds: idle.CheckInterval.Seconds()},
 		CacheMaintenance: maintenanceConfig{Enabled: true, IntervalHours: maint.Interval.Hours(), RetentionDays: maint.Retention.Hours() / 24,
 			CleanupOnStartup: maint.OnStartup, MinHitCount: maint.MinHitCount, MaxDBBytes: maint.MaxDBBytes},

@@ -33,6 +33,7 @@ func (c *fileConfig) proxyConfig(getenv func(string) string, log *slog.Logger) (
 	d.Writer.BatchSize = c.Cache.BatchWriteSize
 	d.Writer.FlushInterval = time.Duration(c.Cache.FlushInterval) * time.Millisecond
 	d.Writer.MaxPendingBytes = c.Cache.MaxPendingBytes
+	d.Store.SQLite.NoCompression, d.Store.SQLite.TrainAfter = !c.Cache.CompressBodies, c.trainAfter
 	d.Stats.LogEvery = seconds(c.StatsLogInterval)
 	d.Batch.MaxFileBytes, d.Batch.Dir, d.Batch.Concurrency = c.MaxBatchFileBytes, c.BatchDir, c.BatchConcurrency
 	d.Batch.Retention = time.Duration(c.BatchRetentionDays * 24 * float64(time.Hour))

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/ncruces/go-sqlite3"
+
+	"llmcache/db"
 )
 
 // Helpers shared by the end-to-end tests (e2e_*_test.go). Those tests drive the real proxy over loopback
@@ -221,8 +223,9 @@ type dbRow struct {
 // cacheDB is a read connection of the test's own to a proxy's SQLite file: it may be opened while the
 // proxy runs (WAL) or after it stopped.
 type cacheDB struct {
-	t *testing.T
-	c *sqlite3.Conn
+	t    *testing.T
+	c    *sqlite3.Conn
+	path string
 }
 
 func openCacheDB(t *testing.T, path string) *cacheDB {
@@ -234,7 +237,7 @@ func openCacheDB(t *testing.T, path string) *cacheDB {
 	if err := c.BusyTimeout(10 * time.Second); err != nil {
 		t.Fatal(err)
 	}
-	d := &cacheDB{t: t, c: c}
+	d := &cacheDB{t: t, c: c, path: path}
 	t.Cleanup(func() { d.c.Close() })
 	return d
 }
@@ -253,35 +256,38 @@ func (d *cacheDB) count() int {
 	return st.ColumnInt(0)
 }
 
-// row returns the entry stored under keyHex (an X-Cache-Key value).
+// row returns the entry stored under keyHex (an X-Cache-Key value), its body decoded as the proxy reads it
+// (bodies are stored compressed once a dictionary has been trained).
 func (d *cacheDB) row(keyHex string) (dbRow, bool) {
 	d.t.Helper()
 	key, err := hex.DecodeString(keyHex)
 	if err != nil || len(key) != 32 {
 		d.t.Fatalf("bad key %q", keyHex)
 	}
-	st, _, err := d.c.Prepare(`SELECT e.kind, e.namespace, e.model, e.endpoint, e.upstream_model, e.content_type, e.body, e.expires_at, e.encoding,
-		ifnull(h.hit_count, 0), ifnull(h.last_hit_at, 0) FROM entries e LEFT JOIN hits h ON h.key = e.key WHERE e.key = ?1`)
+	store, err := db.OpenReadOnly(d.path)
 	if err != nil {
 		d.t.Fatalf("cannot read row: %v", err)
 	}
-	defer st.Close()
-	if err := st.BindBlob(1, key); err != nil {
-		d.t.Fatal(err)
+	defer store.Close()
+	r, err := store.OpenReader()
+	if err != nil {
+		d.t.Fatalf("cannot read row: %v", err)
 	}
-	if !st.Step() {
-		if err := st.Err(); err != nil {
-			d.t.Fatalf("cannot read row: %v", err)
-		}
+	defer r.Close()
+	var e db.Entry
+	ok, err := r.Get((*db.Key)(key), &e)
+	if err != nil {
+		d.t.Fatalf("cannot read row: %v", err)
+	}
+	if !ok {
 		return dbRow{}, false
 	}
-	if enc := st.ColumnInt64(8); enc != 0 {
-		d.t.Fatalf("row %s has body encoding %d; these tests compare plain bodies", keyHex, enc)
+	if e.Body == nil {
+		e.Body = []byte{}
 	}
 	return dbRow{
-		Kind: st.ColumnText(0), Namespace: st.ColumnText(1), Model: st.ColumnText(2), Endpoint: st.ColumnText(3),
-		UpstreamModel: st.ColumnText(4), ContentType: st.ColumnText(5), Body: st.ColumnBlob(6, nil),
-		ExpiresAt: st.ColumnInt64(7), HitCount: st.ColumnInt64(9), LastHitAt: st.ColumnInt64(10),
+		Kind: e.Kind, Namespace: e.Namespace, Model: e.Model, Endpoint: e.Endpoint, UpstreamModel: e.UpstreamModel,
+		ContentType: e.ContentType, Body: e.Body, ExpiresAt: e.ExpiresAt, HitCount: e.HitCount, LastHitAt: e.LastHitAt,
 	}, true
 }
 

@@ -29,7 +29,10 @@ type statsFigures struct {
 	Maintenance *maintenanceFigures `json:"maintenance"`
 	IdleFlushes *int64              `json:"idle_flushes"`
 	Store       struct {
-		Entries int64 `json:"entries"`
+		Entries       int64 `json:"entries"`
+		Dictionaries  int64 `json:"dictionaries"`
+		Dictionary    int64 `json:"dictionary"`
+		CorruptBodies int64 `json:"corrupt_bodies"`
 	} `json:"store"`
 }
 

@@ -59,6 +59,7 @@ type syncResult struct {
 type Writer struct {
 	cfg   WriterConfig
 	store db.Store
+	prep  db.Preparer // the store's, if it has one: Put runs it in the caller's goroutine
 	log   *slog.Logger
 	jobs  chan job
 	wg    sync.WaitGroup
@@ -116,6 +117,7 @@ func NewWriter(store db.Store, cfg WriterConfig, log *slog.Logger) *Writer {
 		log = slog.Default()
 	}
 	w := &Writer{cfg: cfg, store: store, log: log, jobs: make(chan job, cfg.QueueSize)}
+	w.prep, _ = store.(db.Preparer)
 	w.queuedFree.L = &w.queuedMu
 	w.wg.Add(1)
 	go func() {
@@ -127,7 +129,14 @@ func NewWriter(store db.Store, cfg WriterConfig, log *slog.Logger) *Writer {
 
 // Put queues e for storage, waiting while the queue is full (QueueSize jobs, or MaxPendingBytes of
 // answers): back-pressure, never a drop. e must not be modified afterwards.
+//
+// The store's share of the work that needs no transaction (compressing the body) runs here, in the
+// caller's goroutine, beside the writer's transactions instead of inside them: the writer goroutine is the
+// one that bounds how many answers are stored per second.
 func (w *Writer) Put(e *db.Entry) {
+	if w.prep != nil {
+		w.prep.Prepare(e)
+	}
 	n := int64(len(e.Body))
 	w.queuedMu.Lock()
 	// An answer alone larger than the bound still goes when the queue is empty.

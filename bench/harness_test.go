@@ -141,6 +141,7 @@ func measureOn(b *testing.B, addr, path string, next func() []byte, check func(*
 	c := client(addr)
 	b.ReportAllocs()
 	b.SetParallelism(16)
+	b.ResetTimer() // starting servers, warming and training are not the figure
 	start := time.Now()
 	b.RunParallel(func(pb *testing.PB) {
 		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()

@@ -310,7 +310,7 @@ func TestPragmasOnFreshFile(t *testing.T) {
 		t.Fatalf("reader auto_vacuum = %q", v)
 	}
 	// The indexes exist.
-	for _, name := range []string{"entries_expires_at", "hits_last_hit_at", "entries_namespace", "entries_model", "entries_created_at"} {
+	for _, name := range []string{"entries_expires_at", "hits_last_hit_at", "entries_label", "entries_created_at"} {
 		if n := queryInt(t, s, `SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND name = '`+name+`'`); n != 1 {
 			t.Fatalf("index %s missing", name)
 		}
@@ -393,7 +393,7 @@ func TestDelete(t *testing.T) {
 	mustWrite(t, s, b)
 	count := func(where string) int64 {
 		t.Helper()
-		return queryInt(t, s, `SELECT count(*) FROM entries WHERE `+where)
+		return queryInt(t, s, `SELECT count(*) FROM entries JOIN labels ON labels.id = entries.label WHERE `+where)
 	}
 	del := func(f Filter, want int64) {
 		t.Helper()
@@ -553,7 +553,7 @@ func TestStatsAndVacuum(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Entries != 300 || st.PageSize != 4096 || st.WALBytes == 0 {
+	if st.Entries != 300 || st.PageSize != 8192 || st.WALBytes == 0 {
 		t.Fatalf("stats %+v", st)
 	}
 	if _, err := s.Delete(Filter{All: true}); err != nil {
@@ -885,8 +885,9 @@ func TestQueryPlansUseIndexes(t *testing.T) {
 		{sqlDelKey, "sqlite_autoindex_entries_1"},
 		{`DELETE FROM hits WHERE key = x'00'`, "PRIMARY KEY"}, // the trigger's delete
 		{`DELETE FROM entries WHERE ` + whereSQL(&Filter{Keys: []Key{{}}}, true), "sqlite_autoindex_entries_1"},
-		{`SELECT rowid FROM entries WHERE ` + whereSQL(&Filter{Namespace: new("x")}, false), "entries_namespace"},
-		{`SELECT rowid FROM entries WHERE ` + whereSQL(&Filter{Model: "m"}, false), "entries_model"},
+		{`SELECT rowid FROM entries WHERE ` + whereSQL(&Filter{Namespace: new("x")}, false), "entries_label"},
+		{`SELECT rowid FROM entries WHERE ` + whereSQL(&Filter{Model: "m"}, false), "entries_label"},
+		{`SELECT rowid FROM entries WHERE ` + whereSQL(&Filter{Namespace: new("x"), Model: "m"}, false), "entries_label"},
 		{`SELECT rowid FROM entries WHERE ` + whereSQL(&Filter{OlderThan: 1}, false), "entries_created_at"},
 		{`SELECT rowid FROM entries WHERE ` + whereSQL(&Filter{ExpiredBy: 1}, false), "entries_expires_at"},
 		{`SELECT key FROM hits ORDER BY last_hit_at LIMIT 10`, "hits_last_hit_at"},

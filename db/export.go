@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"time"
 
 	"github.com/ncruces/go-sqlite3"
 )
@@ -26,9 +25,11 @@ type ExportedEntry struct {
 	LastHitAt     int64  `json:"last_hit_at"` // unix ms, 0 = never hit
 	HitCount      int64  `json:"hit_count"`
 	ExpiresAt     int64  `json:"expires_at"` // unix ms, 0 = never
-	Encoding      int64  `json:"encoding"`   // body encoding, 0 = identity
-	// Body is the body as stored (still in Encoding). encoding/json writes a []byte as standard base64,
-	// which keeps binary bodies (float32 vectors) intact. Import refuses an absent (null) body.
+	// Encoding is always 0 (identity) in an export: a compressed body is exported decoded, so that the file
+	// needs no dictionary of the store it came from. Import refuses any other value.
+	Encoding int64 `json:"encoding"`
+	// Body is the plain body. encoding/json writes a []byte as standard base64, which keeps binary bodies
+	// (float32 vectors) intact. Import refuses an absent (null) body.
 	Body []byte `json:"body_b64"`
 	// ResponseID is the id of the response an entry of the Responses API holds, by which
 	// GET /v1/responses/{id} finds it; absent for other entries.
@@ -53,18 +54,25 @@ func (e *ExportedEntry) Validate() error {
 	return nil
 }
 
-// sqlExport reads every entry with its hits and response id; a body above largeBody comes back NULL and is
-// read in chunks, as in sqlGet. sqlExport2 is the same for a database at schema 2, before response_ids.
-var (
-	sqlExport = fmt.Sprintf(`SELECT e.key, e.kind, e.namespace, e.model, e.endpoint, e.upstream_model, e.content_type,
-	e.version, e.created_at, ifnull(h.last_hit_at, 0), ifnull(h.hit_count, 0), e.expires_at, e.encoding,
-	CASE WHEN length(e.body) <= %d THEN e.body END, length(e.body), e.id, ifnull(r.id, '')
-FROM entries e LEFT JOIN hits h ON h.key = e.key LEFT JOIN response_ids r ON r.key = e.key`, largeBody)
-	sqlExport2 = fmt.Sprintf(`SELECT e.key, e.kind, e.namespace, e.model, e.endpoint, e.upstream_model, e.content_type,
-	e.version, e.created_at, ifnull(h.last_hit_at, 0), ifnull(h.hit_count, 0), e.expires_at, e.encoding,
-	CASE WHEN length(e.body) <= %d THEN e.body END, length(e.body), e.id, ''
-FROM entries e LEFT JOIN hits h ON h.key = e.key`, largeBody)
-)
+// exportSQL reads every entry with its hits and response id from a database at schema version v; a body
+// above largeBody comes back NULL and is read in chunks, as in sqlGet. A file the proxy has not migrated yet
+// is exported as it is, since export never writes: before schema 5 the descriptive columns are in entries
+// (no labels), before schema 3 there is no response_ids. namespace is the column that holds the namespace.
+func exportSQL(v int64) (sql, namespace string) {
+	const cols = `e.version, e.created_at, ifnull(h.last_hit_at, 0), ifnull(h.hit_count, 0), e.expires_at, e.encoding,
+	CASE WHEN length(e.body) <= %d THEN e.body END, length(e.body), e.id, %s
+FROM entries e %sLEFT JOIN hits h ON h.key = e.key`
+	responseID, responses := `''`, ``
+	if v >= 3 {
+		responseID, responses = `ifnull(r.id, '')`, ` LEFT JOIN response_ids r ON r.key = e.key`
+	}
+	if v < compressionSchema {
+		return fmt.Sprintf(`SELECT e.key, e.kind, e.namespace, e.model, e.endpoint, e.upstream_model, e.content_type, `+cols,
+			largeBody, responseID, ``) + responses, `e.namespace`
+	}
+	return fmt.Sprintf(`SELECT e.key, l.kind, l.namespace, l.model, l.endpoint, l.upstream_model, l.content_type, `+cols,
+		largeBody, responseID, `JOIN labels l ON l.id = e.label `) + responses, `l.namespace`
+}
 
 // Export calls fn for every entry (only those of *namespace when namespace is not nil), in rowid order.
 // It streams: one row is in memory at a time, and e.Body is reused, so it is valid only until fn
@@ -76,7 +84,7 @@ func (s *SQLite) Export(namespace *string, fn func(e *ExportedEntry) error) erro
 	if s.closed.Load() {
 		return fmt.Errorf("cannot export cache db %q: %w", s.path, ErrClosed)
 	}
-	return exportPath(s.path, s.busyTimeout, namespace, fn)
+	return s.exportPath(namespace, fn)
 }
 
 // OpenReadOnly opens the existing cache database at path (or database_url) for reading only: Stats,
@@ -102,13 +110,19 @@ func OpenReadOnly(path string) (_ *SQLite, err error) {
 		}
 		return nil, fmt.Errorf("cannot open cache db %q: %w", path, err)
 	}
-	return &SQLite{path: path, busyTimeout: DefaultBusyTimeout, log: slog.Default(), deletes: map[string]*sqlite3.Stmt{}}, nil
+	return readOnly(path), nil
+}
+
+// readOnly is a store on path that only reads; its dictionaries are loaded as bodies need them.
+func readOnly(path string) *SQLite {
+	return &SQLite{path: path, busyTimeout: DefaultBusyTimeout, log: slog.Default(), deletes: map[string]*sqlite3.Stmt{},
+		comp: newCompression(&Options{NoCompression: true})}
 }
 
 // ExportFile is Export on the database file at path without opening it for writing: it never creates
 // the file, migrates or writes anything, so it may run beside a proxy serving the same file.
 func ExportFile(path string, namespace *string, fn func(e *ExportedEntry) error) error {
-	return exportPath(PathFromURL(path), DefaultBusyTimeout, namespace, fn)
+	return readOnly(PathFromURL(path)).exportPath(namespace, fn)
 }
 
 // errStop marks an error returned by the caller's fn, which Export returns unwrapped.
@@ -116,7 +130,8 @@ type errStop struct{ err error }
 
 func (e errStop) Error() string { return e.err.Error() }
 
-func exportPath(path string, busy time.Duration, namespace *string, fn func(e *ExportedEntry) error) (err error) {
+func (s *SQLite) exportPath(namespace *string, fn func(e *ExportedEntry) error) (err error) {
+	path, busy := s.path, s.busyTimeout
 	defer catch(&err, path, "export")
 	var stop errStop
 	defer func() {
@@ -134,14 +149,13 @@ func exportPath(path string, busy time.Duration, namespace *string, fn func(e *E
 	if err := checkSchema(c, path); err != nil {
 		return err
 	}
-	sql := sqlExport
-	if v, err := schemaVersion(c); err != nil {
+	v, err := schemaVersion(c)
+	if err != nil {
 		return err
-	} else if v < 3 {
-		sql = sqlExport2 // a file the proxy has not migrated yet: export never writes
 	}
+	sql, nsColumn := exportSQL(v)
 	if namespace != nil {
-		sql += ` WHERE e.namespace = ?1`
+		sql += ` WHERE ` + nsColumn + ` = ?1`
 	}
 	st, _, err := c.Prepare(sql + ` ORDER BY e.id`)
 	if err != nil {
@@ -156,6 +170,7 @@ func exportPath(path string, busy time.Duration, namespace *string, fn func(e *E
 		}
 	}
 	var e ExportedEntry
+	var raw []byte // the stored body, copied out of SQLite's memory: decode may run a statement
 	for st.Step() {
 		e.Key = hex.EncodeToString(st.ColumnRawBlob(0))
 		e.Kind = st.ColumnText(1)
@@ -169,13 +184,28 @@ func exportPath(path string, busy time.Duration, namespace *string, fn func(e *E
 		e.LastHitAt = st.ColumnInt64(9)
 		e.HitCount = st.ColumnInt64(10)
 		e.ExpiresAt = st.ColumnInt64(11)
-		e.Encoding = st.ColumnInt64(12)
+		e.Encoding = encodingIdentity
+		encoding := st.ColumnInt64(12)
 		if n := st.ColumnInt64(14); n > largeBody {
 			if e.Body, err = readLargeBody(c, st.ColumnInt64(15), n, e.Body); err != nil {
 				return err
 			}
+			if encoding != encodingIdentity {
+				raw = append(raw[:0], e.Body...)
+			}
 		} else {
-			e.Body = append(e.Body[:0:cap(e.Body)], st.ColumnRawBlob(13)...)
+			raw = append(raw[:0], st.ColumnRawBlob(13)...)
+			if encoding == encodingIdentity {
+				e.Body = append(e.Body[:0:cap(e.Body)], raw...)
+			}
+		}
+		if encoding != encodingIdentity {
+			var key Key
+			copy(key[:], st.ColumnRawBlob(0))
+			if e.Body, err = s.decode(c, &key, encoding, raw, e.Body); err != nil {
+				// An export must give back what was stored, so a body that cannot be read stops it.
+				return fmt.Errorf("entry %s: %w", e.Key, err)
+			}
 		}
 		// An empty blob reads as nil; keep it a present, empty body.
 		if e.Body == nil {
@@ -240,7 +270,7 @@ func (s *SQLite) Import(entries []ExportedEntry) (err error) {
 		row.Body, row.ContentType, row.Kind, row.Namespace, row.Model = e.Body, e.ContentType, e.Kind, e.Namespace, e.Model
 		row.Endpoint, row.UpstreamModel, row.Version, row.CreatedAt = e.Endpoint, e.UpstreamModel, e.Version, e.CreatedAt
 		row.LastHitAt, row.HitCount, row.ExpiresAt, row.ResponseID = e.LastHitAt, e.HitCount, e.ExpiresAt, e.ResponseID
-		if err := s.putEntry(&row, e.Encoding); err != nil {
+		if err := s.putEntry(&row); err != nil {
 			return fmt.Errorf("entry %d (key %s): %w", i, e.Key, err)
 		}
 	}
@@ -282,9 +312,18 @@ func (s *SQLite) Breakdown() (kinds, namespaces []Count, err error) {
 		return nil, nil, fmt.Errorf("cannot count entries of cache db %q: %w", s.path, err)
 	}
 	defer c.Close()
+	v, err := schemaVersion(c)
+	if err != nil {
+		return nil, nil, fmt.Errorf("cannot count entries of cache db %q: %w", s.path, err)
+	}
+	labels, from := `l.`, `entries e JOIN labels l ON l.id = e.label`
+	if v < compressionSchema {
+		labels, from = `e.`, `entries e` // a file not migrated yet (stats never writes): no labels
+	}
 	group := func(col string) ([]Count, error) {
-		// length() of a blob reads its size from the record header, not the body's overflow pages.
-		st, _, err := c.Prepare(`SELECT ` + col + `, count(*), sum(length(body)) FROM entries GROUP BY 1 ORDER BY 1`)
+		// length() of a blob reads its size from the record header, not the body's overflow pages. It is the
+		// size as stored: compressed bodies count what they take on disk.
+		st, _, err := c.Prepare(`SELECT ` + labels + col + `, count(*), sum(length(e.body)) FROM ` + from + ` GROUP BY 1 ORDER BY 1`)
 		if err != nil {
 			return nil, err
 		}

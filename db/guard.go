@@ -114,6 +114,7 @@ func (s *SQLite) writer() error {
 // forgetWriter drops every reference to the writer connection, after closing it (which may have failed
 // half-way).
 func (s *SQLite) forgetWriter() {
-	s.w, s.begin, s.commit, s.rollback, s.delKey, s.put, s.setHits, s.touch, s.putID = nil, nil, nil, nil, nil, nil, nil, nil, nil
+	s.w, s.begin, s.commit, s.rollback, s.delKey, s.put, s.label, s.setHits, s.touch, s.putID = nil, nil, nil, nil, nil, nil, nil, nil, nil, nil
 	clear(s.deletes)
+	clear(s.labels)
 }

@@ -1,6 +1,7 @@
 package db
 
 import (
+	"bytes"
 	"fmt"
 	"time"
 
@@ -110,9 +111,17 @@ func (r *sqliteReader) Get(key *Key, e *Entry) (found bool, err error) {
 		return false, nil
 	}
 	e.Key = *key
-	if n := st.ColumnInt64(1); n > largeBody {
+	encoding := st.ColumnInt64(14)
+	switch n := st.ColumnInt64(1); {
+	case n > largeBody:
 		e.Body, err = readLargeBody(r.c, st.ColumnInt64(2), n, e.Body)
-	} else {
+		if err == nil && encoding != encodingIdentity {
+			e.Body, err = r.s.decode(r.c, key, encoding, bytes.Clone(e.Body), e.Body)
+		}
+	case encoding != encodingIdentity:
+		// Decoded straight from SQLite's copy of the row: valid until the statement moves on.
+		e.Body, err = r.s.decode(r.c, key, encoding, st.ColumnRawBlob(0), e.Body)
+	default:
 		e.Body = append(e.Body[:0], st.ColumnRawBlob(0)...)
 	}
 	setString(&e.ContentType, st.ColumnRawText(3))
@@ -126,7 +135,7 @@ func (r *sqliteReader) Get(key *Key, e *Entry) (found bool, err error) {
 	e.LastHitAt = st.ColumnInt64(11)
 	e.HitCount = st.ColumnInt64(12)
 	e.ExpiresAt = st.ColumnInt64(13)
-	encoding := st.ColumnInt64(14)
+	e.Encoded, e.Encoding = nil, 0
 	if err == nil {
 		err = st.Err() // e.g. out of memory while reading a column
 	}
@@ -137,9 +146,6 @@ func (r *sqliteReader) Get(key *Key, e *Entry) (found bool, err error) {
 	}
 	if err != nil {
 		return false, fmt.Errorf("cannot read cache db %q: %w", r.path, err)
-	}
-	if encoding != encodingIdentity {
-		return false, fmt.Errorf("cannot read cache db %q: entry %x has body encoding %d, unknown to this llmcache; upgrade llmcache", r.path, key[:], encoding)
 	}
 	return true, nil
 }
@@ -160,8 +166,8 @@ func (r *sqliteReader) ready() error {
 }
 
 // sqlResponseKey finds the key of the newest entry of a namespace that holds the response with an id.
-const sqlResponseKey = `SELECT r.key FROM response_ids r JOIN entries e ON e.key = r.key
-WHERE r.id = ?1 AND e.namespace = ?2 ORDER BY e.created_at DESC LIMIT 1`
+const sqlResponseKey = `SELECT r.key FROM response_ids r JOIN entries e ON e.key = r.key JOIN labels l ON l.id = e.label
+WHERE r.id = ?1 AND l.namespace = ?2 ORDER BY e.created_at DESC LIMIT 1`
 
 // GetResponse implements Reader: the key from the response_ids index, then Get.
 func (r *sqliteReader) GetResponse(id, namespace string, e *Entry) (found bool, err error) {

@@ -40,13 +40,20 @@ type SQLite struct {
 	rollback *sqlite3.Stmt
 	delKey   *sqlite3.Stmt
 	put      *sqlite3.Stmt
+	label    *sqlite3.Stmt
 	setHits  *sqlite3.Stmt
 	touch    *sqlite3.Stmt
 	putID    *sqlite3.Stmt
 	deletes  map[string]*sqlite3.Stmt // DELETE statements by SQL text
+	// labels caches the ids of labels rows: a put looks its row up here, and asks SQLite only for a set it
+	// has not seen. Emptied when a transaction rolls back (it may have added rows that are gone).
+	labels map[labelKey]int64
 
 	statsMu sync.Mutex
 	stats   *statsConn // opened on first Stats call
+
+	comp *compression  // the codec, its dictionaries and their training (compress.go)
+	ckpt *checkpointer // checkpoints beside the writer (checkpoint.go); nil on a read-only store
 }
 
 var _ Store = (*SQLite)(nil)
@@ -58,12 +65,13 @@ const (
 	walSizeLimit = 64 << 20
 	// writerCacheKiB is the writer's page cache (readers keep the default).
 	writerCacheKiB = 8 << 10
-	// walAutoCheckpointPages is how many WAL pages (32 MB) wait before a commit copies them into the
-	// database. SQLite's default of 1,000 checkpointed after nearly every batch under load; waiting longer
-	// copies each hot page (index interiors, the table's last leaves) once instead of once per batch:
-	// BenchmarkWriter 22,100-22,500 -> 23,500-27,100 answers/s in alternating runs. It stays under
-	// walSizeLimit, so the file still shrinks back after a checkpoint.
-	walAutoCheckpointPages = 8000
+	// walAutoCheckpointPages is how many WAL pages (32 MB of 8 KiB pages; 16 MB in a database made with
+	// 4 KiB pages) wait before the writer finishes a checkpoint itself (see checkpoint.go). SQLite's
+	// default of 1,000 4 KiB pages checkpointed after nearly every batch under load; waiting longer copies
+	// each hot page (index interiors, the table's last leaves) once instead of once per batch:
+	// BenchmarkWriter 22,100-22,500 -> 23,500-27,100 answers/s in alternating runs (with 8,000 4 KiB
+	// pages). It stays under walSizeLimit, so the file still shrinks back after a checkpoint.
+	walAutoCheckpointPages = 4000
 )
 
 const (
@@ -71,9 +79,11 @@ const (
 	// the new one. An upsert (ON CONFLICT DO UPDATE) would keep the row but holds the old and the new
 	// record and the excluded values in memory at once: a refresh of a 100 MB answer ran out of memory.
 	sqlDelKey = `DELETE FROM entries WHERE key = ?1`
-	sqlPut    = `INSERT INTO entries (key, kind, namespace, model, endpoint, upstream_model, content_type,
-	version, created_at, expires_at, encoding, body)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)`
+	sqlPut    = `INSERT INTO entries (key, label, version, created_at, expires_at, encoding, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)`
+	// sqlLabel returns the id of a set of descriptive columns, adding it when it is new (the no-op update
+	// makes RETURNING give the existing row's id too).
+	sqlLabel = `INSERT INTO labels (kind, namespace, model, endpoint, upstream_model, content_type) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+ON CONFLICT (namespace, model, kind, endpoint, upstream_model, content_type) DO UPDATE SET kind = excluded.kind RETURNING id`
 	// sqlSetHits gives a put entry the hit figures it carries (an imported one); a fetched answer carries
 	// none, and an entry never hit has no hits row.
 	sqlSetHits = `INSERT INTO hits (key, hit_count, last_hit_at) VALUES (?1, ?2, ?3)
@@ -86,12 +96,17 @@ ON CONFLICT (key) DO UPDATE SET hit_count = hit_count + excluded.hit_count, last
 	sqlPutID = `INSERT INTO response_ids (key, id) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET id = excluded.id`
 )
 
+// WriterPragmas are the settings of the writer's connection (after WAL mode, which is kept in the file).
+// Exported for the benchmarks' bare insert, which must run with the same.
+var WriterPragmas = fmt.Sprintf(`PRAGMA synchronous = NORMAL; PRAGMA journal_size_limit = %d; PRAGMA cache_size = -%d; PRAGMA wal_autocheckpoint = %d`,
+	walSizeLimit, writerCacheKiB, walAutoCheckpointPages)
+
 // sqlGet reads an entry with its hits. A body above largeBody comes back NULL and is read in chunks
 // (readLargeBody); length() reads a blob's size from the record header, without loading it.
 var sqlGet = fmt.Sprintf(`SELECT CASE WHEN length(e.body) <= %d THEN e.body END, length(e.body), e.id,
-	e.content_type, e.kind, e.namespace, e.model, e.endpoint, e.upstream_model,
+	l.content_type, l.kind, l.namespace, l.model, l.endpoint, l.upstream_model,
 	e.version, e.created_at, ifnull(h.last_hit_at, 0), ifnull(h.hit_count, 0), e.expires_at, e.encoding
-FROM entries e LEFT JOIN hits h ON h.key = e.key WHERE e.key = ?1`, largeBody)
+FROM entries e JOIN labels l ON l.id = e.label LEFT JOIN hits h ON h.key = e.key WHERE e.key = ?1`, largeBody)
 
 // Open opens (creating it if needed) the cache database at path, which may
 // also be a database_url (see PathFromURL), creates the parent directory if
@@ -121,11 +136,14 @@ func Open(path string, opts Options) (*SQLite, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot open cache db %q: %w", path, err)
 	}
-	s := &SQLite{path: path, busyTimeout: opts.BusyTimeout, log: opts.Log, w: c, deletes: map[string]*sqlite3.Stmt{}}
+	s := &SQLite{path: path, busyTimeout: opts.BusyTimeout, log: opts.Log, w: c, deletes: map[string]*sqlite3.Stmt{}, comp: newCompression(&opts)}
 	err = func() (err error) {
 		defer catch(&err, path, "open")
 		return s.init(opts.Log)
 	}()
+	if err == nil {
+		err = s.startCheckpointer()
+	}
 	if err != nil {
 		quietly(func() { _ = s.closeWriter() })
 		return nil, err
@@ -138,9 +156,17 @@ func (s *SQLite) init(log *slog.Logger) error {
 	if err := c.BusyTimeout(s.busyTimeout); err != nil {
 		return fmt.Errorf("cannot open cache db %q: %w", s.path, err)
 	}
-	// auto_vacuum only takes effect before the first table is created (it is
-	// a no-op on an existing database), so it goes before anything writes.
-	if err := c.Exec(`PRAGMA auto_vacuum = INCREMENTAL`); err != nil {
+	// page_size and auto_vacuum only take effect before the first table is
+	// created (no-ops on an existing database), so they go before anything
+	// writes. 8 KiB pages rather than SQLite's 4 KiB: a ~1.3 KB answer stored as
+	// it is fits twice in 4 KiB (30% of the page unused) and five times in 8 KiB;
+	// with 8 KiB, BenchmarkStorage's answers take 1,594 bytes each on disk as
+	// they are (1,937 with 4 KiB) and 540 compressed (554), and BenchmarkWriter
+	// wrote 60,000-76,000 answers/s against 39,000-59,000 in alternating runs
+	// (fewer, fuller pages to write and checkpoint). Hits showed no difference
+	// through the noise. An existing database keeps its page size (WAL mode
+	// cannot change it).
+	if err := c.Exec(`PRAGMA page_size = 8192; PRAGMA auto_vacuum = INCREMENTAL`); err != nil {
 		return fmt.Errorf("cannot open cache db %q: %w", s.path, err)
 	}
 	mode, err := pragmaText(c, `PRAGMA journal_mode = WAL`)
@@ -150,13 +176,14 @@ func (s *SQLite) init(log *slog.Logger) error {
 	if !strings.EqualFold(mode, "wal") {
 		return fmt.Errorf("cannot open cache db %q: cannot enable WAL mode (journal_mode is %q)", s.path, mode)
 	}
-	if err := c.Exec(fmt.Sprintf(`PRAGMA synchronous = NORMAL; PRAGMA journal_size_limit = %d; PRAGMA cache_size = -%d; PRAGMA wal_autocheckpoint = %d`,
-		walSizeLimit, writerCacheKiB, walAutoCheckpointPages)); err != nil {
+	if err := c.Exec(WriterPragmas); err != nil {
 		return fmt.Errorf("cannot open cache db %q: %w", s.path, err)
 	}
 	if err := migrate(c, s.path, log); err != nil {
 		return err
 	}
+	// Replaces wal_autocheckpoint (WriterPragmas), which only the bare baseline of the benchmarks keeps.
+	c.WALHook(s.walHook)
 	for _, p := range []struct {
 		st  **sqlite3.Stmt
 		sql string
@@ -166,6 +193,7 @@ func (s *SQLite) init(log *slog.Logger) error {
 		{&s.rollback, `ROLLBACK`},
 		{&s.delKey, sqlDelKey},
 		{&s.put, sqlPut},
+		{&s.label, sqlLabel},
 		{&s.setHits, sqlSetHits},
 		{&s.touch, sqlTouch},
 		{&s.putID, sqlPutID},
@@ -176,7 +204,7 @@ func (s *SQLite) init(log *slog.Logger) error {
 		}
 		*p.st = st
 	}
-	return nil
+	return s.initCompression()
 }
 
 // pragmaText runs a statement returning one text value.
@@ -233,6 +261,9 @@ func (s *SQLite) endTx(errp *error) {
 	if *errp != nil && s.w != nil && !s.w.GetAutocommit() {
 		_ = s.rollback.Exec()
 	}
+	if *errp != nil {
+		clear(s.labels) // rows this transaction added are gone
+	}
 }
 
 // WriteBatch writes b in one IMMEDIATE transaction: puts first (upserts: a
@@ -261,13 +292,27 @@ func (s *SQLite) WriteBatch(b *Batch) (err error) {
 	if err := s.beginTx(); err != nil {
 		return err
 	}
+	// A dictionary trained meanwhile is written in this transaction and used once it has committed. Deferred
+	// before endTx, so that it runs after the commit (or the rollback).
+	var trained *trainResult
+	defer func() {
+		switch {
+		case err == nil:
+			s.afterCommit(trained, s.w.LastInsertRowID())
+		case trained != nil:
+			s.comp.trained <- *trained // room: it was taken from there; the next batch writes it
+		}
+	}()
 	defer s.endTx(&err)
+	if trained, err = s.adoptTrained(); err != nil {
+		return err
+	}
 
 	for _, e := range b.Puts {
 		if e == nil {
 			continue
 		}
-		if err := s.putEntry(e, encodingIdentity); err != nil {
+		if err := s.putEntry(e); err != nil {
 			return err
 		}
 	}
@@ -290,39 +335,45 @@ func (s *SQLite) WriteBatch(b *Batch) (err error) {
 	return nil
 }
 
-// putEntry replaces the entry with e.Key by e, whose body is in encoding, and gives it e's hit figures.
-// It runs inside the caller's transaction. Writer connection only.
-func (s *SQLite) putEntry(e *Entry, encoding int64) error {
-	if err := s.delKey.BindBlob(1, e.Key[:]); err != nil {
-		return err
-	}
-	if err := s.delKey.Exec(); err != nil {
+// putEntry replaces the entry with e.Key by e (its body compressed unless it is small, large or compression
+// is off) and gives it e's hit figures. It runs inside the caller's transaction. Writer connection only.
+func (s *SQLite) putEntry(e *Entry) error {
+	encoding, body := s.encode(e)
+	label, err := s.labelID(e)
+	if err != nil {
 		return err
 	}
 	b := binder{st: s.put}
 	b.blob(1, e.Key[:])
-	b.text(2, e.Kind)
-	b.text(3, e.Namespace)
-	b.text(4, e.Model)
-	b.text(5, e.Endpoint)
-	b.text(6, e.UpstreamModel)
-	b.text(7, e.ContentType)
-	b.int64(8, e.Version)
-	b.int64(9, e.CreatedAt)
-	b.int64(10, e.ExpiresAt)
-	b.int64(11, encoding)
-	if len(e.Body) == 0 || len(e.Body) > largeBody {
+	b.int64(2, label)
+	b.int64(3, e.Version)
+	b.int64(4, e.CreatedAt)
+	b.int64(5, e.ExpiresAt)
+	b.int64(6, encoding)
+	if len(body) == 0 || len(body) > largeBody {
 		// NOT NULL: an absent body is an empty blob. A large one is written after the insert, in chunks.
 		if b.err == nil {
-			b.err = s.put.BindZeroBlob(12, int64(len(e.Body)))
+			b.err = s.put.BindZeroBlob(7, int64(len(body)))
 		}
 	} else {
-		b.blob(12, e.Body)
+		b.blob(7, body)
 	}
 	if b.err != nil {
 		return b.err
 	}
-	err := s.put.Exec()
+	err = s.put.Exec()
+	if errors.Is(err, sqlite3.CONSTRAINT_UNIQUE) {
+		// A fresh answer for a key on disk: the insert, undone by SQLite, is made again after the old entry
+		// (and its hits row, by trigger) is deleted. Trying the insert first spares every new key a descent
+		// of the key index, which was a fifth of the writer's CPU (the lookup, then the insert's own).
+		err = s.delKey.BindBlob(1, e.Key[:])
+		if err == nil {
+			err = s.delKey.Exec()
+		}
+		if err == nil {
+			err = s.put.Exec()
+		}
+	}
 	// Do not keep the body alive in SQLite's memory until the next put.
 	if cerr := s.put.ClearBindings(); err == nil {
 		err = cerr
@@ -330,8 +381,8 @@ func (s *SQLite) putEntry(e *Entry, encoding int64) error {
 	if err != nil {
 		return err
 	}
-	if len(e.Body) > largeBody {
-		if err := writeLargeBody(s.w, s.w.LastInsertRowID(), e.Body); err != nil {
+	if len(body) > largeBody {
+		if err := writeLargeBody(s.w, s.w.LastInsertRowID(), body); err != nil {
 			return err
 		}
 	}
@@ -357,6 +408,37 @@ func (s *SQLite) putEntry(e *Entry, encoding int64) error {
 		return b.err
 	}
 	return s.setHits.Exec()
+}
+
+// labelKey is a labels row's columns.
+type labelKey struct{ kind, namespace, model, endpoint, upstreamModel, contentType string }
+
+// labelID is the id of e's labels row, added when it is new, inside the caller's transaction. Writer
+// connection only.
+func (s *SQLite) labelID(e *Entry) (int64, error) {
+	k := labelKey{e.Kind, e.Namespace, e.Model, e.Endpoint, e.UpstreamModel, e.ContentType}
+	if id, ok := s.labels[k]; ok {
+		return id, nil
+	}
+	b := binder{st: s.label}
+	b.text(1, k.kind)
+	b.text(2, k.namespace)
+	b.text(3, k.model)
+	b.text(4, k.endpoint)
+	b.text(5, k.upstreamModel)
+	b.text(6, k.contentType)
+	if b.err != nil {
+		return 0, b.err
+	}
+	id, err := queryInt64(s.label)
+	if err != nil {
+		return 0, err
+	}
+	if s.labels == nil {
+		s.labels = map[labelKey]int64{}
+	}
+	s.labels[k] = id
+	return id, nil
 }
 
 // binder binds parameters, keeping the first error.
@@ -513,11 +595,14 @@ func whereSQL(f *Filter, withKey bool) string {
 	if withKey {
 		conds = append(conds, `key = ?1`)
 	}
-	if f.Namespace != nil {
-		conds = append(conds, `namespace = ?2`)
-	}
-	if f.Model != "" {
-		conds = append(conds, `model = ?3`)
+	// The labels of a namespace or a model first, then their entries through entries_label.
+	switch {
+	case f.Namespace != nil && f.Model != "":
+		conds = append(conds, `label IN (SELECT id FROM labels WHERE namespace = ?2 AND model = ?3)`)
+	case f.Namespace != nil:
+		conds = append(conds, `label IN (SELECT id FROM labels WHERE namespace = ?2)`)
+	case f.Model != "":
+		conds = append(conds, `label IN (SELECT id FROM labels WHERE model = ?3)`)
 	}
 	if f.OlderThan != 0 {
 		conds = append(conds, `created_at < ?4`)
@@ -565,6 +650,10 @@ func (s *SQLite) Checkpoint() (err error) {
 	defer s.guard(&err, "checkpoint")
 	if err := s.writer(); err != nil {
 		return fmt.Errorf("cannot checkpoint cache db %q: %w", s.path, err)
+	}
+	if s.ckpt != nil { // wait for a background checkpoint under way (checkpoint.go)
+		s.ckpt.mu.Lock()
+		defer s.ckpt.mu.Unlock()
 	}
 	if _, _, err := s.w.WALCheckpoint("main", sqlite3.CHECKPOINT_TRUNCATE); err != nil {
 		return fmt.Errorf("cannot checkpoint cache db %q: %w", s.path, err)
@@ -725,6 +814,8 @@ func (s *SQLite) Stats() (st Stats, err error) {
 		}
 	}()
 	st.DriverPanics = s.panics.Load()
+	st.Dictionaries, st.Dictionary = int64(s.comp.codec.Len()), int64(s.comp.codec.Current())
+	st.CorruptBodies = s.comp.corrupt.Load()
 	if s.closed.Load() {
 		return st, ErrClosed
 	}
@@ -772,12 +863,14 @@ func (s *SQLite) Close() error {
 	if !s.closed.CompareAndSwap(false, true) {
 		return nil
 	}
+	s.comp.wg.Wait() // a training in progress: it reads through a connection of its own
+	cerr := s.stopCheckpointer()
 	s.statsMu.Lock()
 	serr := s.stats.close()
 	s.stats = nil
 	s.statsMu.Unlock()
 	werr := s.closeWriter()
-	if err := errors.Join(serr, werr); err != nil {
+	if err := errors.Join(cerr, serr, werr); err != nil {
 		return fmt.Errorf("cannot close cache db %q: %w", s.path, err)
 	}
 	return nil
@@ -791,7 +884,7 @@ func (s *SQLite) closeWriter() error {
 	if !s.w.GetAutocommit() && s.rollback != nil {
 		_ = s.rollback.Exec()
 	}
-	for _, st := range []*sqlite3.Stmt{s.begin, s.commit, s.rollback, s.delKey, s.put, s.setHits, s.touch, s.putID} {
+	for _, st := range []*sqlite3.Stmt{s.begin, s.commit, s.rollback, s.delKey, s.put, s.label, s.setHits, s.touch, s.putID} {
 		errs = append(errs, st.Close())
 	}
 	for _, st := range s.deletes {

@@ -89,6 +89,10 @@ type chatAnswer struct {
 	think   bool
 	prompt  int // prompt tokens
 	perComp int // completion tokens per choice
+	// openaiID: the answer is shaped like api.openai.com's today: its id (29 letters and digits that differ
+	// from answer to answer, see appendChatID) rather than "chatcmpl-fake-<seq>", the message's
+	// annotations, the usage's details and the service tier; set with Options.Text.
+	openaiID bool
 }
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
@@ -175,6 +179,7 @@ func (s *Server) handleChat(ctx *fasthttp.RequestCtx, rc reqControls) bool {
 		ans.kind = kindText
 		ans.think = strings.HasPrefix(user, "THINK:")
 		ans.text, ans.perComp = s.answerText(last)
+		ans.openaiID = s.paragraphs != nil
 		if ans.think {
 			ans.perComp++
 		}
@@ -216,8 +221,8 @@ func appendToolCall(b []byte, seq int64, i int) []byte {
 var toolArgsJSON = appendJSONString(nil, toolArgs)
 
 func appendChatResponse(b []byte, ans *chatAnswer, model string, seq, created int64, n int) []byte {
-	b = append(b, `{"id":"chatcmpl-fake-`...)
-	b = strconv.AppendInt(b, seq, 10)
+	b = append(b, `{"id":"`...)
+	b = appendChatID(b, seq, ans.openaiID)
 	b = append(b, `","object":"chat.completion","created":`...)
 	b = strconv.AppendInt(b, created, 10)
 	b = append(b, `,"model":`...)
@@ -241,6 +246,9 @@ func appendChatResponse(b []byte, ans *chatAnswer, model string, seq, created in
 				b = append(b, `,"reasoning_content":"`+reasoningText+`"`...)
 			}
 			b = append(b, `,"refusal":null`...)
+			if ans.openaiID {
+				b = append(b, `,"annotations":[]`...)
+			}
 		case kindEmpty:
 			b = append(b, `"","refusal":null`...)
 		case kindTool:
@@ -258,6 +266,12 @@ func appendChatResponse(b []byte, ans *chatAnswer, model string, seq, created in
 	}
 	b = append(b, `],"usage":`...)
 	b = appendUsage(b, ans.prompt, ans.perComp*n)
+	if ans.openaiID {
+		// The rest of what api.openai.com sends today.
+		b = b[:len(b)-1]
+		b = append(b, `,"prompt_tokens_details":{"cached_tokens":0,"audio_tokens":0},"completion_tokens_details":`+
+			`{"reasoning_tokens":0,"audio_tokens":0,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}},"service_tier":"default"`...)
+	}
 	return append(b, '}')
 }
 
@@ -266,8 +280,8 @@ const streamPieces = 8
 
 func buildChatEvents(ev *events, ans *chatAnswer, model string, seq, created int64, n int, includeUsage bool) {
 	var head []byte
-	head = append(head, `data: {"id":"chatcmpl-fake-`...)
-	head = strconv.AppendInt(head, seq, 10)
+	head = append(head, `data: {"id":"`...)
+	head = appendChatID(head, seq, ans.openaiID)
 	head = append(head, `","object":"chat.completion.chunk","created":`...)
 	head = strconv.AppendInt(head, created, 10)
 	head = append(head, `,"model":`...)

@@ -41,8 +41,12 @@ func truncUTF8(s string, n int) string {
 
 // answerText is the deterministic generated text for a prompt: "echo: " plus
 // up to echoMax bytes of the prompt, then filler words up to about
-// s.answerBytes bytes. It also returns the text's word count.
+// s.answerBytes bytes; with Options.Text, paragraphs of that text instead
+// (textAnswer). It also returns the text's word count.
 func (s *Server) answerText(prompt string) (string, int) {
+	if s.paragraphs != nil {
+		return s.textAnswer(prompt)
+	}
 	echo := truncUTF8(prompt, echoMax)
 	prefixLen := len("echo: ") + len(echo)
 	need := s.answerBytes - prefixLen - 1

@@ -16,7 +16,8 @@
 // OpenAI error bodies.
 //
 // Chat content is "echo: " + the last message's content (up to 200 bytes),
-// then filler words up to Options.AnswerBytes. The last user message selects
+// then filler words up to Options.AnswerBytes (or, with Options.Text,
+// paragraphs of that text). The last user message selects
 // special answers: "TOOL:..." a get_weather tool call, "EMPTY" an empty
 // content, "REFUSE..." a refusal, "THINK:..." an answer with
 // reasoning_content.
@@ -77,6 +78,13 @@ type Options struct {
 	// Indent lays out non-streamed JSON bodies as api.openai.com does (see the
 	// package comment); false writes them compact.
 	Indent bool
+	// Text, when set, is natural-language text (paragraphs separated by blank
+	// lines) that chat and completion answers are drawn from instead of the
+	// echo and filler words: about AnswerBytes of consecutive paragraphs chosen
+	// by a hash of the prompt, in a chat answer shaped like api.openai.com's
+	// today (its id, annotations, usage details, service tier). For figures
+	// that depend on the answers' bytes (compression); see GoDocText.
+	Text []byte
 }
 
 // Route names accepted by CallsTo.
@@ -116,7 +124,8 @@ type Server struct {
 
 	answerBytes int
 	indent      bool
-	filler      string // precomputed filler words, at least answerBytes long
+	filler      string   // precomputed filler words, at least answerBytes long
+	paragraphs  []string // Options.Text split into paragraphs; nil: echo and filler
 	modelsBody  []byte
 
 	latency    atomic.Int64 // nanoseconds
@@ -192,6 +201,12 @@ func Start(opts Options) (*Server, error) {
 		s.answerBytes = DefaultAnswerBytes
 	}
 	s.filler = makeFiller(s.answerBytes + 64)
+	if len(opts.Text) > 0 {
+		if s.paragraphs = splitParagraphs(opts.Text); len(s.paragraphs) == 0 {
+			_ = ln.Close()
+			return nil, errors.New("fakeupstream: Options.Text has no words")
+		}
+	}
 	models := opts.Models
 	if len(models) == 0 {
 		models = []string{"fake-model"}

@@ -39,9 +39,11 @@ func main() {
 	for done := 0; done < *n; done += batch {
 		rows := min(batch, *n-done)
 		err := c.Exec(fmt.Sprintf(`BEGIN;
+INSERT INTO labels (kind, namespace, model, endpoint, upstream_model, content_type)
+VALUES ('chat', '', 'fake-model', 'fill', 'fake-model', 'application/json') ON CONFLICT DO NOTHING;
 WITH RECURSIVE seq(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM seq WHERE i < %d)
-INSERT INTO entries (key, kind, namespace, model, endpoint, upstream_model, content_type, created_at, body)
-SELECT randomblob(32), 'chat', '', 'fake-model', 'fill', 'fake-model', 'application/json',
+INSERT INTO entries (key, label, created_at, body)
+SELECT randomblob(32), (SELECT id FROM labels WHERE namespace = '' AND model = 'fake-model' AND endpoint = 'fill'),
        CAST(unixepoch('subsec') * 1000 AS INTEGER), CAST(%s AS BLOB) FROM seq;
 COMMIT;`, rows, quote(answer)))
 		if err != nil {

@@ -24,6 +24,12 @@ type StoreFigures struct {
 	PageCount    int64  `json:"page_count"`
 	FreePages    int64  `json:"free_pages"`    // reclaimable by incremental vacuum
 	DriverPanics int64  `json:"driver_panics"` // panics of the SQLite driver recovered into errors
+	// Compression (SQLite): dictionaries trained from the cache's answers, the one new answers use (0: none
+	// yet, they are stored as they are), and stored bodies found corrupt (each served as a miss). The shared
+	// store keeps bodies as they are: 0 there.
+	Dictionaries  int64 `json:"dictionaries"`
+	Dictionary    int64 `json:"dictionary"`
+	CorruptBodies int64 `json:"corrupt_bodies"`
 	// Shared is the shared store's state and counts (backend "redis"); Entries is then every key of its
 	// database.
 	Shared *SharedStoreFigures `json:"shared,omitempty"`

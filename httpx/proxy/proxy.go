@@ -45,6 +45,7 @@ type Config struct {
 // StoreConfig is [store]: where answers are kept beyond the process.
 type StoreConfig struct {
 	Backend string             // "sqlite" (DatabaseURL, the default) or "redis" (shared by several instances)
+	SQLite  db.Options         // with Backend "sqlite" (compression); Log is set by Start
 	Redis   redisstore.Options // with Backend "redis"
 }
 
@@ -214,7 +215,9 @@ func (p *Proxy) transport(cfg *Config) (pipeline.Transport, error) {
 func (p *Proxy) openStore(cfg *Config, pc *pipeline.Config, log *slog.Logger) (db.Store, func() (observe.StoreFigures, error), error) {
 	switch cfg.Store.Backend {
 	case "", "sqlite":
-		store, err := db.Open(db.PathFromURL(cfg.DatabaseURL), db.Options{Log: log})
+		so := cfg.Store.SQLite
+		so.Log = log
+		store, err := db.Open(db.PathFromURL(cfg.DatabaseURL), so)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -261,7 +264,8 @@ func storeFigures(store *db.SQLite) func() (observe.StoreFigures, error) {
 	return func() (observe.StoreFigures, error) {
 		s, err := store.Stats()
 		return observe.StoreFigures{Backend: "sqlite", Entries: s.Entries, HitEntries: s.HitEntries, FileBytes: s.FileBytes, WALBytes: s.WALBytes,
-			PageSize: s.PageSize, PageCount: s.PageCount, FreePages: s.FreePages, DriverPanics: s.DriverPanics}, err
+			PageSize: s.PageSize, PageCount: s.PageCount, FreePages: s.FreePages, DriverPanics: s.DriverPanics,
+			Dictionaries: s.Dictionaries, Dictionary: s.Dictionary, CorruptBodies: s.CorruptBodies}, err
 	}
 }
 
