@@ -57,11 +57,13 @@ type Counts struct {
 	UpstreamErrors   int64 // failed attempts, retried or not
 	Retries          int64
 	UpstreamInFlight int64
-	Queued           int64 // calls waiting for an upstream slot or a retry
-	Waiting          int64 // requests waiting for an upstream call's answer: each call's leader and followers
-	TouchDrops       int64 // hit-count updates dropped because the writer's queue was full
-	DBReadErrors     int64 // SQLite reads that failed (served as misses)
-	TooLarge         int64 // answers over max_answer_bytes: passed to the client, not stored
+	Queued           int64  // calls waiting for an upstream slot or a retry
+	Waiting          int64  // requests waiting for an upstream call's answer: each call's leader and followers
+	TouchDrops       int64  // hit-count updates dropped because the writer's queue was full
+	DBReadErrors     int64  // SQLite reads that failed (served as misses)
+	TooLarge         int64  // answers over max_answer_bytes: passed to the client, not stored
+	ReadsSkipped     int64  // SQLite reads a miss skipped: the filter of the keys on disk said the key is not there
+	KeyFilter        string // that filter: "off" (the store offers none), "loading" or "ready"
 	MemoryEntries    int64
 	MemoryBytes      int64
 

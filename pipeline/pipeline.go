@@ -34,6 +34,7 @@ type Pipeline struct {
 	caller *caller
 	sched  *scheduler
 	models *models
+	absent *absentKeys // nil when the store offers no key scan
 	stats  counters
 	cancel context.CancelFunc // ends waits for other instances' flights at Stop
 }
@@ -55,7 +56,12 @@ func New(cfg Config, store db.Store, writer Writer, transport Transport) (*Pipel
 			return nil, fmt.Errorf("context_trim: %w", err)
 		}
 	}
-	misses, err := newMissPool(store, c.MissPoolSize)
+	var absent *absentKeys
+	if ks, ok := store.(db.KeyScanner); ok && writer != nil {
+		absent = newAbsentKeys(ks.ScanKeys, func() { _, _ = writer.Do(nil) }, c.Log)
+	}
+	p.absent = absent
+	misses, err := newMissPool(store, c.MissPoolSize, absent)
 	if err != nil {
 		return nil, err
 	}
@@ -64,12 +70,13 @@ func New(cfg Config, store db.Store, writer Writer, transport Transport) (*Pipel
 	p.mem = newMemory(c)
 	p.hits = newHitPool(c.HitPoolSize)
 	p.touch = newTouchLog(writer, &p.stats)
-	p.storer = newStorer(writer, p.mem)
+	p.storer = newStorer(writer, p.mem, absent)
 	var ctx context.Context
 	ctx, p.cancel = context.WithCancel(context.Background())
 	p.caller = newCaller(ctx, c, transport, p.storer, p.touch, &p.stats, tok)
 	p.sched = newScheduler(c, p.caller, p.storer)
 	p.models = newModels(c, p.sched)
+	p.absent.start()
 	return p, nil
 }
 
@@ -251,6 +258,7 @@ func (p *Pipeline) Stop() {
 	p.sched.stop()
 	p.caller.stop()
 	p.touch.stop()
+	p.absent.stop()
 	p.misses.close()
 }
 
@@ -286,6 +294,7 @@ func (p *Pipeline) Counts() Counts {
 		Retries: s.retries.Load(), UpstreamInFlight: p.sched.inFlightGauge.Load(), Queued: p.sched.queuedGauge.Load(),
 		Waiting:    p.sched.waitingGauge.Load(),
 		TouchDrops: s.touchDrops.Load(), DBReadErrors: s.dbReadErrors.Load(), TooLarge: s.tooLarge.Load(),
+		ReadsSkipped: p.absent.skippedReads(), KeyFilter: p.absent.state(),
 		TrimRuns: s.trimRuns.Load(), Trimmed: s.trimmed.Load(), TrimDropped: s.trimDropped.Load(), TrimOverflows: s.trimOverflows.Load(),
 	}
 	for k := range s.requests {

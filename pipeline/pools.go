@@ -25,24 +25,28 @@ func (h *hitPool) release() { <-h.slots }
 // missPool bounds the miss work done at once (cache_miss_pool_size): SQLite reads and preparing upstream
 // requests. It owns one read connection per slot; a request borrows one in its own goroutine and gives it
 // back before any upstream wait, so an upstream call never holds a slot.
-type missPool struct{ readers chan *missWorker }
+type missPool struct {
+	readers chan *missWorker
+	absent  *absentKeys // nil when the store offers no key scan
+}
 
 // missWorker is one slot of the miss pool: a read connection and the buffer its reads fill.
 type missWorker struct {
 	rd          db.Reader
+	absent      *absentKeys
 	entry       db.Entry     // reused: Get appends into entry.Body[:0]
 	parser, sub canon.Parser // for preparing upstream bodies
 }
 
-func newMissPool(store db.Store, size int) (*missPool, error) {
-	m := &missPool{readers: make(chan *missWorker, size)}
+func newMissPool(store db.Store, size int, absent *absentKeys) (*missPool, error) {
+	m := &missPool{readers: make(chan *missWorker, size), absent: absent}
 	for i := range size {
 		rd, err := store.OpenReader()
 		if err != nil {
 			m.close()
 			return nil, fmt.Errorf("cannot open read connection %d for the miss pool: %w", i, err)
 		}
-		m.readers <- &missWorker{rd: rd}
+		m.readers <- &missWorker{rd: rd, absent: absent}
 	}
 	return m, nil
 }
@@ -79,8 +83,12 @@ func (m *missPool) close() {
 }
 
 // get reads key's entry into the worker's buffer; found is false when it is absent or the read failed
-// (counted: a broken read is served as a miss, since the upstream can still answer).
+// (counted: a broken read is served as a miss, since the upstream can still answer). A key the filter of
+// the keys on disk does not hold is not read.
 func (w *missWorker) get(key *Key, stats *counters) (e *db.Entry, found bool) {
+	if w.absent.absent(key) {
+		return nil, false
+	}
 	ok, err := w.rd.Get(key, &w.entry)
 	if err != nil {
 		stats.dbReadErrors.Add(1)

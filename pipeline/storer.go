@@ -31,9 +31,12 @@ type storer struct {
 	epoch  atomic.Int64 // written under mu held exclusively
 	writer Writer
 	mem    *memory
+	absent *absentKeys // told of every key stored; nil when off
 }
 
-func newStorer(w Writer, mem *memory) *storer { return &storer{writer: w, mem: mem} }
+func newStorer(w Writer, mem *memory, absent *absentKeys) *storer {
+	return &storer{writer: w, mem: mem, absent: absent}
+}
 
 // store hands e to the writer and m to the memory stage (m may be nil), and returns the epoch they were
 // stored in. When store returns, the answer is the writer's: nothing acknowledged to a client after this
@@ -43,6 +46,7 @@ func (s *storer) store(e *db.Entry, m *memEntry) int64 {
 	defer s.mu.RUnlock()
 	if s.writer != nil {
 		s.writer.Put(e)
+		s.absent.add(&e.Key) // after the Put: see absentKeys.add
 	}
 	if m != nil {
 		s.mem.put(m)
@@ -83,6 +87,9 @@ func (s *storer) delete(f db.Filter) (int64, error) {
 	var err error
 	if s.writer != nil {
 		n, err = s.writer.Do(func(st db.Store) (int64, error) { return st.Delete(f) })
+		if err == nil && f.All {
+			s.absent.emptied()
+		}
 	}
 	s.mem.drop(f.Keys, f.All || len(f.Keys) == 0)
 	return n, err

@@ -22,8 +22,10 @@ type statsReport struct {
 	Writer             actors.WriterStats `json:"writer"`
 	Store              *StoreFigures      `json:"store,omitempty"`
 	StoreError         string             `json:"store_error,omitempty"`
-	DBReadErrors       int64              `json:"store_read_errors"` // failed SQLite reads, answered as misses
-	AnswersTooLarge    int64              `json:"answers_too_large"` // answers over max_answer_bytes: passed on, not stored
+	DBReadErrors       int64              `json:"store_read_errors"`   // failed SQLite reads, answered as misses
+	ReadsSkipped       int64              `json:"store_reads_skipped"` // misses that did not read SQLite: the filter of the keys on disk said absent
+	KeyFilter          string             `json:"key_filter"`          // that filter: off, loading or ready
+	AnswersTooLarge    int64              `json:"answers_too_large"`   // answers over max_answer_bytes: passed on, not stored
 	Maintenance        *maintenanceStats  `json:"maintenance,omitempty"`
 	IdleFlushes        *int64             `json:"idle_flushes,omitempty"` // idle flushes done; absent when [idle_flush] is off
 	ContextTrim        contextTrimStats   `json:"context_trim"`
@@ -115,6 +117,8 @@ func (s *Sources) Report() any {
 		TokensSaved:        c.TokensSaved,
 		Memory:             memoryStats{Entries: c.MemoryEntries, Bytes: c.MemoryBytes, TouchDrops: c.TouchDrops},
 		DBReadErrors:       c.DBReadErrors,
+		ReadsSkipped:       c.ReadsSkipped,
+		KeyFilter:          c.KeyFilter,
 		AnswersTooLarge:    c.TooLarge,
 		Upstream: upstreamStats{Calls: c.UpstreamCalls, Errors: c.UpstreamErrors, Retries: c.Retries, InFlight: c.UpstreamInFlight,
 			Queued: c.Queued, Waiting: c.Waiting, Endpoints: []endpointStats{}},
