@@ -91,9 +91,12 @@ post http://127.0.0.1:4396/v1/chat/completions body >/dev/null || { cat "$tmp/ng
 }
 
 ticks=$(getconf CLK_TCK)
-cpu() { # user + system ticks of the given processes and their threads
-	local t=0
-	for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
+cpu() { # user + system ticks of the given processes and their threads (a process gone since is skipped)
+	local t=0 v
+	for p in "$@"; do
+		v=$(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null) || continue
+		t=$((t + ${v:-0}))
+	done
 	echo "$t"
 }
 run() { # name url script pids...
