@@ -113,12 +113,14 @@ func (p *Pipeline) Submit(r *Request) {
 	c := &r.Controls
 	lookup := !c.NoCache && c.Mode != ModeWriteOnly && c.Mode != ModeOff
 	if lookup {
-		if e := p.mem.get(&r.Key, nowMillis()); e != nil && p.cfg.usable(c, e.createdAt, e.version, e.endpoint, nowMillis()) {
+		// One clock reading serves the whole hit: each costs ~0.1 µs, a few per cent of a memory hit.
+		now := nowMillis()
+		if e := p.mem.get(&r.Key, now); e != nil && p.cfg.usable(c, e.createdAt, e.version, e.endpoint, now) {
 			if !p.hits.acquire(deadline) {
 				r.fail(errOverloaded)
 				return
 			}
-			ok := p.answerHit(r, e, SourceMemory)
+			ok := p.answerHit(r, e, SourceMemory, now)
 			p.hits.release()
 			if ok {
 				return
@@ -148,7 +150,7 @@ func (p *Pipeline) Submit(r *Request) {
 // answerHit answers r from a memory entry, replayed as SSE when r streams (the replay is kept on the
 // entry), and counts the hit for the store. It returns false, leaving r unanswered, when the answer cannot
 // be replayed as a stream: the caller treats that as a miss, whose fresh answer replaces the entry.
-func (p *Pipeline) answerHit(r *Request, e *memEntry, src Source) bool {
+func (p *Pipeline) answerHit(r *Request, e *memEntry, src Source, now int64) bool {
 	body, contentType := e.body, e.contentType
 	if r.Stream {
 		var ok bool
@@ -158,7 +160,7 @@ func (p *Pipeline) answerHit(r *Request, e *memEntry, src Source) bool {
 		contentType = "text/event-stream"
 	}
 	answered(r, body, contentType, src, e.tokens)
-	p.touch.add(&e.key, nowMillis())
+	p.touch.add(&e.key, now)
 	return true
 }
 
@@ -214,7 +216,7 @@ func (p *Pipeline) dbHit(w *missWorker, r *Request) bool {
 	}
 	m := memEntryOf(r.Key, e)
 	m.tokens = usageTokens(m.body)
-	if !p.answerHit(r, m, p.cfg.storeSource()) {
+	if !p.answerHit(r, m, p.cfg.storeSource(), now) {
 		return false
 	}
 	p.storer.remember(m, epoch)
