@@ -10,6 +10,7 @@ import (
 
 	"llmcache/bench/fakeupstream"
 	"llmcache/httpx"
+	llmproxy "llmcache/httpx/proxy"
 	"llmcache/pipeline"
 )
 
@@ -38,6 +39,11 @@ func BenchmarkMissLatency(b *testing.B) {
 	b.Run("path=direct-upstream", func(b *testing.B) { run(b, fake.Addr()) })
 	b.Run("path=bare-reverse-proxy", func(b *testing.B) { run(b, startBareProxy(b, fake.Addr())) })
 	b.Run("path=llmcache", func(b *testing.B) { run(b, startProxy(b, fake.URL(), true).addr) })
+	// The same with bodies stored as they are (cache.compress_bodies = false): compression runs in the
+	// request's goroutine, before its answer.
+	b.Run("path=llmcache/compress_bodies=false", func(b *testing.B) {
+		run(b, startProxyConfig(b, fake.URL(), func(c *llmproxy.Config) { c.Store.SQLite.NoCompression = true }).addr)
+	})
 	// The same with cache_mode = off: no SQLite read, no write; what is left is the stages and the parsing.
 	b.Run("path=llmcache/cache_mode=off", func(b *testing.B) {
 		run(b, startProxyFull(b, fake.URL(), func(*pipeline.Config) {}, func(h *httpx.Config) { h.DefaultMode = pipeline.ModeOff }).addr)
