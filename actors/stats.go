@@ -72,8 +72,8 @@ const minWindowCalls = 20
 
 // Stats is the stats actor: it samples the stages' counters into a history for the charts and the
 // last-minute hit rate, collects upstream latencies into quantiles, and writes the periodic log line.
-// Stages report to it with Upstream, which never blocks: when the queue is full the report is dropped
-// and counted.
+// Stages report to it with Upstream, which never waits for the actor: when the queue is full the report is
+// dropped and counted.
 //
 // Reports are not messages: Upstream appends them to a buffer under a mutex, and the actor takes the buffer
 // when it fills (reportBatch), on every tick and before every view. Sending each report on a channel woke

@@ -30,3 +30,24 @@ func TestScanKeys(t *testing.T) {
 		t.Errorf("a scan told to stop after 10 keys read %d (err %v)", n, err)
 	}
 }
+
+// Only All alone deletes everything: with any other filter or a limit it is that filter.
+func TestFilterEverything(t *testing.T) {
+	ns := "a"
+	for _, c := range []struct {
+		f    Filter
+		want bool
+	}{
+		{Filter{All: true}, true},
+		{Filter{All: true, Namespace: &ns}, false},
+		{Filter{All: true, Model: "m"}, false},
+		{Filter{All: true, Keys: []Key{keyOf(1)}}, false},
+		{Filter{All: true, OlderThan: 1}, false},
+		{Filter{All: true, Limit: 100}, false},
+		{Filter{Namespace: &ns}, false},
+	} {
+		if got := c.f.Everything(); got != c.want {
+			t.Errorf("%+v: Everything() = %v, want %v", c.f, got, c.want)
+		}
+	}
+}

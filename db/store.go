@@ -97,6 +97,9 @@ func (f *Filter) empty() bool {
 		f.OlderThan == 0 && f.ExpiredBy == 0 && f.UnusedBefore == 0
 }
 
+// Everything reports whether f deletes every entry: All alone, with no other filter and no limit.
+func (f *Filter) Everything() bool { return f.All && f.empty() && f.Limit == 0 }
+
 // Stats describes the store. Computing it may count the rows: call it on
 // demand only.
 type Stats struct {

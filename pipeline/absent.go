@@ -24,23 +24,24 @@ import (
 // is loaded beside it.
 type absentKeys struct {
 	scan    func(fn func(*Key) bool) error // the store's key scan
-	minimum int64                          // the smallest capacity a filter gets (initialKeyCapacity)
-	barrier func()                         // returns once everything handed to the writer before it is on disk
+	barrier func() error                   // returns nil once everything handed to the writer before it is on disk
 	log     *slog.Logger
+	minimum int64 // the smallest capacity a filter gets (initialKeyCapacity)
 
 	mu      sync.RWMutex              // adds share it; installing or swapping a filter takes it alone
 	cur     atomic.Pointer[keyFilter] // what lookups consult; nil until the first scan has finished
 	next    *keyFilter                // being loaded: every add goes to it too; guarded by mu
 	skipped atomic.Int64              // reads skipped
 	stopped atomic.Bool               // a scan under way gives up
-	loads   sync.WaitGroup            // scans under way
+	quit    chan struct{}             // closed by stop: a load waiting to try again gives up
+	loads   sync.WaitGroup            // loads under way
 }
 
 // initialKeyCapacity sizes the first filter: 2.5 MB, ~1% false positives up to two million keys.
 const initialKeyCapacity = 1 << 21
 
-func newAbsentKeys(scan func(fn func(*Key) bool) error, barrier func(), log *slog.Logger) *absentKeys {
-	return &absentKeys{scan: scan, barrier: barrier, log: log, minimum: initialKeyCapacity}
+func newAbsentKeys(scan func(fn func(*Key) bool) error, barrier func() error, log *slog.Logger) *absentKeys {
+	return &absentKeys{scan: scan, barrier: barrier, log: log, minimum: initialKeyCapacity, quit: make(chan struct{})}
 }
 
 // start loads the first filter in the background.
@@ -63,9 +64,10 @@ func (a *absentKeys) absent(key *Key) bool {
 	return true
 }
 
-// add records that key is being stored. The storer calls it after handing the entry to the writer, so that
-// a scan that begins after the add's filter was installed (load waits for the writer first) finds what was
-// handed over before, and the filter gets what is handed over after.
+// add records that key is being stored. The storer calls it after handing the entry to the writer (and
+// before, see storer.store): a load installs its filter first and then waits for the writer before it
+// scans, so an entry handed over before the install is on disk when the scan reads, and one handed over
+// after it is added to the filter being loaded.
 func (a *absentKeys) add(key *Key) {
 	if a == nil {
 		return
@@ -102,42 +104,61 @@ func (a *absentKeys) emptied() {
 // being loaded already.
 func (a *absentKeys) load(capacity int64) {
 	a.mu.Lock()
-	if a.next != nil {
-		a.mu.Unlock()
-		return
-	}
-	if a.stopped.Load() {
-		a.mu.Unlock()
+	defer a.mu.Unlock()
+	a.loadLocked(capacity)
+}
+
+func (a *absentKeys) loadLocked(capacity int64) {
+	if a.next != nil || a.stopped.Load() {
 		return
 	}
 	n := newKeyFilter(max(capacity, a.minimum))
 	a.next = n
 	a.loads.Add(1)
-	a.mu.Unlock()
-	go func() {
-		defer a.loads.Done()
-		began := time.Now()
-		a.barrier()
-		err := a.scan(func(k *Key) bool {
-			n.add(k)
-			return !a.stopped.Load()
-		})
+	go a.fill(n)
+}
+
+// fill waits for the writer, scans the keys on disk into n and puts n in place. When either fails (a write
+// failing keeps its answers in the writer for a retry; they may reach the disk after the scan) it tries
+// again after a pause, with n still told of every store: until then lookups use the filter before, or
+// read SQLite for every miss.
+func (a *absentKeys) fill(n *keyFilter) {
+	defer a.loads.Done()
+	began := time.Now()
+	pause := time.Second
+	for {
+		err := a.barrier()
+		if err == nil {
+			err = a.scan(func(k *Key) bool {
+				n.add(k)
+				return !a.stopped.Load()
+			})
+		}
+		if err == nil && !a.stopped.Load() {
+			break
+		}
+		if !a.stopped.Load() {
+			a.log.Warn("cannot load the filter of the keys on disk yet; misses read SQLite until it is", "err", err, "retry_in", pause)
+			select {
+			case <-time.After(pause):
+				pause = min(2*pause, time.Minute)
+				continue
+			case <-a.quit:
+			}
+		}
 		a.mu.Lock()
 		a.next = nil
-		if err == nil && !a.stopped.Load() {
-			a.cur.Store(n)
-		}
 		a.mu.Unlock()
-		if a.stopped.Load() {
-			return
-		}
-		if err != nil {
-			// Lookups go on as before: with the old filter, or reading SQLite for every miss.
-			a.log.Warn("cannot load the filter of the keys on disk; misses read SQLite", "err", err)
-			return
-		}
-		a.log.Debug("filter of the keys on disk loaded", "keys", n.added.Load(), "took", time.Since(began).Round(time.Millisecond))
-	}()
+		return
+	}
+	a.mu.Lock()
+	a.next = nil
+	a.cur.Store(n)
+	if n.full() {
+		a.loadLocked(4 * n.added.Load()) // more keys on disk than it was sized for: a larger one at once
+	}
+	a.mu.Unlock()
+	a.log.Debug("filter of the keys on disk loaded", "keys", n.added.Load(), "took", time.Since(began).Round(time.Millisecond))
 }
 
 // skippedReads is how many reads the filter spared.
@@ -155,7 +176,9 @@ func (a *absentKeys) stop() {
 		return
 	}
 	a.mu.Lock()
-	a.stopped.Store(true)
+	if !a.stopped.Swap(true) {
+		close(a.quit)
+	}
 	a.mu.Unlock()
 	a.loads.Wait()
 }

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"log/slog"
 	"sync"
 	"testing"
@@ -18,11 +19,13 @@ func keyN(n int) Key {
 // fakeDisk is the keys a store holds, with a writer queue in front: what is put lands on disk only when the
 // barrier (the writer's "everything before this is written") runs, as with the writer actor's batches.
 type fakeDisk struct {
-	mu      sync.Mutex
-	queued  []Key
-	onDisk  map[Key]bool
-	scanned chan struct{} // closed when a scan has begun; nil: not watched
-	hold    chan struct{} // a scan waits on it before reading, when set
+	mu       sync.Mutex
+	queued   []Key
+	onDisk   map[Key]bool
+	scanned  chan struct{} // closed when a scan has begun; nil: not watched
+	hold     chan struct{} // a scan waits on it before reading, when set
+	failures int           // barriers still to fail (a write failing: what is queued stays queued)
+	barriers int           // barriers asked for
 }
 
 func newFakeDisk() *fakeDisk { return &fakeDisk{onDisk: map[Key]bool{}} }
@@ -42,6 +45,26 @@ func (d *fakeDisk) flush() {
 	d.mu.Unlock()
 }
 
+// barrier writes what is queued, or fails leaving it queued while failures remain.
+func (d *fakeDisk) barrier() error {
+	d.mu.Lock()
+	d.barriers++
+	if d.failures > 0 {
+		d.failures--
+		d.mu.Unlock()
+		return errors.New("database is locked (fake)")
+	}
+	d.mu.Unlock()
+	d.flush()
+	return nil
+}
+
+func (d *fakeDisk) setHold(hold, scanned chan struct{}) {
+	d.mu.Lock()
+	d.hold, d.scanned = hold, scanned
+	d.mu.Unlock()
+}
+
 // scan reads a snapshot of what is on disk when it begins, as one read transaction does.
 func (d *fakeDisk) scan(fn func(*Key) bool) error {
 	d.mu.Lock()
@@ -49,13 +72,14 @@ func (d *fakeDisk) scan(fn func(*Key) bool) error {
 	for k := range d.onDisk {
 		snap = append(snap, k)
 	}
+	scanned, hold := d.scanned, d.hold
+	d.scanned = nil
 	d.mu.Unlock()
-	if d.scanned != nil {
-		close(d.scanned)
-		d.scanned = nil
+	if scanned != nil {
+		close(scanned)
 	}
-	if d.hold != nil {
-		<-d.hold
+	if hold != nil {
+		<-hold
 	}
 	for i := range snap {
 		if !fn(&snap[i]) {
@@ -63,6 +87,24 @@ func (d *fakeDisk) scan(fn func(*Key) bool) error {
 		}
 	}
 	return nil
+}
+
+// settled waits until no load is under way and the filter in use is not overfull.
+func settled(t *testing.T, a *absentKeys) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		a.mu.RLock()
+		cur, loading := a.cur.Load(), a.next != nil
+		a.mu.RUnlock()
+		if cur != nil && !loading && !cur.full() {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the filter never settled")
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 func waitReady(t *testing.T, a *absentKeys) {
@@ -89,10 +131,10 @@ func TestAbsentKeysNeverHideAStoredKey(t *testing.T) {
 	for i := range 5000 {
 		d.onDisk[keyN(i)] = true // stored before the start
 	}
-	a := newAbsentKeys(d.scan, d.flush, slog.New(slog.DiscardHandler))
+	a := newAbsentKeys(d.scan, d.barrier, slog.New(slog.DiscardHandler))
 	a.minimum = 4096 // the 5,000 keys on disk overfill it: a larger filter is loaded while keys keep coming
 	hold := make(chan struct{})
-	d.hold = hold
+	d.setHold(hold, nil)
 	a.start()
 	if k := keyN(1); a.absent(&k) {
 		t.Fatal("a key on disk is absent before the filter has loaded")
@@ -113,18 +155,8 @@ func TestAbsentKeysNeverHideAStoredKey(t *testing.T) {
 	}
 	close(hold)
 	wg.Wait()
-	d.hold = nil
-	waitReady(t, a)
-	// The first filter was overfilled; wait for every load to end so the final one is in place.
-	a.mu.RLock()
-	loading := a.next != nil
-	a.mu.RUnlock()
-	for loading {
-		time.Sleep(time.Millisecond)
-		a.mu.RLock()
-		loading = a.next != nil
-		a.mu.RUnlock()
-	}
+	d.setHold(nil, nil)
+	settled(t, a) // the first filter was overfilled: a larger one is in place
 	var wrong int
 	check := func(k Key) {
 		if a.absent(&k) {
@@ -162,7 +194,7 @@ func TestAbsentKeysNeverHideAStoredKey(t *testing.T) {
 // first), although its add reached no filter being loaded.
 func TestAbsentKeysLoadWaitsForTheWriter(t *testing.T) {
 	d := newFakeDisk()
-	a := newAbsentKeys(d.scan, d.flush, slog.New(slog.DiscardHandler))
+	a := newAbsentKeys(d.scan, d.barrier, slog.New(slog.DiscardHandler))
 	k := keyN(7)
 	store(d, a, k) // handed to the writer, not yet written; no filter yet to tell
 	a.start()
@@ -177,7 +209,7 @@ func TestAbsentKeysLoadWaitsForTheWriter(t *testing.T) {
 func TestAbsentKeysEmptied(t *testing.T) {
 	d := newFakeDisk()
 	d.onDisk[keyN(1)] = true
-	a := newAbsentKeys(d.scan, d.flush, slog.New(slog.DiscardHandler))
+	a := newAbsentKeys(d.scan, d.barrier, slog.New(slog.DiscardHandler))
 	a.start()
 	waitReady(t, a)
 	old := keyN(1)
@@ -204,8 +236,8 @@ func TestAbsentKeysStopEndsAScan(t *testing.T) {
 	}
 	hold := make(chan struct{})
 	scanned := make(chan struct{})
-	d.hold, d.scanned = hold, scanned
-	a := newAbsentKeys(d.scan, d.flush, slog.New(slog.DiscardHandler))
+	d.setHold(hold, scanned)
+	a := newAbsentKeys(d.scan, d.barrier, slog.New(slog.DiscardHandler))
 	a.start()
 	<-scanned
 	done := make(chan struct{})
@@ -218,6 +250,40 @@ func TestAbsentKeysStopEndsAScan(t *testing.T) {
 	if s := a.state(); s != "loading" {
 		t.Errorf("state %q after a stop during the first scan, want loading (no filter in use)", s)
 	}
+}
+
+// A reload whose wait for the writer fails (a write failing keeps its answers queued for a retry, so they
+// may reach the disk after the scan) does not put in place a filter without them: it tries again, and the
+// filter before keeps answering meanwhile.
+func TestAbsentKeysReloadWaitsForAWriterThatFails(t *testing.T) {
+	d := newFakeDisk()
+	for i := range 5 {
+		d.onDisk[keyN(i)] = true
+	}
+	a := newAbsentKeys(d.scan, d.barrier, slog.New(slog.DiscardHandler))
+	a.minimum = 4 // five keys overfill it: the first filter is replaced at once
+	a.start()
+	settled(t, a)
+	first := a.cur.Load()
+	d.mu.Lock()
+	d.failures = 1 // the next reload's first wait for the writer fails
+	d.mu.Unlock()
+	k := keyN(1000)
+	for i := 2000; first.added.Load() < first.capacity; i++ {
+		store(d, a, keyN(i))
+	}
+	store(d, a, k) // queued, and in the full filter only: the reload it starts finds the writer failing
+	settled(t, a)
+	if a.cur.Load() == first {
+		t.Fatal("no larger filter was put in place")
+	}
+	if a.absent(&k) {
+		t.Fatal("a key queued while the writer failed is absent from the filter put in place after")
+	}
+	if d.barriers < 2 {
+		t.Errorf("%d waits for the writer, want a second after the failed one", d.barriers)
+	}
+	a.stop()
 }
 
 func TestKeyFilterFalsePositives(t *testing.T) {

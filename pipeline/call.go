@@ -63,6 +63,7 @@ type attemptResult struct {
 	resp       Response  // the answer as the leader gets it
 	retryAfter string    // the answer's Retry-After
 	stored     bool      // the answer was handed to the writer and the memory stage
+	remembered bool      // a live stream's stored answer is in the recent answers already (storedLive)
 	epoch      int64     // the storer's epoch it was stored in
 	entry      *memEntry // what was stored, for the recent answers
 	trim       trimmed

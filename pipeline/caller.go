@@ -15,10 +15,12 @@ import (
 // endpoint's window, sends it through the transport, settles the answer (storing it when it is worth
 // keeping, before anyone is told) and reports an attemptResult to the scheduler.
 //
-// Each attempt runs on a goroutine of its own so that a 30-second upstream wait holds no worker. A goroutine
-// that finished an attempt waits callerIdle for the next one before it ends: its stack has already grown to
-// what fasthttp's client needs, which made misses at one connection ~10% faster than a new goroutine per
-// attempt (bench/README.md).
+// The first attempt of a non-streamed miss that finds a free slot runs in the request's own goroutine, which
+// waits for the answer anyway (scheduler.run). Every other attempt (streams, retries, calls that waited in
+// the queue) runs on a goroutine of the caller's, so that a 30-second upstream wait holds no worker. A
+// goroutine that finished an attempt waits callerIdle for the next one before it ends: its stack has already
+// grown to what fasthttp's client needs, which made misses at one connection ~10% faster than a new
+// goroutine per attempt (bench/README.md).
 type caller struct {
 	cfg       *Config
 	transport Transport
@@ -35,9 +37,11 @@ type caller struct {
 	onUpstream func(endpoint string, took time.Duration)
 }
 
-// reporter is what a caller tells about its attempts: a stream going live, then the attempt's end.
+// reporter is what a caller tells about its attempts: a stream going live, its answer stored (before its
+// clients read its end), then the attempt's end.
 type reporter interface {
 	wentLive(liveEvent)
+	storedLive(*attemptResult)
 	completed(*attemptResult)
 }
 

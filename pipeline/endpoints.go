@@ -83,7 +83,7 @@ func statusOutcome(status int) outcome {
 	return outcomeRefused
 }
 
-// endpointState is the scheduler's view of one endpoint. The scheduler goroutine alone changes the
+// endpointState is the scheduler's view of one endpoint. The scheduler alone (under its mutex) changes the
 // scheduling fields; callers read the fixed ones and add to the counters.
 type endpointState struct {
 	index     int // in the configuration, for a call's failedOn set
@@ -93,7 +93,7 @@ type endpointState struct {
 	modelJSON []byte           // cfg.Model as a JSON string, nil when there is no override
 	window    int              // context window for trimming (its max_context_tokens, else the global one); 0 = trimming off
 
-	// Scheduling, owned by the scheduler goroutine.
+	// Scheduling, owned by the scheduler (under its mutex).
 	current      int // smooth weighted round robin state
 	inFlight     int
 	failures     int       // consecutive failed requests (a request counts once, however many attempts it made)

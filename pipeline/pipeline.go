@@ -58,7 +58,7 @@ func New(cfg Config, store db.Store, writer Writer, transport Transport) (*Pipel
 	}
 	var absent *absentKeys
 	if ks, ok := store.(db.KeyScanner); ok && writer != nil {
-		absent = newAbsentKeys(ks.ScanKeys, func() { _, _ = writer.Do(nil) }, c.Log)
+		absent = newAbsentKeys(ks.ScanKeys, func() error { _, err := writer.Do(nil); return err }, c.Log)
 	}
 	p.absent = absent
 	misses, err := newMissPool(store, c.MissPoolSize, absent)
@@ -81,8 +81,10 @@ func New(cfg Config, store db.Store, writer Writer, transport Transport) (*Pipel
 }
 
 // Submit carries r through the stages; its answer arrives on r.Done(). A hit is answered before Submit
-// returns; a miss is answered when its upstream call ends (or its stream starts). Requests submitted after
-// Stop began are never answered (the front end stops first, so this happens only past its shutdown timeout).
+// returns. A miss is answered when its upstream call ends (or its stream starts); Submit may itself make
+// that call and return only then, so a caller must be ready to wait on r.Done() and nothing else. A miss
+// submitted after Stop began gets a 503 (the front end stops first, so this happens only past its
+// shutdown timeout).
 func (p *Pipeline) Submit(r *Request) {
 	r.stats = &p.stats
 	switch r.Kind {

@@ -5,8 +5,8 @@ import "time"
 // recentAnswers holds answers stored a moment ago, for RecentGrace: a request that looked in memory and
 // SQLite just before the answer was stored would otherwise make a second upstream call for an answer
 // already paid for (with the memory layer on it finds the answer in memory; this covers it off, or the
-// answer evicted). Each remembers the storer's epoch: after a delete it is not served. The scheduler's
-// goroutine alone uses it.
+// answer evicted). Each remembers the storer's epoch: after a delete it is not served. Only the scheduler
+// uses it, under its mutex.
 type recentAnswers struct {
 	byKey map[Key]*recentAnswer
 	q     []*recentAnswer // oldest first

@@ -39,7 +39,7 @@ type scheduler struct {
 	stopping  bool      // stop was called: new calls are refused, drained is closed once none is left
 	drained   chan struct{}
 
-	clock         *time.Timer   // wakes tick at wakeAt
+	clock         *time.Timer   // fires at wakeAt; its goroutine then settles
 	quit          chan struct{} // ends the clock's goroutine
 	clockDone     chan struct{}
 	inFlightGauge atomic.Int64 // inFlight, readable without the mutex
@@ -131,6 +131,17 @@ func (s *scheduler) wentLive(ev liveEvent) {
 	s.mu.Unlock()
 }
 
+// storedLive is a caller telling the scheduler that a live stream's answer is stored, before the stream's
+// end is released to its clients: from now on an identical request is answered from the recent answers.
+func (s *scheduler) storedLive(res *attemptResult) {
+	s.mu.Lock()
+	now := time.Now()
+	s.recent.remember(res.c.key, res, now)
+	res.remembered = true
+	s.settle(now)
+	s.mu.Unlock()
+}
+
 // stop waits until every queued and running call has answered its waiters, then ends the clock. Calls
 // submitted from then on are refused.
 func (s *scheduler) stop() {
@@ -146,7 +157,7 @@ func (s *scheduler) stop() {
 
 // settle is what follows every change: answers past their grace let go, queued calls past their timeout
 // answered, waiting calls started while slots allow, the gauges updated and the clock set for the next
-// time something must happen without a message. s.mu must be held.
+// time something must happen with nobody calling in. s.mu must be held.
 func (s *scheduler) settle(now time.Time) {
 	s.recent.expire(now)
 	s.expireQueued(now)
@@ -173,7 +184,7 @@ func (s *scheduler) settle(now time.Time) {
 	}
 }
 
-// nextWake is the first time after now when the loop must look again without a message: the queue head's
+// nextWake is the first time after now when the clock must wake the scheduler: the queue head's
 // timeout, a retry's pause ending, or, while calls wait, an endpoint's rest or Retry-After ending.
 func (s *scheduler) nextWake(now time.Time) (time.Time, bool) {
 	var at time.Time
@@ -207,8 +218,10 @@ func (s *scheduler) admit(c *call) {
 	r := c.waiters[0]
 	if c.coalesce {
 		if a := s.recent.get(c.key, time.Now()); a != nil && a.epoch == s.storer.current() && usableNow(s.cfg, a.entry, &r.Controls) {
-			answerStored(r, a.resp.Body, a.resp.ContentType, SourceMemory, a.entry.tokens)
-			return
+			if answerStored(r, a.resp.Body, a.resp.ContentType, SourceMemory, a.entry.tokens) {
+				return
+			}
+			// Not replayable as this stream: the request goes upstream like a miss.
 		}
 		// A streamed flight that ended before this request arrived is over for it: had its answer been
 		// stored, the request would have found it. One that stopped recording (too large) takes no one new.
@@ -378,7 +391,7 @@ func (s *scheduler) complete(res *attemptResult) {
 	if res.outcome.retryable() && !res.cut && c.attempts <= s.cfg.MaxRetries && s.scheduleRetry(c, ep, res.retryAfter, now) {
 		return // still in flights: identical requests keep joining it
 	}
-	if res.stored && c.coalesce {
+	if res.stored && c.coalesce && !res.remembered {
 		s.recent.remember(c.key, res, now)
 	}
 	s.finish(c)

@@ -1,12 +1,17 @@
 package pipeline
 
 import (
+	"bufio"
 	"fmt"
+	"io"
+	"log/slog"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
 
+	"llmcache/db"
 	"llmcache/pipeline/wire"
 )
 
@@ -325,5 +330,85 @@ func TestQueueTimeout(t *testing.T) {
 		}
 		close(tr.gate)
 		expectStatus(t, "the call in flight", <-first, 200)
+	})
+}
+
+// heldWriter keeps every put to itself: nothing reaches the store, as while the writer actor waits for its
+// next batch.
+type heldWriter struct{ s *fakeStore }
+
+func (w heldWriter) Put(*db.Entry)            {}
+func (w heldWriter) TryTouch([]db.Touch) bool { return true }
+func (w heldWriter) Do(fn func(db.Store) (int64, error)) (int64, error) {
+	if fn == nil {
+		return 0, nil
+	}
+	return fn(w.s)
+}
+
+// TestStreamGapAnsweredFromRecent: an identical request sent the moment a streamed miss's client has read
+// [DONE], before the attempt has reported its end to the scheduler, with the memory layer off and the
+// answer still in the writer, is answered from the recent answers, not by a second upstream call.
+func TestStreamGapAnsweredFromRecent(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		events := []string{
+			`data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":"streamed answer"},"finish_reason":null}]}` + "\n\n",
+			`data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}` + "\n\n",
+			`data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"m","choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}` + "\n\n",
+			"data: [DONE]\n\n",
+		}
+		tr := &fakeTransport{script: func(n int, _ *wire.Request) answer {
+			if n == 1 {
+				return answer{status: 200, events: events}
+			}
+			return chatAnswer(n)
+		}}
+		hold := make(chan struct{}) // the first attempt's report of its end waits here
+		cfg := DefaultConfig()
+		cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+		cfg.MemoryEnabled = false
+		var reports atomic.Int64
+		cfg.OnUpstream = func(string, time.Duration) {
+			if reports.Add(1) == 1 {
+				<-hold
+			}
+		}
+		ep := DefaultEndpoint("http://a.test")
+		ep.Name = "a"
+		cfg.Endpoints = []Endpoint{ep}
+		store := newFakeStore()
+		p, err := New(cfg, store, heldWriter{store}, tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.Stop()
+
+		first := sendAsync(p, newRequest(chat("gap"), true))
+		r1 := <-first
+		if r1.Resp.Live == nil {
+			t.Fatalf("the streamed miss was not answered live: %+v", r1.Resp)
+		}
+		var out strings.Builder
+		bw := bufio.NewWriter(&out)
+		r1.Resp.Live.CopyTo(bw, true) // to [DONE]: the answer is stored by then
+		bw.Flush()
+		if !strings.Contains(out.String(), "[DONE]") {
+			t.Fatalf("the stream did not end: %s", out.String())
+		}
+		second := sendAsync(p, newRequest(chat("gap"), false))
+		synctest.Wait()
+		select {
+		case r2 := <-second:
+			if r2.Resp.Cache != "HIT" || !strings.Contains(string(r2.Resp.Body), "streamed answer") {
+				t.Errorf("the request after [DONE]: X-Cache %q, body %s; want a HIT with the streamed answer", r2.Resp.Cache, r2.Resp.Body)
+			}
+		default:
+			t.Error("the request after [DONE] is still waiting (for a second upstream call, or for the first attempt's end)")
+		}
+		close(hold)
+		synctest.Wait()
+		if n := tr.calls.Load(); n != 1 {
+			t.Errorf("%d upstream calls, want 1", n)
+		}
 	})
 }

@@ -153,6 +153,12 @@ func (cl *caller) settleStream(c *call, ep *endpointState, res *attemptResult, r
 		return outcomeOK
 	}
 	o := cl.settle(c, ep, res, &wire.Response{Status: 200, ContentType: "application/json", Body: assembled}, nil)
+	if res.stored && c.coalesce {
+		// Before [DONE] reaches a client: an identical request it sends at once may find neither memory (off,
+		// or evicted) nor SQLite (the writer holds the answer) and must not wait for this attempt's end to be
+		// answered from the recent answers.
+		cl.report.storedLive(res)
+	}
 	rec.live.end(rec.done)
 	return o
 }

@@ -45,8 +45,11 @@ func (s *storer) store(e *db.Entry, m *memEntry) int64 {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.writer != nil {
+		// Told before the Put, so that no moment passes with the entry on disk and unknown to the filter,
+		// and after it: see absentKeys.add.
+		s.absent.add(&e.Key)
 		s.writer.Put(e)
-		s.absent.add(&e.Key) // after the Put: see absentKeys.add
+		s.absent.add(&e.Key)
 	}
 	if m != nil {
 		s.mem.put(m)
@@ -87,7 +90,7 @@ func (s *storer) delete(f db.Filter) (int64, error) {
 	var err error
 	if s.writer != nil {
 		n, err = s.writer.Do(func(st db.Store) (int64, error) { return st.Delete(f) })
-		if err == nil && f.All {
+		if err == nil && f.Everything() {
 			s.absent.emptied()
 		}
 	}
