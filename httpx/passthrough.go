@@ -43,13 +43,7 @@ func (s *Server) passThrough(ctx *fasthttp.RequestCtx) {
 	// Headers sort as on the cached routes. Of the cache controls only the mode counts here (read_only never
 	// calls an upstream), so a bad control is no error.
 	r.Controls = pipeline.DefaultControls(s.cfg.DefaultMode)
-	in := inboundPool.Get().(*inbound)
-	in.r, in.bad, in.hop = r, nil, namedHeaders(ctx.Request.Header.PeekAll("Connection"))
-	in.dropAuth = tenant != nil
-	//lint:ignore SA1019 All() is the replacement, but its range-over-func closure allocates per request.
-	ctx.Request.Header.VisitAll(in.visit)
-	in.r, in.bad, in.hop, in.dropAuth = nil, nil, nil, false
-	inboundPool.Put(in)
+	_ = readHeaders(ctx, r, tenant != nil)
 
 	s.pipe.Submit(r)
 	<-r.Done()

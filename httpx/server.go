@@ -294,15 +294,7 @@ func (s *Server) cached(kind pipeline.Kind) fasthttp.RequestHandler {
 		// fasthttp's buffers live only until this handler returns: the body and headers are copied.
 		r.Body = append(r.Body[:0], ctx.PostBody()...)
 		r.Controls = pipeline.DefaultControls(s.cfg.DefaultMode)
-		in := inboundPool.Get().(*inbound)
-		in.r, in.bad, in.hop = r, nil, namedHeaders(ctx.Request.Header.PeekAll("Connection"))
-		in.dropAuth = tenant != nil
-		//lint:ignore SA1019 All() is the replacement, but its range-over-func closure allocates per request.
-		ctx.Request.Header.VisitAll(in.visit)
-		bad := in.bad
-		in.r, in.bad, in.hop, in.dropAuth = nil, nil, nil, false
-		inboundPool.Put(in)
-		if bad != nil {
+		if bad := readHeaders(ctx, r, tenant != nil); bad != nil {
 			writeError(ctx, bad)
 			pipeline.Release(r)
 			return
@@ -358,6 +350,20 @@ var inboundPool = sync.Pool{New: func() any {
 	in.visit = in.header
 	return in
 }}
+
+// readHeaders sorts the request's headers into r's controls and forwarded headers, keeping Authorization
+// back when dropAuth (it holds a client key), and returns the first invalid control, if any.
+func readHeaders(ctx *fasthttp.RequestCtx, r *pipeline.Request, dropAuth bool) *pipeline.Error {
+	in := inboundPool.Get().(*inbound)
+	in.r, in.bad, in.hop = r, nil, namedHeaders(ctx.Request.Header.PeekAll("Connection"))
+	in.dropAuth = dropAuth
+	//lint:ignore SA1019 All() is the replacement, but its range-over-func closure allocates per request.
+	ctx.Request.Header.VisitAll(in.visit)
+	bad := in.bad
+	in.r, in.bad, in.hop, in.dropAuth = nil, nil, nil, false
+	inboundPool.Put(in)
+	return bad
+}
 
 func (in *inbound) header(k, v []byte) {
 	switch headerClass(k) {
