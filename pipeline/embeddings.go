@@ -43,26 +43,12 @@ func (p *Pipeline) serveEmbedding(r *Request, deadline time.Time) {
 	}
 	fromMemory := 0
 	if !c.NoCache && c.Mode != ModeWriteOnly && c.Mode != ModeOff {
-		epoch := p.storer.current()
-		now := nowMillis()
-		for i := range ec.items {
-			k := &ec.items[i].key
-			if e := p.mem.get(k, now); e != nil && p.cfg.usable(c, e.createdAt, e.version, e.endpoint, now) {
-				ec.vectors[i] = decodeVector(e.body)
+		fromMemory = p.lookupItems(w, c, len(ec.items), func(i int) *Key { return &ec.items[i].key }, vectorContentType,
+			func(i int, body []byte) bool {
+				ec.vectors[i] = decodeVector(body)
 				ec.cached++
-				fromMemory++
-				p.touch.add(k, now)
-				continue
-			}
-			e, found := w.get(k, &p.stats)
-			if found && e.ContentType == vectorContentType && (e.ExpiresAt == 0 || now < e.ExpiresAt) && p.cfg.usable(c, e.CreatedAt, e.Version, e.Endpoint, now) {
-				m := memEntryOf(*k, e)
-				ec.vectors[i] = decodeVector(m.body)
-				ec.cached++
-				p.touch.add(k, now)
-				p.storer.remember(m, epoch)
-			}
-		}
+				return true
+			})
 	}
 	if ec.cached == len(ec.items) {
 		p.misses.release(w)
@@ -261,4 +247,29 @@ func decodeVector(b []byte) []float32 {
 		v[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
 	}
 	return v
+}
+
+// lookupItems looks the items of a request cached item by item (embeddings, batched completions) up in
+// memory, then in SQLite (or the shared store) with w: take is given the body of each usable entry of
+// contentType and says whether it used it. It returns how many items memory answered.
+func (p *Pipeline) lookupItems(w *missWorker, c *Controls, n int, key func(i int) *Key, contentType string, take func(i int, body []byte) bool) (fromMemory int) {
+	epoch := p.storer.current()
+	now := nowMillis()
+	for i := range n {
+		k := key(i)
+		if e := p.mem.get(k, now); e != nil && e.contentType == contentType && p.cfg.usable(c, e.createdAt, e.version, e.endpoint, now) && take(i, e.body) {
+			fromMemory++
+			p.touch.add(k, now)
+			continue
+		}
+		e, found := w.get(k, &p.stats)
+		if found && e.ContentType == contentType && (e.ExpiresAt == 0 || now < e.ExpiresAt) && p.cfg.usable(c, e.CreatedAt, e.Version, e.Endpoint, now) {
+			m := memEntryOf(*k, e)
+			if take(i, m.body) {
+				p.touch.add(k, now)
+				p.storer.remember(m, epoch)
+			}
+		}
+	}
+	return fromMemory
 }

@@ -43,30 +43,11 @@ func (p *Pipeline) servePrompts(r *Request, deadline time.Time) {
 	}
 	fromMemory := 0
 	if !c.NoCache && c.Mode != ModeWriteOnly && c.Mode != ModeOff {
-		epoch := p.storer.current()
-		now := nowMillis()
-		for i := range pc.items {
-			k := &pc.items[i].key
-			if e := p.mem.get(k, now); e != nil && e.contentType == choicesContentType &&
-				p.cfg.usable(c, e.createdAt, e.version, e.endpoint, now) && pc.take(i, e.body) {
-				fromMemory++
-				p.touch.add(k, now)
-				continue
-			}
-			e, found := w.get(k, &p.stats)
-			if found && e.ContentType == choicesContentType && (e.ExpiresAt == 0 || now < e.ExpiresAt) &&
-				p.cfg.usable(c, e.CreatedAt, e.Version, e.Endpoint, now) {
-				m := memEntryOf(*k, e)
-				if pc.take(i, m.body) {
-					p.touch.add(k, now)
-					p.storer.remember(m, epoch)
-				}
-			}
-		}
+		fromMemory = p.lookupItems(w, c, len(pc.items), func(i int) *Key { return &pc.items[i].key }, choicesContentType, pc.take)
 	}
 	if pc.cached == len(pc.items) {
 		p.misses.release(w)
-		src, o := SourceDB, OutcomeDBHit
+		src, o := p.cfg.storeSource(), OutcomeDBHit
 		if fromMemory == len(pc.items) {
 			src, o = SourceMemory, OutcomeMemoryHit
 		}
