@@ -91,6 +91,14 @@ func TestE2ESharedMissIsEveryInstancesHit(t *testing.T) {
 		expectCache(t, "emb a again", resp, body, 200, "HIT")
 		expectSource(t, "emb a again", resp.Header.Get("X-Cache-Source"), "store")
 
+		// Batched completions, per prompt: b's request for two prompts a stored is answered from the store.
+		resp, body = a.Post("/v1/completions", `{"model":"m","prompt":["p one","p two"],"max_tokens":3}`)
+		expectCache(t, "prompts on a", resp, body, 200, "MISS")
+		a.waitWritten()
+		resp, body = b.Post("/v1/completions", `{"model":"m","prompt":["p two","p one"],"max_tokens":3}`)
+		expectCache(t, "prompts on b", resp, body, 200, "HIT")
+		expectSource(t, "prompts on b", resp.Header.Get("X-Cache-Source"), "store")
+
 		// Per-request controls: max-age=0 refuses b's stored answer; a TTL is the store's own expiry; a
 		// namespace is a key space of its own.
 		resp, body = b.Post("/v1/chat/completions", chatBody("shared hello"), "Cache-Control", "max-age=0")
