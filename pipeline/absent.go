@@ -27,6 +27,7 @@ type absentKeys struct {
 	barrier func() error                   // returns nil once everything handed to the writer before it is on disk
 	log     *slog.Logger
 	minimum int64 // the smallest capacity a filter gets (initialKeyCapacity)
+	maximum int64 // the largest (maxKeyCapacity): past it the filter stays, with more false positives
 
 	mu      sync.RWMutex              // adds share it; installing or swapping a filter takes it alone
 	cur     atomic.Pointer[keyFilter] // what lookups consult; nil until the first scan has finished
@@ -37,11 +38,18 @@ type absentKeys struct {
 	loads   sync.WaitGroup            // loads under way
 }
 
-// initialKeyCapacity sizes the first filter: 2.5 MB, ~1% false positives up to two million keys.
-const initialKeyCapacity = 1 << 21
+// initialKeyCapacity sizes the first filter: 4 MiB (bits are rounded up to a power of two), well under 1%
+// false positives up to two million keys. maxKeyCapacity bounds what a filter grows to: 32 MiB, for about
+// sixteen million keys; a store holding more keeps that filter, whose false positives (reads as before)
+// grow with the keys past it.
+const (
+	initialKeyCapacity = 1 << 21
+	maxKeyCapacity     = 1 << 24
+)
 
 func newAbsentKeys(scan func(fn func(*Key) bool) error, barrier func() error, log *slog.Logger) *absentKeys {
-	return &absentKeys{scan: scan, barrier: barrier, log: log, minimum: initialKeyCapacity, quit: make(chan struct{})}
+	return &absentKeys{scan: scan, barrier: barrier, log: log, minimum: initialKeyCapacity, maximum: maxKeyCapacity,
+		quit: make(chan struct{})}
 }
 
 // start loads the first filter in the background.
@@ -80,7 +88,7 @@ func (a *absentKeys) add(key *Key) {
 	if next != nil {
 		next.add(key)
 	}
-	full := cur != nil && next == nil && cur.full()
+	full := cur != nil && next == nil && a.outgrown(cur)
 	a.mu.RUnlock()
 	if full {
 		a.load(4 * cur.added.Load())
@@ -112,7 +120,7 @@ func (a *absentKeys) loadLocked(capacity int64) {
 	if a.next != nil || a.stopped.Load() {
 		return
 	}
-	n := newKeyFilter(max(capacity, a.minimum))
+	n := newKeyFilter(min(max(capacity, a.minimum), a.maximum))
 	a.next = n
 	a.loads.Add(1)
 	go a.fill(n)
@@ -154,7 +162,7 @@ func (a *absentKeys) fill(n *keyFilter) {
 	a.mu.Lock()
 	a.next = nil
 	a.cur.Store(n)
-	if n.full() {
+	if a.outgrown(n) {
 		a.loadLocked(4 * n.added.Load()) // more keys on disk than it was sized for: a larger one at once
 	}
 	a.mu.Unlock()
@@ -239,6 +247,9 @@ func (f *keyFilter) has(key *Key) bool {
 	}
 	return true
 }
+
+// outgrown reports whether f holds more keys than it was sized for and a larger one may be made.
+func (a *absentKeys) outgrown(f *keyFilter) bool { return f.full() && f.capacity < a.maximum }
 
 // full reports whether more keys were added than the filter was sized for.
 func (f *keyFilter) full() bool { return f.added.Load() > f.capacity }

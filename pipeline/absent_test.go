@@ -308,3 +308,49 @@ func TestKeyFilterFalsePositives(t *testing.T) {
 	}
 	t.Logf("false positives at capacity: %.2f%%", float64(fp)/1000)
 }
+
+// A filter at the largest capacity is kept however many keys come: no reload after reload.
+func TestAbsentKeysStopGrowingAtTheMaximum(t *testing.T) {
+	d := newFakeDisk()
+	a := newAbsentKeys(d.scan, d.barrier, slog.New(slog.DiscardHandler))
+	a.minimum, a.maximum = 4, 16
+	a.start()
+	waitReady(t, a)
+	for i := range 200 {
+		store(d, a, keyN(i))
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		a.mu.RLock()
+		cur, loading := a.cur.Load(), a.next != nil
+		a.mu.RUnlock()
+		if !loading && cur.capacity == 16 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the filter never reached its largest capacity")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	d.mu.Lock()
+	before := d.barriers
+	d.mu.Unlock()
+	for i := range 200 {
+		store(d, a, keyN(1000+i))
+	}
+	a.mu.RLock()
+	loading := a.next != nil
+	a.mu.RUnlock()
+	d.mu.Lock()
+	after := d.barriers
+	d.mu.Unlock()
+	if loading || after != before {
+		t.Errorf("stores into a full filter at the largest capacity started loads (%d waits for the writer, loading %v)", after-before, loading)
+	}
+	for i := range 200 {
+		if k := keyN(1000 + i); a.absent(&k) {
+			t.Fatal("a stored key is absent from a full filter")
+		}
+	}
+	a.stop()
+}
