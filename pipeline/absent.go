@@ -26,8 +26,9 @@ type absentKeys struct {
 	scan    func(fn func(*Key) bool) error // the store's key scan
 	barrier func() error                   // returns nil once everything handed to the writer before it is on disk
 	log     *slog.Logger
-	minimum int64 // the smallest capacity a filter gets (initialKeyCapacity)
-	maximum int64 // the largest (maxKeyCapacity): past it the filter stays, with more false positives
+	minimum int64         // the smallest capacity a filter gets (initialKeyCapacity)
+	maximum int64         // the largest (maxKeyCapacity): past it the filter stays, with more false positives
+	retry   time.Duration // the first pause before a failed load tries again (doubling up to a minute)
 
 	mu      sync.RWMutex              // adds share it; installing or swapping a filter takes it alone
 	cur     atomic.Pointer[keyFilter] // what lookups consult; nil until the first scan has finished
@@ -48,7 +49,7 @@ const (
 )
 
 func newAbsentKeys(scan func(fn func(*Key) bool) error, barrier func() error, log *slog.Logger) *absentKeys {
-	return &absentKeys{scan: scan, barrier: barrier, log: log, minimum: initialKeyCapacity, maximum: maxKeyCapacity,
+	return &absentKeys{scan: scan, barrier: barrier, log: log, minimum: initialKeyCapacity, maximum: maxKeyCapacity, retry: time.Second,
 		quit: make(chan struct{})}
 }
 
@@ -133,7 +134,7 @@ func (a *absentKeys) loadLocked(capacity int64) {
 func (a *absentKeys) fill(n *keyFilter) {
 	defer a.loads.Done()
 	began := time.Now()
-	pause := time.Second
+	pause := a.retry
 	for {
 		err := a.barrier()
 		if err == nil {

@@ -262,6 +262,7 @@ func TestAbsentKeysReloadWaitsForAWriterThatFails(t *testing.T) {
 	}
 	a := newAbsentKeys(d.scan, d.barrier, slog.New(slog.DiscardHandler))
 	a.minimum = 4 // five keys overfill it: the first filter is replaced at once
+	a.retry = time.Millisecond
 	a.start()
 	settled(t, a)
 	first := a.cur.Load()
