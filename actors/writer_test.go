@@ -211,8 +211,8 @@ func TestWriterPutWaitsWhileTheQueueHoldsMaxPendingBytes(t *testing.T) {
 		close(done)
 	}()
 	waitUntil(t, "the 12th Put to wait", func() bool {
-		w.queuedMu.Lock()
-		defer w.queuedMu.Unlock()
+		w.mu.Lock()
+		defer w.mu.Unlock()
 		return w.putsWaiting == 1
 	})
 	select {
