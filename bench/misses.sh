@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Misses under wrk on loopback: every request a new prompt, so every one goes upstream. The fake upstream
+# runs as a process of its own (bench/fake, answering in OpenAI's indented JSON with natural text), and in
+# front of it, in interleaved rounds: a bare fasthttp reverse proxy (bench/bare -upstream) and llmcache
+# storing every answer (SQLite, compressed bodies, the defaults). For each: req/s and the proxy's CPU per
+# request (user + system time of its process, from /proc, over the round; the upstream's is not counted).
+# Installs wrk with apt-get when it is missing.
+# Usage: bench/misses.sh [seconds=5] [connections=32] [rounds=3]
+set -euo pipefail
+secs=${1:-5}
+conns=${2:-32}
+rounds=${3:-3}
+cd "$(dirname "$0")/.."
+command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+tmp=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$tmp"' EXIT
+go build -o "$tmp/llmcache" .
+go build -o "$tmp/bare" ./bench/bare
+go build -o "$tmp/fake" ./bench/fake
+
+# Each request carries the round, the server's name, the wrk thread and a counter: no two are alike,
+# within a run or across rounds.
+cat >"$tmp/unique.lua" <<'LUA'
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local threads, prefix = 0, ""
+function setup(thread)
+	threads = threads + 1
+	thread:set("tid", threads)
+end
+function init(args)
+	prefix = args[1] or ""
+	n = 0
+end
+function request()
+	n = n + 1
+	return wrk.format(nil, nil, nil, string.format(
+		'{"model":"fake-model","messages":[{"role":"system","content":"You are a helpful assistant for a travel company. Answer briefly and accurately."},{"role":"user","content":"Question %s-%d-%d: I am planning a four-day trip to Lisbon in early spring with two children. Which neighbourhoods are good to stay in, and how do we get around without a car?"}],"temperature":0.7,"max_tokens":512}',
+		prefix, tid, n))
+end
+LUA
+
+wait_up() { for _ in $(seq 200); do curl -s -o /dev/null "$1" && return; sleep 0.05; done; echo "$1 did not come up" >&2; exit 1; }
+
+"$tmp/fake" -listen 127.0.0.1:4390 -indent -prose &
+wait_up http://127.0.0.1:4390/v1/models
+"$tmp/bare" -listen 127.0.0.1:4391 -upstream 127.0.0.1:4390 &
+bare_pid=$!
+cat >"$tmp/llmcache.toml" <<CONF
+[[api_endpoints]]
+name = "fake"
+url = "http://127.0.0.1:4390"
+CONF
+"$tmp/llmcache" -config "$tmp/llmcache.toml" -listen 127.0.0.1:4392 -db "$tmp/cache.db" 2>"$tmp/llmcache.log" &
+llm_pid=$!
+wait_up http://127.0.0.1:4391/v1/models
+wait_up http://127.0.0.1:4392/healthz
+
+# Warm-up, not measured: llmcache trains its compression dictionary once 1,000 answers are stored (about half
+# a second of CPU, again at ten times as many); the rounds start once it compresses.
+wrk -t1 -c4 -d2s -s "$tmp/unique.lua" http://127.0.0.1:4392/v1/chat/completions -- warm >/dev/null
+for _ in $(seq 600); do
+	curl -fs http://127.0.0.1:4392/stats | grep -q '"dictionary": *[1-9]' && break
+	sleep 0.1
+done
+curl -fs http://127.0.0.1:4392/stats | grep -q '"dictionary": *[1-9]' || { echo "no dictionary was trained" >&2; exit 1; }
+
+ticks=$(getconf CLK_TCK)
+cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+run() { # name url pid round
+	local before after out reqs
+	before=$(cpu "$3")
+	out=$(wrk -t2 -c"$conns" -d"${secs}s" -s "$tmp/unique.lua" "$2" -- "$4-$1")
+	after=$(cpu "$3")
+	reqs=$(awk '/requests in/ {print $1}' <<<"$out")
+	if grep -q "Non-2xx" <<<"$out"; then
+		echo "$1: answers other than 200:" >&2
+		echo "$out" >&2
+		exit 1
+	fi
+	awk -v n="$1" -v r="$(awk '/Requests\/sec/ {print $2}' <<<"$out")" -v c=$((after - before)) -v q="$reqs" -v hz="$ticks" \
+		'BEGIN {printf "%-22s %10.0f req/s %8.1f us CPU/request\n", n, r, c / hz / q * 1e6}'
+}
+for round in $(seq "$rounds"); do
+	echo "round $round ($conns connections, ${secs}s each)"
+	run bare-reverse-proxy http://127.0.0.1:4391/v1/chat/completions "$bare_pid" "$round"
+	run llmcache-misses http://127.0.0.1:4392/v1/chat/completions "$llm_pid" "$round"
+done
+echo "llmcache's writer: $(curl -fs http://127.0.0.1:4392/stats | grep -E '"(written|failures|dropped)": ' | tr -d ' \n')"
