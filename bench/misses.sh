@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Misses under wrk on loopback: every request a new prompt, so every one goes upstream. The fake upstream
-# runs as a process of its own (bench/fake, answering in OpenAI's indented JSON with natural text), and in
-# front of it, in interleaved rounds: a bare fasthttp reverse proxy (bench/bare -upstream) and llmcache
-# storing every answer (SQLite, compressed bodies, the defaults). For each: req/s and the proxy's CPU per
-# request (user + system time of its process, from /proc, over the round; the upstream's is not counted).
+# runs as a process of its own (bench/fake, answering in OpenAI's indented JSON with ~1.3 KB of natural
+# text), and in front of it, in interleaved rounds: a bare fasthttp reverse proxy (bench/bare -upstream),
+# llmcache storing every answer (the defaults: SQLite, compressed bodies), llmcache storing them as they
+# are (compress_bodies = false) and llmcache storing nothing (cache_mode = "off"), so that the figures show
+# what storage costs. For each: req/s and the proxy's CPU per request (user + system time of its process,
+# from /proc, over the round; the upstream's is not counted).
 # Installs wrk with apt-get when it is missing.
 # Usage: bench/misses.sh [seconds=5] [connections=32] [rounds=3]
 set -euo pipefail
@@ -42,19 +44,22 @@ LUA
 
 wait_up() { for _ in $(seq 200); do curl -s -o /dev/null "$1" && return; sleep 0.05; done; echo "$1 did not come up" >&2; exit 1; }
 
-"$tmp/fake" -listen 127.0.0.1:4390 -indent -prose &
+"$tmp/fake" -listen 127.0.0.1:4390 -indent -prose -answer-bytes 520 & # ~1.3 KB answers, as in the other benchmarks
 wait_up http://127.0.0.1:4390/v1/models
 "$tmp/bare" -listen 127.0.0.1:4391 -upstream 127.0.0.1:4390 &
 bare_pid=$!
-cat >"$tmp/llmcache.toml" <<CONF
-[[api_endpoints]]
-name = "fake"
-url = "http://127.0.0.1:4390"
-CONF
-"$tmp/llmcache" -config "$tmp/llmcache.toml" -listen 127.0.0.1:4392 -db "$tmp/cache.db" 2>"$tmp/llmcache.log" &
+start_llmcache() { # name port extra-config
+	printf '%s\n[[api_endpoints]]\nname = "fake"\nurl = "http://127.0.0.1:4390"\n' "$3" >"$tmp/$1.toml"
+	"$tmp/llmcache" -config "$tmp/$1.toml" -listen "127.0.0.1:$2" -db "$tmp/$1.db" 2>"$tmp/$1.log" &
+	wait_up "http://127.0.0.1:$2/healthz"
+}
+start_llmcache stored 4392 ''
 llm_pid=$!
+start_llmcache plain 4393 $'[cache]\ncompress_bodies = false'
+plain_pid=$!
+start_llmcache off 4394 'cache_mode = "off"'
+off_pid=$!
 wait_up http://127.0.0.1:4391/v1/models
-wait_up http://127.0.0.1:4392/healthz
 
 # Warm-up, not measured: llmcache trains its compression dictionary once 1,000 answers are stored (about half
 # a second of CPU, again at ten times as many); the rounds start once it compresses.
@@ -79,11 +84,13 @@ run() { # name url pid round
 		exit 1
 	fi
 	awk -v n="$1" -v r="$(awk '/Requests\/sec/ {print $2}' <<<"$out")" -v c=$((after - before)) -v q="$reqs" -v hz="$ticks" \
-		'BEGIN {printf "%-22s %10.0f req/s %8.1f us CPU/request\n", n, r, c / hz / q * 1e6}'
+		'BEGIN {printf "%-24s %10.0f req/s %8.1f us CPU/request\n", n, r, c / hz / q * 1e6}'
 }
 for round in $(seq "$rounds"); do
 	echo "round $round ($conns connections, ${secs}s each)"
 	run bare-reverse-proxy http://127.0.0.1:4391/v1/chat/completions "$bare_pid" "$round"
 	run llmcache-misses http://127.0.0.1:4392/v1/chat/completions "$llm_pid" "$round"
+	run llmcache-uncompressed http://127.0.0.1:4393/v1/chat/completions "$plain_pid" "$round"
+	run llmcache-cache_mode=off http://127.0.0.1:4394/v1/chat/completions "$off_pid" "$round"
 done
 echo "llmcache's writer: $(curl -fs http://127.0.0.1:4392/stats | grep -E '"(written|failures|dropped)": ' | tr -d ' \n')"

@@ -25,8 +25,8 @@ import (
 // cache's answers change slowly; each dictionary is ~64 KB), and a new dictionary is kept only when it
 // compresses the held-out samples at least 3% better than the current one.
 //
-// Compression itself runs where the answer is handed to the writer (Prepare, called by the writer actor's
-// Put in the upstream call's goroutine), beside the writer's transactions rather than inside them;
+// Compression itself runs in Prepare, which the writer actor calls from goroutines of its own beside its
+// transactions rather than inside them (and not in the goroutine of the request whose answer it is);
 // WriteBatch compresses what was not prepared.
 
 const (

@@ -46,8 +46,8 @@ type Entry struct {
 	Encoding uint32
 }
 
-// Preparer is implemented by a store that can do part of a put's work before WriteBatch, in the goroutine
-// that hands the answer over (the writer actor's Put), so that it runs beside the writer's transactions
+// Preparer is implemented by a store that can do part of a put's work before WriteBatch, on goroutines
+// other than the writer's (the writer actor's preparers), so that it runs beside the writer's transactions
 // rather than inside them: the SQLite store compresses the body. Prepare must be safe for concurrent use
 // and only sets e.Encoded and e.Encoding.
 type Preparer interface {

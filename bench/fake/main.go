@@ -17,8 +17,9 @@ func main() {
 	listen := flag.String("listen", "127.0.0.1:4390", "address to listen on")
 	indent := flag.Bool("indent", false, "answer in indented JSON, as api.openai.com does")
 	prose := flag.Bool("prose", false, "answer with paragraphs of Go's documentation (natural text) instead of echoed words")
+	answerBytes := flag.Int("answer-bytes", 0, "about how long an answer's text is (0: the fake's default)")
 	flag.Parse()
-	opts := fakeupstream.Options{Addr: *listen, Indent: *indent}
+	opts := fakeupstream.Options{Addr: *listen, Indent: *indent, AnswerBytes: *answerBytes}
 	if *prose {
 		text, err := fakeupstream.GoDocText()
 		if err != nil {
