@@ -12,6 +12,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"llmcache/actors"
+	"llmcache/bench/baseline"
 	"llmcache/bench/fakeupstream"
 	"llmcache/db"
 	"llmcache/httpx"
@@ -160,25 +161,13 @@ func measureOn(b *testing.B, addr, path string, next func() []byte, check func(*
 // startBare serves body for every request with a plain fasthttp handler: the baseline for hits.
 func startBare(tb testing.TB, body []byte) string {
 	tb.Helper()
-	return serve(tb, func(ctx *fasthttp.RequestCtx) {
-		ctx.SetContentType("application/json")
-		ctx.Response.SetBodyRaw(body)
-	})
+	return serve(tb, baseline.Fixed(body))
 }
 
 // startBareProxy forwards every request to upstream without parsing or caching: the baseline for misses.
 func startBareProxy(tb testing.TB, upstreamAddr string) string {
 	tb.Helper()
-	hc := &fasthttp.HostClient{Addr: upstreamAddr, MaxConns: 1024}
-	return serve(tb, func(ctx *fasthttp.RequestCtx) {
-		req := fasthttp.AcquireRequest()
-		defer fasthttp.ReleaseRequest(req)
-		ctx.Request.CopyTo(req)
-		req.Header.Del("Connection")
-		if err := hc.Do(req, &ctx.Response); err != nil {
-			ctx.Error(err.Error(), fasthttp.StatusBadGateway)
-		}
-	})
+	return serve(tb, baseline.ReverseProxy(upstreamAddr))
 }
 
 func serve(tb testing.TB, h fasthttp.RequestHandler) string {

@@ -1,7 +1,7 @@
 // Command bare is the baseline of the wrk scripts in bench/: a plain fasthttp server with no parsing and
-// no cache. With -body it answers every request with the bytes of one file, as a cache hit would
-// (bench/hits.sh); with -upstream it forwards every request to that address and returns the answer, as a
-// bare reverse proxy does (bench/misses.sh).
+// no cache (bench/baseline). With -body it answers every request with the bytes of one file, as a cache hit
+// would (bench/hits.sh); with -upstream it forwards every request to that address and returns the answer,
+// as a bare reverse proxy does (bench/misses.sh).
 package main
 
 import (
@@ -10,6 +10,8 @@ import (
 	"os"
 
 	"github.com/valyala/fasthttp"
+
+	"llmcache/bench/baseline"
 )
 
 func main() {
@@ -20,25 +22,13 @@ func main() {
 	var handler fasthttp.RequestHandler
 	switch {
 	case *upstream != "":
-		hc := &fasthttp.HostClient{Addr: *upstream, MaxConns: 1024}
-		handler = func(ctx *fasthttp.RequestCtx) {
-			req := fasthttp.AcquireRequest()
-			defer fasthttp.ReleaseRequest(req)
-			ctx.Request.CopyTo(req)
-			req.Header.Del("Connection")
-			if err := hc.Do(req, &ctx.Response); err != nil {
-				ctx.Error(err.Error(), fasthttp.StatusBadGateway)
-			}
-		}
+		handler = baseline.ReverseProxy(*upstream)
 	case *file != "":
 		body, err := os.ReadFile(*file)
 		if err != nil {
 			log.Fatalf("cannot read -body: %v", err)
 		}
-		handler = func(ctx *fasthttp.RequestCtx) {
-			ctx.SetContentType("application/json")
-			ctx.Response.SetBodyRaw(body)
-		}
+		handler = baseline.Fixed(body)
 	default:
 		log.Fatal("give -body or -upstream")
 	}
