@@ -139,8 +139,11 @@ func New(cfg Config, pipe *pipeline.Pipeline, health Health) *Server {
 		NoDefaultContentType:  true,
 		CloseOnShutdown:       true,
 		Logger:                quietLogger{}, // errors reach clients as OpenAI error bodies; no log line per request
-		ReadTimeout:           5 * time.Minute,
-		IdleTimeout:           2 * time.Minute,
+		// fasthttp would read the clock before every handler for RequestCtx.Time; the cached routes read
+		// it themselves (Request.Arrived), so an eager read is one more per memory hit (~0.1 µs here).
+		LazyRequestTime: true,
+		ReadTimeout:     5 * time.Minute,
+		IdleTimeout:     2 * time.Minute,
 		// Evaluation jobs open hundreds of keep-alive connections; the default concurrency is ample.
 
 		// fasthttp reads a request's line and headers within one buffer per connection, so its size is the
