@@ -296,9 +296,15 @@ func (s *Server) cached(kind pipeline.Kind) fasthttp.RequestHandler {
 			s.cfg.Activity.Touch(r.Arrived)
 		}
 		// fasthttp's buffers live only until this handler returns: the body and headers are copied.
-		r.Body = append(r.Body[:0], ctx.PostBody()...)
+		var bad *pipeline.Error
+		if r.Body, bad = appendBody(r.Body[:0], ctx); bad != nil {
+			ctx.SetConnectionClose() // the body was not read to its end
+			writeError(ctx, bad)
+			pipeline.Release(r)
+			return
+		}
 		r.Controls = pipeline.DefaultControls(s.cfg.DefaultMode)
-		if bad := readHeaders(ctx, r, tenant != nil); bad != nil {
+		if bad = readHeaders(ctx, r, tenant != nil); bad != nil {
 			writeError(ctx, bad)
 			pipeline.Release(r)
 			return
