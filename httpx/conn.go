@@ -44,18 +44,18 @@ type lfConn struct {
 	// sets two per request, the idle time before its first byte and the read time once it has come; when
 	// the whole request came in that first read, as nearly always, the second is replaced by the next
 	// request's idle time before any Read and never costs a timer update (~0.15 µs each). applied is the
-	// deadline the connection has: see Read for when a new one replaces it. fasthttp sets deadlines from
-	// the goroutine serving the connection only (this server uses no TimeoutHandler and no hijack), so
-	// these fields need no lock either.
+	// deadline the connection has: see applyDeadline for when a new one replaces it. fasthttp sets
+	// deadlines from the goroutine serving the connection only (this server uses no TimeoutHandler and no
+	// hijack), so these fields need no lock either.
 	readDeadline time.Time
 	deadlineDue  bool
 	applied      time.Time
 }
 
 // deadlineSlack is how much later than the connection's deadline a new one may be and still not replace it:
-// the connection then times out up to this much earlier than fasthttp asked (a second of its two-minute
-// idle time), and a busy keep-alive connection, whose idle deadline moves on by microseconds per request,
-// updates its timer once a second rather than once per request.
+// the connection then times out up to this much earlier than fasthttp asked (a second of the two-minute
+// idle time or of the five-minute read time), and a busy keep-alive connection, whose idle deadline moves
+// on by microseconds per request, updates its timer once a second rather than once per request.
 const deadlineSlack = time.Second
 
 func (c *lfConn) SetReadDeadline(t time.Time) error {
