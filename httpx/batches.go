@@ -3,6 +3,7 @@ package httpx
 import (
 	"bytes"
 	"io"
+	"slices"
 	"strconv"
 
 	"github.com/fasthttp/router"
@@ -63,6 +64,31 @@ func (s *Server) readBody(ctx *fasthttp.RequestCtx) *pipeline.Error {
 	}
 	ctx.Request.SetBody(body)
 	return nil
+}
+
+// appendBody appends the request's body to dst. A streamed one (see readBody) is read from its stream
+// straight into dst: PostBody would first copy it into fasthttp's own buffer, through a pooled one, which
+// costs a memory hit a few per cent of its CPU. Its Content-Length, at most max_body_bytes (readBody), sizes
+// dst. A failed read is an error, where PostBody would give its text as the body.
+func appendBody(dst []byte, ctx *fasthttp.RequestCtx) ([]byte, *pipeline.Error) {
+	stream := ctx.RequestBodyStream()
+	if stream == nil {
+		return append(dst, ctx.PostBody()...), nil
+	}
+	dst = slices.Grow(dst, ctx.Request.Header.ContentLength())
+	for {
+		if len(dst) == cap(dst) {
+			dst = slices.Grow(dst, 512)
+		}
+		n, err := stream.Read(dst[len(dst):cap(dst)])
+		dst = dst[:len(dst)+n]
+		if err == io.EOF {
+			return dst, nil
+		}
+		if err != nil {
+			return dst, &pipeline.Error{Status: 400, Type: "invalid_request_error", Message: "cannot read the request body: " + err.Error()}
+		}
+	}
 }
 
 func (s *Server) bodyTooLarge() *pipeline.Error {

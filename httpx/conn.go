@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"net"
+	"time"
 )
 
 // errBareLF is what a connection's Read returns once the request being read has ended its header block
@@ -37,6 +38,57 @@ type lfConn struct {
 	head     []byte // the header block so far, when it spans reads; nil while it does not
 	lineOK   bool   // the block's first line is a request line
 	stuck    bool   // the block ended without CRLF CRLF: fail the next read
+
+	// readDeadline is the read deadline fasthttp set last, given to the connection only at the next Read
+	// (deadlineDue until then): a deadline governs reads alone, so it takes effect all the same. fasthttp
+	// sets two per request, the idle time before its first byte and the read time once it has come; when
+	// the whole request came in that first read, as nearly always, the second is replaced by the next
+	// request's idle time before any Read and never costs a timer update (~0.15 µs each). applied is the
+	// deadline the connection has: see applyDeadline for when a new one replaces it. fasthttp sets
+	// deadlines from the goroutine serving the connection only (this server uses no TimeoutHandler and no
+	// hijack), so these fields need no lock either.
+	readDeadline time.Time
+	deadlineDue  bool
+	applied      time.Time
+}
+
+// deadlineSlack is how much later than the connection's deadline a new one may be and still not replace it:
+// the connection then times out up to this much earlier than fasthttp asked (a second of the two-minute
+// idle time or of the five-minute read time), and a busy keep-alive connection, whose idle deadline moves
+// on by microseconds per request, updates its timer once a second rather than once per request.
+const deadlineSlack = time.Second
+
+func (c *lfConn) SetReadDeadline(t time.Time) error {
+	c.readDeadline, c.deadlineDue = t, true
+	return nil
+}
+
+// SetDeadline sets both deadlines at once, replacing a read deadline still due.
+func (c *lfConn) SetDeadline(t time.Time) error {
+	c.deadlineDue = false
+	err := c.Conn.SetDeadline(t)
+	if err == nil {
+		c.applied = t
+	}
+	return err
+}
+
+// applyDeadline gives the connection the read deadline due, unless the one it has is at most deadlineSlack
+// earlier (never later: a read may end early, by at most the slack, but never late).
+func (c *lfConn) applyDeadline() error {
+	c.deadlineDue = false
+	want, have := c.readDeadline, c.applied
+	if !want.IsZero() && !have.IsZero() && !want.Before(have) && want.Sub(have) <= deadlineSlack {
+		return nil
+	}
+	if want.IsZero() && have.IsZero() {
+		return nil
+	}
+	if err := c.Conn.SetReadDeadline(want); err != nil {
+		return err
+	}
+	c.applied = want
+	return nil
 }
 
 // maxScan bounds the header bytes a connection keeps while it watches a block that spans reads; a larger
@@ -46,6 +98,11 @@ const maxScan = 1 << 20
 func (c *lfConn) Read(p []byte) (int, error) {
 	if c.stuck {
 		return 0, errBareLF
+	}
+	if c.deadlineDue {
+		if err := c.applyDeadline(); err != nil {
+			return 0, err
+		}
 	}
 	n, err := c.Conn.Read(p)
 	if c.scanning && n > 0 {

@@ -16,7 +16,7 @@ import (
 // testPipeline assembles the pipeline with the defaults users run (pipeline.DefaultConfig, the writer's
 // defaults, a real SQLite file) in front of a fake upstream; ep adjusts its one endpoint. Everything stops
 // when the test ends.
-func testPipeline(t *testing.T, ep func(*pipeline.Endpoint)) *pipeline.Pipeline {
+func testPipeline(t testing.TB, ep func(*pipeline.Endpoint)) *pipeline.Pipeline {
 	t.Helper()
 	fake, err := fakeupstream.Start(fakeupstream.Options{})
 	if err != nil {
