@@ -65,8 +65,8 @@ type syncResult struct {
 // microseconds; a send on a channel did it for every answer, in the upstream call's goroutine, before its
 // client had the answer.
 //
-// The store's share of the work that needs no transaction (the SQLite store compresses bodies: ~13 µs a
-// 1.3 KB answer) runs on preparer goroutines the writer hands each newly taken slice of puts to, and on the
+// The store's share of the work that needs no transaction (the SQLite store compresses bodies: 15-40 µs a
+// 1.3 KB answer of prose) runs on preparer goroutines the writer hands each newly taken slice of puts to, and on the
 // writer itself when a flush comes before they are done: neither in the request's goroutine, before its
 // answer, nor serially inside the writer's transactions.
 type Writer struct {
@@ -87,8 +87,8 @@ type Writer struct {
 	// idle: the writer goroutine sleeps with nothing waiting and no timer, so the next job must wake it.
 	// Guarded by mu.
 	idle bool
-	// unwritten is the puts queued or in the writer's batch; a Put that brings it to BatchSize wakes the
-	// writer. Guarded by mu.
+	// unwritten is the puts queued or in the writer's batch, not yet written or dropped; a Put that finds
+	// BatchSize or more wakes the writer. Guarded by mu.
 	unwritten int
 	// queuedBytes is the bytes of the answers in queue, not yet taken by the writer goroutine: Put adds,
 	// the writer goroutine subtracts. Put waits on space while it is at MaxPendingBytes.
