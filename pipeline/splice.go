@@ -72,9 +72,14 @@ func (c *Config) upstreamBodyWith(parser, sub *canon.Parser, r *Request, prompts
 	if thinking == ThinkingTrue {
 		value = []byte("true")
 	}
+	modelStart, modelEnd = -1, 0
 	for i := range members {
 		m := &members[i]
 		switch string(m.Key) {
+		case "model":
+			if modelStart < 0 {
+				modelStart, modelEnd = m.ValueStart, m.ValueEnd
+			}
 		case "cache":
 			edits = append(edits, removeMember(members, i))
 			kept--
@@ -114,6 +119,10 @@ func (c *Config) upstreamBodyWith(parser, sub *canon.Parser, r *Request, prompts
 	if len(tail) > 0 {
 		at := closingBrace(r.Body)
 		edits = append(edits, edit{start: at, end: at, text: tail})
+	}
+	if len(edits) == 0 {
+		// The body goes as it came (the usual case): the model's place is where the parse above found it.
+		return slices.Clone(r.Body), max(modelStart, 0), modelEnd, nil
 	}
 	return editedBody(parser, r.Body, edits)
 }
