@@ -20,27 +20,6 @@ go build -o "$tmp/llmcache" .
 go build -o "$tmp/bare" ./bench/bare
 go build -o "$tmp/fake" ./bench/fake
 
-# Each request carries the round, the server's name, the wrk thread and a counter: no two are alike,
-# within a run or across rounds.
-cat >"$tmp/unique.lua" <<'LUA'
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-local threads, prefix = 0, ""
-function setup(thread)
-	threads = threads + 1
-	thread:set("tid", threads)
-end
-function init(args)
-	prefix = args[1] or ""
-	n = 0
-end
-function request()
-	n = n + 1
-	return wrk.format(nil, nil, nil, string.format(
-		'{"model":"fake-model","messages":[{"role":"system","content":"You are a helpful assistant for a travel company. Answer briefly and accurately."},{"role":"user","content":"Question %s-%d-%d: I am planning a four-day trip to Lisbon in early spring with two children. Which neighbourhoods are good to stay in, and how do we get around without a car?"}],"temperature":0.7,"max_tokens":512}',
-		prefix, tid, n))
-end
-LUA
 
 wait_up() { for _ in $(seq 200); do curl -s -o /dev/null "$1" && return; sleep 0.05; done; echo "$1 did not come up" >&2; exit 1; }
 
@@ -63,7 +42,7 @@ wait_up http://127.0.0.1:4391/v1/models
 
 # Warm-up, not measured: llmcache trains its compression dictionary once 1,000 answers are stored (about half
 # a second of CPU, again at ten times as many); the rounds start once it compresses.
-wrk -t1 -c4 -d2s -s "$tmp/unique.lua" http://127.0.0.1:4392/v1/chat/completions -- warm >/dev/null
+wrk -t1 -c4 -d2s -s bench/misses.lua http://127.0.0.1:4392/v1/chat/completions -- warm >/dev/null
 for _ in $(seq 600); do
 	curl -fs http://127.0.0.1:4392/stats | grep -q '"dictionary": *[1-9]' && break
 	sleep 0.1
@@ -75,7 +54,7 @@ cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 run() { # name url pid round
 	local before after out reqs
 	before=$(cpu "$3")
-	out=$(wrk -t2 -c"$conns" -d"${secs}s" -s "$tmp/unique.lua" "$2" -- "$4-$1")
+	out=$(wrk -t2 -c"$conns" -d"${secs}s" -s bench/misses.lua "$2" -- "$4-$1")
 	after=$(cpu "$3")
 	reqs=$(awk '/requests in/ {print $1}' <<<"$out")
 	if grep -q "Non-2xx" <<<"$out"; then
