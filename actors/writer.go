@@ -382,6 +382,7 @@ func (w *Writer) loop() {
 		w.settled(n)
 		w.pendingBytes.Add(-batchBytes)
 		batchBytes = 0
+		retryAt = time.Time{} // writes work again: a full batch need not wait out the last failure's pause
 		return nil
 	}
 	// handle takes one job; a sync job first flushes what came before it, keeping the order.
