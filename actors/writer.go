@@ -424,6 +424,7 @@ func (w *Writer) loop() {
 			if n := len(batch.Puts); n > 0 {
 				w.dropped.Add(int64(n))
 				w.droppedBytes.Add(batchBytes)
+				w.pendingBytes.Add(-batchBytes)
 				w.settled(n)
 				w.stopErr = fmt.Errorf("cannot write %d cached answers (%d bytes) at shutdown; they are lost: %w", n, batchBytes, err)
 			}

@@ -51,3 +51,20 @@ func TestWriterBytesTriggerWorksAgainAfterARecoveredWrite(t *testing.T) {
 		t.Fatalf("%+v: want nothing dropped or pending", st)
 	}
 }
+
+// TestWriterFailedStopLeavesNothingPending: a stop that gives up answers counts them dropped and no longer
+// pending, in answers and in bytes.
+func TestWriterFailedStopLeavesNothingPending(t *testing.T) {
+	s := openStore(t)
+	s.fail.Store(true)
+	w := NewWriter(s, WriterConfig{BatchSize: 1000, FlushInterval: time.Hour}, quiet())
+	for i := range 3 {
+		w.Put(sized(i, 100))
+	}
+	if err := w.Stop(); err == nil {
+		t.Fatal("Stop on a failing store returned no error")
+	}
+	if st := w.Stats(); st.Dropped != 3 || st.DroppedBytes != 300 || st.Pending != 0 || st.PendingBytes != 0 || st.QueueDepth != 0 {
+		t.Fatalf("%+v: want 3 answers (300 bytes) dropped and nothing pending", st)
+	}
+}
