@@ -369,6 +369,20 @@ func TestWriterStopRacingEverything(t *testing.T) {
 			}
 		})
 	}
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for !t.Failed() {
+			st := w.Stats()
+			if st.Pending < 0 || st.PendingBytes < 0 || st.Written-base+st.Dropped+st.Pending > putters*each {
+				t.Errorf("inconsistent figures: %+v", st)
+			}
+			if st.Written-base+st.Dropped == putters*each {
+				return
+			}
+			time.Sleep(100 * time.Microsecond)
+		}
+	}()
 	waitUntil(t, "a third of the answers to be written", func() bool { return w.Stats().Written > base+putters*each/3 })
 	stopped := make(chan error, 2)
 	go func() { stopped <- w.Stop() }()
@@ -379,8 +393,9 @@ func TestWriterStopRacingEverything(t *testing.T) {
 		}
 	}
 	wg.Wait()
+	<-sampled
 	st := w.Stats()
-	if st.Written-base+st.Dropped != putters*each || st.Pending != 0 || st.QueueDepth != 0 {
+	if st.Written-base+st.Dropped != putters*each || st.Pending != 0 || st.PendingBytes != 0 || st.QueueDepth != 0 {
 		t.Fatalf("%+v: want %d answers written or dropped, none pending", st, putters*each)
 	}
 	if n := int64(onDisk(t, s, putters*each)); n != st.Written-base {
