@@ -382,6 +382,7 @@ func (w *Writer) loop() {
 		w.settled(n)
 		w.pendingBytes.Add(-batchBytes)
 		batchBytes = 0
+		retryAt = time.Time{} // writes work again: a full batch need not wait out the last failure's pause
 		return nil
 	}
 	// handle takes one job; a sync job first flushes what came before it, keeping the order.
@@ -423,6 +424,7 @@ func (w *Writer) loop() {
 			if n := len(batch.Puts); n > 0 {
 				w.dropped.Add(int64(n))
 				w.droppedBytes.Add(batchBytes)
+				w.pendingBytes.Add(-batchBytes)
 				w.settled(n)
 				w.stopErr = fmt.Errorf("cannot write %d cached answers (%d bytes) at shutdown; they are lost: %w", n, batchBytes, err)
 			}
