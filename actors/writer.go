@@ -43,7 +43,6 @@ type job struct {
 	touches []db.Touch
 	sync    chan<- syncResult // flush (and run fn, if any) then answer
 	fn      func(db.Store) (int64, error)
-	soon    bool // FlushSoon: write what waits without waiting for the batch to fill
 }
 
 type syncResult struct {
@@ -87,6 +86,9 @@ type Writer struct {
 	// idle: the writer goroutine sleeps with nothing waiting and no timer, so the next job must wake it.
 	// Guarded by mu.
 	idle bool
+	// soon: FlushSoon was called since the writer last took the queue. A flag rather than a job, so that a
+	// full queue cannot lose it. Guarded by mu.
+	soon bool
 	// unwritten is the puts queued or in the writer's batch, not yet written or dropped; a Put that finds
 	// BatchSize or more wakes the writer. Guarded by mu.
 	unwritten int
@@ -98,7 +100,6 @@ type Writer struct {
 	preps chan *prepWork // to the preparer goroutines; nil when the store has no Preparer
 
 	// Figures for /stats; written by the writer goroutine only (pendingBytes by Put too).
-	queued       atomic.Int64 // puts waiting in the batch, not yet on disk
 	accepted     atomic.Int64 // puts handed to Put, counted before they are queued
 	pendingBytes atomic.Int64 // bytes of the answers queued or in the batch
 	written      atomic.Int64 // entries written
@@ -228,14 +229,12 @@ func (w *Writer) TryTouch(t []db.Touch) bool {
 
 // FlushSoon asks the writer to write what waits now rather than when the batch fills or flush_interval_ms
 // passes, without waiting for it: another instance waits for an answer queued here (a flight across
-// instances). What waits is still written in one batch. A full queue drops the request: the writer is busy
-// writing anyway.
+// instances). What waits is still written in one batch, even when the queue is full.
 func (w *Writer) FlushSoon() {
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.closed && len(w.queue) < w.cfg.QueueSize {
-		w.enqueue(job{soon: true}, true)
-	}
+	w.soon, w.idle = true, false
+	w.mu.Unlock()
+	w.signal()
 }
 
 // Flush returns once everything queued before it is written (or the write failed).
@@ -297,15 +296,15 @@ func (w *Writer) Stats() WriterStats {
 	return s
 }
 
-// take hands the writer goroutine every job queued (in spare's place, which it empties for reuse) and
-// whether Stop was called. With nothing queued and sleep set, the writer is about to sleep with nothing
-// to do and no timer: the next job wakes it.
-func (w *Writer) take(spare []job, sleep bool) ([]job, bool) {
+// take hands the writer goroutine every job queued (in spare's place, which it empties for reuse),
+// whether FlushSoon was called since the last take, and whether Stop was called. With nothing queued and
+// sleep set, the writer is about to sleep with nothing to do and no timer: the next job wakes it.
+func (w *Writer) take(spare []job, sleep bool) (jobs []job, soon, closed bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	jobs := w.queue
-	w.queue = spare[:0]
-	w.idle = len(jobs) == 0 && sleep && !w.closed
+	jobs, soon = w.queue, w.soon
+	w.queue, w.soon = spare[:0], false
+	w.idle = len(jobs) == 0 && !soon && sleep && !w.closed
 	for _, j := range jobs {
 		if j.put != nil {
 			w.queuedBytes -= int64(len(j.put.Body))
@@ -314,7 +313,7 @@ func (w *Writer) take(spare []job, sleep bool) ([]job, bool) {
 	if w.putsWaiting > 0 && len(jobs) > 0 {
 		w.space.Broadcast()
 	}
-	return jobs, w.closed
+	return jobs, soon, w.closed
 }
 
 // settled tells Put's accounting that n puts left the writer: written or dropped.
@@ -387,15 +386,10 @@ func (w *Writer) loop() {
 	}
 	// handle takes one job; a sync job first flushes what came before it, keeping the order.
 	handle := func(j job) {
-		if j.soon {
-			soon = true
-			return
-		}
 		if j.sync == nil {
 			if j.put != nil {
 				batch.Puts = append(batch.Puts, j.put)
 				batchBytes += int64(len(j.put.Body))
-				w.queued.Store(int64(len(batch.Puts)))
 			}
 			batch.Touches = append(batch.Touches, j.touches...)
 			return
@@ -435,9 +429,10 @@ func (w *Writer) loop() {
 	}
 	sleep := false // nothing waits and no timer runs: the next take may leave the writer idle
 	for {
-		var closed bool
-		jobs, closed = w.take(jobs, sleep)
-		if len(jobs) > 0 {
+		var soonNow, closed bool
+		jobs, soonNow, closed = w.take(jobs, sleep)
+		if len(jobs) > 0 || soonNow {
+			soon = soon || soonNow
 			first := len(batch.Puts)
 			for _, j := range jobs {
 				handle(j)
@@ -536,7 +531,6 @@ func (w *Writer) write(batch *db.Batch) error {
 	clear(batch.Puts) // drop references so written bodies can be collected
 	batch.Puts = batch.Puts[:0]
 	batch.Touches = batch.Touches[:0]
-	w.queued.Store(0)
 	return nil
 }
 
@@ -558,7 +552,6 @@ func (w *Writer) shed(batch *db.Batch, batchBytes int64, lg *shedLog) int64 {
 	if drop > 0 {
 		// slices.Delete also zeroes the vacated tail: a stale pointer there would keep a dropped answer alive.
 		batch.Puts = slices.Delete(batch.Puts, 0, drop)
-		w.queued.Store(int64(len(batch.Puts)))
 		w.pendingBytes.Add(-freed)
 		w.dropped.Add(int64(drop))
 		w.droppedBytes.Add(freed)
