@@ -22,10 +22,12 @@ type WriterConfig struct {
 	FlushInterval time.Duration // flush_interval_ms: or this long after the first one waits; default 200 ms
 	QueueSize     int           // jobs that may wait before Put blocks (back-pressure); default 8192
 	RetryInterval time.Duration // after a failed write, wait this long before trying again; default 1 s
-	// MaxPendingBytes (max_pending_bytes) bounds the bytes of answers waiting for the disk, those queued
-	// and those in the batch; default 256 MiB. While writes fail (a full or read-only disk), past it the
-	// oldest waiting answers are dropped, counted and logged. While writes work, a batch holding half of
-	// it is written at once, and Put waits (back-pressure) while the queue alone holds all of it.
+	// MaxPendingBytes (max_pending_bytes) bounds the bytes of answers waiting for the disk; default 256
+	// MiB. While writes fail (a full or read-only disk), past it the oldest waiting answers, queued or in
+	// the batch, are dropped, counted and logged. While writes work nothing is dropped: a batch holding
+	// half of it is written at once, and Put waits (back-pressure) while the queue alone holds all of it,
+	// so a slow write can have up to about two and a half times it waiting (the batch being written, taken
+	// from a full queue, and the queue filled again meanwhile).
 	MaxPendingBytes   int64
 	MaxPendingTouches int // hit counts kept for a retry while writes fail; past it the oldest go; default 100,000
 }
