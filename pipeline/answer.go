@@ -10,17 +10,28 @@ import (
 type answerShape struct {
 	Choices []struct {
 		Message *struct {
-			Content      json.RawMessage `json:"content"`
-			ToolCalls    json.RawMessage `json:"tool_calls"`
-			FunctionCall json.RawMessage `json:"function_call"`
-			Refusal      json.RawMessage `json:"refusal"`
-			Audio        json.RawMessage `json:"audio"`
+			Content      valueFacts `json:"content"`
+			ToolCalls    valueFacts `json:"tool_calls"`
+			FunctionCall valueFacts `json:"function_call"`
+			Refusal      valueFacts `json:"refusal"`
+			Audio        valueFacts `json:"audio"`
 		} `json:"message"`
-		Text     json.RawMessage `json:"text"`
-		Logprobs json.RawMessage `json:"logprobs"`
+		Text     valueFacts `json:"text"`
+		Logprobs valueFacts `json:"logprobs"`
 	} `json:"choices"`
-	Data  json.RawMessage `json:"data"`
-	Usage *answerUsage    `json:"usage"`
+	Data  valueFacts   `json:"data"`
+	Usage *answerUsage `json:"usage"`
+}
+
+// valueFacts is what checkAnswer asks of a JSON value, noted as it is decoded. A json.RawMessage field
+// would copy the value instead: the whole text of every answer, on every miss.
+type valueFacts struct {
+	present, nonEmptyString, nonEmptyArray bool
+}
+
+func (f *valueFacts) UnmarshalJSON(raw []byte) error {
+	f.present, f.nonEmptyString, f.nonEmptyArray = present(raw), nonEmptyString(raw), nonEmptyArray(raw)
+	return nil
 }
 
 type answerUsage struct {
@@ -54,21 +65,16 @@ func checkAnswer(kind Kind, body []byte) (valid, useful bool, tokens int64) {
 		tokens = a.Usage.TotalTokens
 	}
 	if kind == KindEmbedding {
-		return true, nonEmptyArray(a.Data), tokens
+		return true, a.Data.nonEmptyArray, tokens
 	}
 	for _, c := range a.Choices {
-		if present(c.Logprobs) || nonEmptyString(c.Text) {
+		if c.Logprobs.present || c.Text.nonEmptyString {
 			return true, true, tokens
 		}
 		if m := c.Message; m != nil {
-			if nonEmptyString(m.Content) || nonEmptyString(m.Refusal) || present(m.FunctionCall) || present(m.Audio) {
-				return true, true, tokens
-			}
-			if nonEmptyArray(m.ToolCalls) {
-				return true, true, tokens
-			}
 			// Content given as an array of parts counts when it has any part.
-			if nonEmptyArray(m.Content) {
+			if m.Content.nonEmptyString || m.Content.nonEmptyArray || m.Refusal.nonEmptyString || m.FunctionCall.present ||
+				m.Audio.present || m.ToolCalls.nonEmptyArray {
 				return true, true, tokens
 			}
 		}
