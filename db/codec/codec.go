@@ -124,7 +124,7 @@ func (c *Codec) Add(d Dict, current bool) error {
 	}
 	if current {
 		enc, err := zstd.NewWriter(nil, zstd.WithEncoderDict(next.dicts[d.ID]), zstd.WithEncoderLevel(c.opts.Level),
-			zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)), zstd.WithEncoderCRC(true), zstd.WithLowerEncoderMem(true))
+			zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)), zstd.WithEncoderCRC(true), zstd.WithLowerEncoderMem(true), zstd.WithWindowSize(encoderWindow(c.opts.MaxBytes)))
 		if err != nil {
 			return fmt.Errorf("cannot add dictionary %d: %w", d.ID, err)
 		}
@@ -274,4 +274,15 @@ func buildDict(samples [][]byte, o dict.Options) (d []byte, err error) {
 		}
 	}()
 	return dict.BuildZstdDict(samples, o)
+}
+
+// encoderWindow is the zstd window for bodies of at most maxBytes: the smallest power of two that holds one
+// (zstd's least is 1 KiB), so that every match within a body stays in reach, and each encoder's history
+// buffer is the window plus a block instead of zstd's default of several MB per core.
+func encoderWindow(maxBytes int) int {
+	w := zstd.MinWindowSize
+	for w < maxBytes && w < zstd.MaxWindowSize {
+		w <<= 1
+	}
+	return w
 }

@@ -181,3 +181,22 @@ func BenchmarkCodec(b *testing.B) {
 		})
 	}
 }
+
+// TestLargestBodyRoundTrips: a body of MaxBytes, whose matches span all of it, comes back byte for byte, and
+// the encoders' window (sized to MaxBytes, not zstd's default) still lets them reach: it compresses well.
+func TestLargestBodyRoundTrips(t *testing.T) {
+	c := New(Options{})
+	if err := c.Add(trained(t, 1, 1, nil).Dict, true); err != nil {
+		t.Fatal(err)
+	}
+	block := answers(7, 1, 300<<10)[0]
+	body := bytes.Repeat(block, 4)[:1<<20] // repeats 300 KB apart: only a window of the whole body finds them
+	enc, frame := c.Encode(nil, body)
+	if enc != 1 || len(frame) > len(block)/2 {
+		t.Fatalf("a 1 MiB body: encoding %d, %d bytes compressed", enc, len(frame))
+	}
+	got, err := c.Decode(enc, frame, nil)
+	if err != nil || !bytes.Equal(got, body) {
+		t.Fatalf("a 1 MiB body did not come back: %v", err)
+	}
+}
