@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"math/rand"
 	"path/filepath"
 	"runtime"
 	"sync"
@@ -285,20 +284,7 @@ func TestWriterShedsCompressedAnswersWhileFailing(t *testing.T) {
 	defer w.Stop()
 	base := w.Stats().Written
 	const putters, each = 4, 150
-	stop := make(chan struct{})
-	var flapper sync.WaitGroup
-	flapper.Go(func() {
-		r := rand.New(rand.NewSource(2))
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			s.fail.Store(r.Intn(2) == 0)
-			time.Sleep(time.Duration(r.Intn(500)) * time.Microsecond)
-		}
-	})
+	stopFlapping := s.flap(2, 2)
 	var wg sync.WaitGroup
 	for g := range putters {
 		wg.Go(func() {
@@ -314,9 +300,7 @@ func TestWriterShedsCompressedAnswersWhileFailing(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	close(stop)
-	flapper.Wait()
-	s.fail.Store(false)
+	stopFlapping()
 	if err := w.Flush(); err != nil {
 		t.Fatal(err)
 	}

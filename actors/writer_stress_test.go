@@ -20,20 +20,7 @@ func TestWriterAccountsForEveryAnswerUnderStress(t *testing.T) {
 		MaxPendingBytes: 40 * 100, QueueSize: 64}, quiet())
 	defer w.Stop()
 	const putters, each = 8, 250
-	stop := make(chan struct{})
-	var flapper sync.WaitGroup
-	flapper.Go(func() {
-		r := rand.New(rand.NewSource(1))
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			s.fail.Store(r.Intn(3) == 0)
-			time.Sleep(time.Duration(r.Intn(300)) * time.Microsecond)
-		}
-	})
+	stopFlapping := s.flap(1, 3)
 	var flushErrors atomic.Int64
 	var wg sync.WaitGroup
 	for g := range putters {
@@ -55,9 +42,7 @@ func TestWriterAccountsForEveryAnswerUnderStress(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	close(stop)
-	flapper.Wait()
-	s.fail.Store(false)
+	stopFlapping()
 	if err := w.Flush(); err != nil {
 		t.Fatalf("Flush once writes work: %v", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"math/rand"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -20,6 +21,19 @@ type failingStore struct {
 	fail    atomic.Bool
 	gate    chan struct{} // when set, WriteBatch waits until it is closed
 	entered chan struct{} // when set, told (without waiting) that WriteBatch was called
+
+	// While flaky, each write fails with odds 1 in flakyOdds, drawn from flakyRand: writes that fail and
+	// recover by the count of the writer's own calls, not by a clock. Set by flap.
+	flaky     atomic.Bool
+	flakyOdds int
+	flakyRand *rand.Rand // the writer goroutine's only, once flaky is set
+}
+
+// flap makes writes fail at random (1 in odds, seeded) until the returned func is called.
+func (s *failingStore) flap(seed int64, odds int) (stop func()) {
+	s.flakyRand, s.flakyOdds = rand.New(rand.NewSource(seed)), odds
+	s.flaky.Store(true)
+	return func() { s.flaky.Store(false) }
 }
 
 func (s *failingStore) WriteBatch(b *db.Batch) error {
@@ -32,7 +46,7 @@ func (s *failingStore) WriteBatch(b *db.Batch) error {
 	if s.gate != nil {
 		<-s.gate
 	}
-	if s.fail.Load() {
+	if s.fail.Load() || s.flaky.Load() && s.flakyRand.Intn(s.flakyOdds) == 0 {
 		return errors.New("disk full (injected)")
 	}
 	return s.SQLite.WriteBatch(b)
