@@ -235,7 +235,13 @@ func Train(id uint32, samples [][]byte, size int, level zstd.EncoderLevel, again
 		return Trained{}, fmt.Errorf("cannot train a dictionary: %w", err)
 	}
 	t := Trained{Dict: Dict{ID: id, Data: data}, Samples: len(train), HeldOut: len(test)}
-	c := New(Options{Level: level, MinBytes: 1, MaxBytes: 1 << 30})
+	// The held-out samples' codec: its window (hence each encoder's history buffer) fits the largest of
+	// them, not any body at all, which would be zstd's largest window (512 MiB, allocated and cleared).
+	largest := 1
+	for _, s := range test {
+		largest = max(largest, len(s))
+	}
+	c := New(Options{Level: level, MinBytes: 1, MaxBytes: largest})
 	if err := c.Add(t.Dict, true); err != nil {
 		return Trained{}, fmt.Errorf("cannot train a dictionary: the builder made one zstd refuses: %w", err)
 	}

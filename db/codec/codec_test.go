@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -198,5 +199,21 @@ func TestLargestBodyRoundTrips(t *testing.T) {
 	got, err := c.Decode(enc, frame, nil)
 	if err != nil || !bytes.Equal(got, body) {
 		t.Fatalf("a 1 MiB body did not come back: %v", err)
+	}
+}
+
+// TestTrainAllocatesLittle: training checks its dictionary on the held-out samples with a codec of its own,
+// whose encoder's history is sized to those samples. Sized to any body at all it was zstd's largest window:
+// a training allocated (and cleared) over 1 GB for 1,000 samples of 1.3 KB.
+func TestTrainAllocatesLittle(t *testing.T) {
+	samples := answers(3, 1000, 1300)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	if _, err := Train(1, samples, 64<<10, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	runtime.ReadMemStats(&after)
+	if mb := (after.TotalAlloc - before.TotalAlloc) >> 20; mb > 256 {
+		t.Fatalf("training on 1,000 samples of 1.3 KB allocated %d MB", mb)
 	}
 }
