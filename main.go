@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"llmcache/bench/fakeupstream"
@@ -34,6 +35,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	dbPath := fs.String("db", "", "SQLite file (overrides database_url and DATABASE_URL)")
 	demo := fs.Bool("demo", false, "start an in-process fake upstream and send every miss to it (no LLM server needed)")
 	verbose := fs.Bool("v", false, "debug logging")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file when the proxy stops (for benchmarks)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -76,6 +78,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		fmt.Fprintln(stderr, "llmcache:", err)
 		return 2
 	}
+	if *cpuProfile != "" {
+		stopProfile, err := startCPUProfile(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(stderr, "llmcache:", err)
+			return 1
+		}
+		defer stopProfile()
+	}
 	a, err := start(&cfg, getenv, log)
 	if err != nil {
 		fmt.Fprintln(stderr, "llmcache:", err)
@@ -93,6 +103,24 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	log.Info("stopped")
 	return 0
+}
+
+// startCPUProfile profiles the process into path until the returned function is called. The writer's
+// goroutines carry a "stage" label (writer, compress, checkpoint, train), so that `go tool pprof -tags`
+// shows what storing answers costs apart from the requests.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("cannot create the CPU profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("cannot start the CPU profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		_ = f.Close()
+	}, nil
 }
 
 // start composes the proxy's configuration from cfg (file, environment and flags), logs it with every

@@ -4,10 +4,12 @@
 package actors
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -152,6 +154,8 @@ func NewWriter(store db.Store, cfg WriterConfig, log *slog.Logger) *Writer {
 			w.wg.Add(1)
 			go func() {
 				defer w.wg.Done()
+				// CPU profiles name each stage's share (bench/misses.sh reports them).
+				pprof.SetGoroutineLabels(pprof.WithLabels(context.Background(), pprof.Labels("stage", "compress")))
 				for p := range w.preps {
 					p.run(w.prep)
 				}
@@ -161,6 +165,7 @@ func NewWriter(store db.Store, cfg WriterConfig, log *slog.Logger) *Writer {
 	w.wg.Add(1)
 	go func() {
 		defer w.wg.Done()
+		pprof.SetGoroutineLabels(pprof.WithLabels(context.Background(), pprof.Labels("stage", "writer")))
 		w.loop()
 	}()
 	return w

@@ -5,7 +5,10 @@
 # llmcache storing every answer (the defaults: SQLite, compressed bodies), llmcache storing them as they
 # are (compress_bodies = false) and llmcache storing nothing (cache_mode = "off"), so that the figures show
 # what storage costs. For each: req/s and the proxy's CPU per request (user + system time of its process,
-# from /proc, over the round; the upstream's is not counted).
+# from /proc, over the round; the upstream's is not counted). At the end, the stored instance's CPU a miss
+# over its whole run (warm-up and dictionary trainings included) split by stage, from a CPU profile whose
+# storage goroutines carry a "stage" label: the writer, compression, the checkpointer, dictionary training,
+# and the rest (the requests themselves, the runtime).
 # Installs wrk with apt-get when it is missing.
 # Usage: bench/misses.sh [seconds=5] [connections=32] [rounds=3]
 set -euo pipefail
@@ -29,7 +32,7 @@ wait_up http://127.0.0.1:4390/v1/models
 bare_pid=$!
 start_llmcache() { # name port extra-config
 	printf '%s\n[[api_endpoints]]\nname = "fake"\nurl = "http://127.0.0.1:4390"\n' "$3" >"$tmp/$1.toml"
-	"$tmp/llmcache" -config "$tmp/$1.toml" -listen "127.0.0.1:$2" -db "$tmp/$1.db" 2>"$tmp/$1.log" &
+	"$tmp/llmcache" -config "$tmp/$1.toml" -listen "127.0.0.1:$2" -db "$tmp/$1.db" -cpuprofile "$tmp/$1.prof" 2>"$tmp/$1.log" &
 	wait_up "http://127.0.0.1:$2/healthz"
 }
 start_llmcache stored 4392 ''
@@ -73,3 +76,19 @@ for round in $(seq "$rounds"); do
 	run llmcache-cache_mode=off http://127.0.0.1:4394/v1/chat/completions "$off_pid" "$round"
 done
 echo "llmcache's writer: $(curl -fs http://127.0.0.1:4392/stats | grep -E '"(written|failures|dropped)": ' | tr -d ' \n')"
+
+# The stored instance's CPU a miss by stage. Its profile is written when it stops.
+misses=$(curl -fs http://127.0.0.1:4392/stats | awk -F': *' '/"misses":/ {gsub(/[ ,]/, "", $2); print $2; exit}')
+total=$(cpu "$llm_pid")
+kill -TERM "$llm_pid"
+wait "$llm_pid" || true
+go tool pprof -tags "$tmp/llmcache" "$tmp/stored.prof" 2>/dev/null | awk -v cpu="$total" -v hz="$ticks" -v n="$misses" '
+	BEGIN { perMiss = cpu / hz / n * 1e6 }
+	/^ *stage:/ { on = 1; next }
+	on && /%\):/ { sub(/\( +/, "("); pct = $2; gsub(/[()%:]/, "", pct); per[$3] = pct * perMiss / 100; rest -= pct; next }
+	on && !/%\):/ { on = 0 }
+	END {
+		printf "llmcache stored, the whole run: %d misses, %.1f us CPU a miss:", n, perMiss
+		for (s in per) printf " %s %.1f,", s, per[s]
+		printf " the rest %.1f\n", (100 + rest) * perMiss / 100
+	}'

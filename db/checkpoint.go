@@ -1,6 +1,8 @@
 package db
 
 import (
+	"context"
+	"runtime/pprof"
 	"sync"
 
 	"github.com/ncruces/go-sqlite3"
@@ -61,6 +63,7 @@ func (s *SQLite) startCheckpointer() error {
 	cp.wg.Add(1)
 	go func() {
 		defer cp.wg.Done()
+		pprof.SetGoroutineLabels(pprof.WithLabels(context.Background(), pprof.Labels("stage", "checkpoint")))
 		for {
 			select {
 			case <-cp.quit:

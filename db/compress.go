@@ -1,9 +1,11 @@
 package db
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -258,6 +260,7 @@ func (s *SQLite) afterCommit(r *trainResult, lastEntry int64) {
 		s.comp.wg.Add(1)
 		go func() {
 			defer s.comp.wg.Done()
+			pprof.SetGoroutineLabels(pprof.WithLabels(context.Background(), pprof.Labels("stage", "train")))
 			s.comp.trained <- s.train(lastEntry)
 		}()
 	}
