@@ -235,13 +235,15 @@ func Train(id uint32, samples [][]byte, size int, level zstd.EncoderLevel, again
 		return Trained{}, fmt.Errorf("cannot train a dictionary: %w", err)
 	}
 	t := Trained{Dict: Dict{ID: id, Data: data}, Samples: len(train), HeldOut: len(test)}
-	// The held-out samples' codec: its window (hence each encoder's history buffer) fits the largest of
-	// them, not any body at all, which would be zstd's largest window (512 MiB, allocated and cleared).
+	// The held-out samples' codec: its window (hence each encoder's history buffer) reaches across the
+	// dictionary and the largest of them, as the store's codec's does for its bodies; sized for any body
+	// at all it was zstd's largest (512 MiB, allocated and cleared), and a window of the sample alone
+	// leaves most of the dictionary out of reach.
 	largest := 1
 	for _, s := range test {
 		largest = max(largest, len(s))
 	}
-	c := New(Options{Level: level, MinBytes: 1, MaxBytes: largest})
+	c := New(Options{Level: level, MinBytes: 1, MaxBytes: len(data) + largest})
 	if err := c.Add(t.Dict, true); err != nil {
 		return Trained{}, fmt.Errorf("cannot train a dictionary: the builder made one zstd refuses: %w", err)
 	}

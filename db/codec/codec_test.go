@@ -217,3 +217,26 @@ func TestTrainAllocatesLittle(t *testing.T) {
 		t.Fatalf("training on 1,000 samples of 1.3 KB allocated %d MB", mb)
 	}
 }
+
+// TestTrainJudgesAsTheStoreCompresses: what Train reports for its held-out samples (every tenth) is what a
+// store's codec with the new dictionary makes of them; a check codec whose window left the dictionary out of
+// reach judged good dictionaries worse than the current one, and a retrain was never kept.
+func TestTrainJudgesAsTheStoreCompresses(t *testing.T) {
+	samples := answers(4, 500, 1300)
+	d, err := Train(1, samples, 64<<10, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := New(Options{})
+	if err := c.Add(d.Dict, true); err != nil {
+		t.Fatal(err)
+	}
+	var want int64
+	for i := 9; i < len(samples); i += 10 {
+		_, frame := c.Encode(nil, samples[i])
+		want += int64(len(frame))
+	}
+	if d.DictBytes != want {
+		t.Fatalf("Train judged the held-out samples at %d bytes, the store's codec makes %d of them", d.DictBytes, want)
+	}
+}
