@@ -403,17 +403,14 @@ func writeExport(ctx context.Context, export func(*string, func(*db.ExportedEntr
 // pipeline/embeddings.go). An imported embedding must be one, or it could never be served.
 const vectorContentType = "application/x-llmcache-float32"
 
-// promptEntryKind is the kind the pipeline records with the entry of one prompt of a batched completions
-// request (pipeline/prompts_key.go): a JSON object of that prompt's choices, served as a hit as the others.
-const promptEntryKind = "completions-prompt"
-
 // maxRefusedShown bounds the refused lines an import names one by one; the count covers them all.
 const maxRefusedShown = 100
 
 // checkImportable reports why e cannot be imported, or nil: besides what db.ExportedEntry.Validate checks,
 // an entry must be one this llmcache can serve as a hit byte for byte. A chat, completion or responses
-// answer, and a batched completions prompt's choices, is a JSON object with a JSON content type; an embedding is a float32 vector; other kinds are not
-// served. A responses entry's response_id is the body's id (filled in when the line has none).
+// answer, and a batched completions prompt's choices, is a JSON object with a JSON content type; an
+// embedding is a float32 vector; other kinds are not served. A responses entry's response_id is the body's
+// id (filled in when the line has none).
 func checkImportable(e *db.ExportedEntry) error {
 	if err := e.Validate(); err != nil {
 		return err
@@ -433,7 +430,7 @@ func checkImportable(e *db.ExportedEntry) error {
 		}
 	}
 	switch e.Kind {
-	case pipeline.KindChat.String(), pipeline.KindCompletion.String(), pipeline.KindResponses.String(), promptEntryKind:
+	case pipeline.KindChat.String(), pipeline.KindCompletion.String(), pipeline.KindResponses.String(), pipeline.PromptEntryKind:
 		if mt, _, err := mime.ParseMediaType(e.ContentType); err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
 			return fmt.Errorf("content_type %q is not JSON: a %s answer is a JSON object", e.ContentType, e.Kind)
 		}
@@ -460,7 +457,7 @@ func checkImportable(e *db.ExportedEntry) error {
 		}
 	default:
 		return fmt.Errorf("kind %q is not one this llmcache serves (%s, %s, %s, %s, %s)", e.Kind,
-			pipeline.KindChat, pipeline.KindCompletion, promptEntryKind, pipeline.KindEmbedding, pipeline.KindResponses)
+			pipeline.KindChat, pipeline.KindCompletion, pipeline.PromptEntryKind, pipeline.KindEmbedding, pipeline.KindResponses)
 	}
 	return nil
 }

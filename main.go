@@ -25,7 +25,7 @@ func main() {
 // run is the whole program: it runs a subcommand (cli.go) when args start with one; otherwise it parses
 // args, starts the proxy and serves until ctx ends, then stops it in order. It returns the exit code.
 func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) int {
-	if isSubcommand(args) { // stats, vacuum, export, import: see cli.go
+	if isSubcommand(args) { // stats, vacuum, export, import, batches: see cli.go
 		return runCommand(ctx, args, getenv, os.Stdout, stderr)
 	}
 	fs := flag.NewFlagSet("llmcache", flag.ContinueOnError)

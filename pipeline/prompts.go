@@ -170,7 +170,7 @@ func (cl *caller) settlePrompts(c *call, ep *endpointState, res *attemptResult, 
 			large++
 		default:
 			e := cl.entry(c, ep, k, entry, choicesContentType)
-			e.Kind = promptEntryKind
+			e.Kind = PromptEntryKind
 			cl.storer.store(e, &memEntry{key: k, body: entry, contentType: choicesContentType, endpoint: ep.cfg.Name,
 				createdAt: e.CreatedAt, expiresAt: e.ExpiresAt, version: e.Version, size: int64(len(entry)) + entryOverhead})
 			stored++

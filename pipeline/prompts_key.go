@@ -20,8 +20,9 @@ import (
 // Route kinds stay below 0x80.
 const promptKeyKind = 0x80 | byte(KindCompletion)
 
-// promptEntryKind is the kind recorded with a prompt's entry.
-const promptEntryKind = "completions-prompt"
+// PromptEntryKind is the kind recorded with the entry of one prompt of a batched completions request (its
+// choices, a JSON object); export writes it and import takes it back.
+const PromptEntryKind = "completions-prompt"
 
 // maxBatchedPrompts bounds the prompts of a request cached prompt by prompt: each costs a lookup before the
 // upstream is asked. A larger batch is cached as a whole; lm-evaluation-harness batches are far smaller.
