@@ -285,6 +285,20 @@ func (d *cacheDB) row(keyHex string) (dbRow, bool) {
 	if e.Body == nil {
 		e.Body = []byte{}
 	}
+	// The hit figures live in a table of their own, which Get does not read.
+	st, _, err := d.c.Prepare(`SELECT hit_count, last_hit_at FROM hits WHERE key = ?1`)
+	if err != nil {
+		d.t.Fatalf("cannot read hits: %v", err)
+	}
+	defer st.Close()
+	if err := st.BindBlob(1, key); err != nil {
+		d.t.Fatal(err)
+	}
+	if st.Step() {
+		e.HitCount, e.LastHitAt = st.ColumnInt64(0), st.ColumnInt64(1)
+	} else if err := st.Err(); err != nil {
+		d.t.Fatalf("cannot read hits: %v", err)
+	}
 	return dbRow{
 		Kind: e.Kind, Namespace: e.Namespace, Model: e.Model, Endpoint: e.Endpoint, UpstreamModel: e.UpstreamModel,
 		ContentType: e.ContentType, Body: e.Body, ExpiresAt: e.ExpiresAt, HitCount: e.HitCount, LastHitAt: e.LastHitAt,

@@ -101,7 +101,33 @@ func mustGet(t testing.TB, r Reader, k Key) (*Entry, bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if e.HitCount != 0 || e.LastHitAt != 0 {
+		t.Fatalf("Get read hit figures (%d at %d): it leaves them to the hits table", e.HitCount, e.LastHitAt)
+	}
+	if ok {
+		e.HitCount, e.LastHitAt = hitsOf(t, r.(*sqliteReader), k)
+	}
 	return &e, ok
+}
+
+// hitsOf reads k's hit figures from the hits table, which Get leaves alone, on r's connection.
+func hitsOf(t testing.TB, r *sqliteReader, k Key) (count, lastAt int64) {
+	t.Helper()
+	st, _, err := r.c.Prepare(`SELECT hit_count, last_hit_at FROM hits WHERE key = ?1`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.BindBlob(1, k[:]); err != nil {
+		t.Fatal(err)
+	}
+	if st.Step() {
+		count, lastAt = st.ColumnInt64(0), st.ColumnInt64(1)
+	}
+	if err := st.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return count, lastAt
 }
 
 // commits counts the writer's commits from now on.

@@ -111,7 +111,7 @@ func (r *sqliteReader) Get(key *Key, e *Entry) (found bool, err error) {
 		return false, nil
 	}
 	e.Key = *key
-	encoding := st.ColumnInt64(14)
+	encoding := st.ColumnInt64(12)
 	switch n := st.ColumnInt64(1); {
 	case n > largeBody:
 		e.Body, err = readLargeBody(r.c, st.ColumnInt64(2), n, e.Body)
@@ -132,9 +132,8 @@ func (r *sqliteReader) Get(key *Key, e *Entry) (found bool, err error) {
 	setString(&e.UpstreamModel, st.ColumnRawText(8))
 	e.Version = st.ColumnInt64(9)
 	e.CreatedAt = st.ColumnInt64(10)
-	e.LastHitAt = st.ColumnInt64(11)
-	e.HitCount = st.ColumnInt64(12)
-	e.ExpiresAt = st.ColumnInt64(13)
+	e.LastHitAt, e.HitCount = 0, 0 // not read (sqlGet)
+	e.ExpiresAt = st.ColumnInt64(11)
 	e.Encoded, e.Encoding = nil, 0
 	if err == nil {
 		err = st.Err() // e.g. out of memory while reading a column

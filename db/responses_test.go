@@ -23,6 +23,9 @@ func mustGetResponse(t *testing.T, r Reader, id, namespace string) (*Entry, bool
 	if err != nil {
 		t.Fatal(err)
 	}
+	if ok {
+		e.HitCount, e.LastHitAt = hitsOf(t, r.(*sqliteReader), e.Key) // as mustGet
+	}
 	return &e, ok
 }
 

@@ -153,7 +153,9 @@ type Store interface {
 // worker owns one.
 type Reader interface {
 	// Get fills e for key. e.Body is overwritten by appending into e.Body[:0]
-	// (so callers can reuse its buffer); the other fields are set too.
+	// (so callers can reuse its buffer); the other fields are set too, but
+	// for the hit figures (LastHitAt, HitCount), which a store that keeps them
+	// apart from the entries (SQLite) leaves 0: serving never needs them.
 	// Returns false, nil when absent. It does not filter expired entries:
 	// it returns ExpiresAt and the caller decides.
 	Get(key *Key, e *Entry) (bool, error)
