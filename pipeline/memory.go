@@ -158,7 +158,7 @@ func (s *memShard) countReplays(e *memEntry) {
 	for i := range e.replays {
 		if b := e.replays[i].Load(); b != nil && !e.counted[i] {
 			e.counted[i] = true
-			e.replayBytes += int64(cap(*b)) // what it holds: a replay is made in room for five times the body
+			e.replayBytes += int64(cap(*b)) // what it holds
 			s.bytes += int64(cap(*b))
 		}
 	}

@@ -13,6 +13,7 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -180,6 +181,10 @@ func (m *memory) replay(e *memEntry, r *Request) ([]byte, bool) {
 	b, err := replay(r, e.body)
 	if err != nil {
 		return nil, false
+	}
+	if cap(b)-len(b) > len(b)/8 {
+		// Made in room for the longest replay (five times the body): kept, it would hold and count all of it.
+		b = bytes.Clone(b)
 	}
 	if slot.CompareAndSwap(nil, &b) { // two first hits may both make it: one is kept and counted
 		m.keepReplay(e)
