@@ -58,6 +58,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if cfg.LogFormat == "json" {
 		log = newLogger(stderr, "json", level)
 	}
+	setMemoryLimit(log, getenv) // memlimit.go: Go's heap kept under a container's memory limit
 	if *listen != "" {
 		cfg.Listen = *listen
 	}

@@ -26,7 +26,7 @@ type keyMemo struct {
 type memoShard struct {
 	mu    sync.Mutex
 	bySum map[uint64][]*memoEntry // guarded by mu
-	bytes int                     // request bytes held; guarded by mu
+	bytes int                     // entries' bytes held, overhead included; guarded by mu
 	_     [40]byte                // keeps neighbouring shards' locks off one cache line
 }
 
@@ -44,8 +44,13 @@ type memoEntry struct {
 	modelStart, modelEnd int
 }
 
-// memoShardBytes bounds the request bytes one shard holds (16 MiB over all shards).
+// memoShardBytes bounds what one shard holds, its entries counted with their bodies (16 MiB over all
+// shards).
 const memoShardBytes = 1 << 20
+
+// memoEntryOverhead approximates what an entry costs beyond its body (the entry, its map slot and slice):
+// counting bodies alone, a memo of short requests (~70 bytes) held five times its budget.
+const memoEntryOverhead = 256
 
 func newKeyMemo() *keyMemo {
 	m := &keyMemo{seed: maphash.MakeSeed()}
@@ -95,10 +100,11 @@ func (m *keyMemo) remember(r *Request, sum uint64, headers Controls) {
 			return // another request with these bytes was keyed at the same time
 		}
 	}
-	if s.bytes+len(e.body) > memoShardBytes {
+	size := len(e.body) + memoEntryOverhead
+	if s.bytes+size > memoShardBytes {
 		clear(s.bySum)
 		s.bytes = 0
 	}
 	s.bySum[sum] = append(s.bySum[sum], e)
-	s.bytes += len(e.body)
+	s.bytes += size
 }

@@ -6,8 +6,8 @@ import (
 )
 
 // memEntry is one answer held in memory. Its fields never change after it is inserted (replays is filled
-// once, atomically): a request may read it (and the front end send its body) after the memory stage has
-// evicted it.
+// once, atomically; replayBytes and counted are the shard's): a request may read it (and the front end
+// send its body) after the memory stage has evicted it.
 type memEntry struct {
 	key         Key
 	body        []byte
@@ -23,6 +23,13 @@ type memEntry struct {
 	// by the first streamed hit of each kind: a replay is about five times the body, too much to build per
 	// request (streamed hits were 0.61x plain hits when they did).
 	replays [2]atomic.Pointer[[]byte]
+	// replayBytes is what the replays count against the byte budget besides size, and counted which of them
+	// it holds: they live as long as the entry, so a budget that left them out held several times
+	// cache.max_bytes once entries had been replayed. A replay is counted once, by whichever of put and
+	// keepReplay sees it first (an entry read from SQLite is replayed before it is put). Guarded by the
+	// shard's mu.
+	replayBytes int64
+	counted     [2]bool
 }
 
 // expired reports whether e's TTL has passed at now (unix ms).
@@ -112,7 +119,7 @@ func (m *memory) put(e *memEntry) {
 	s := m.shard(&e.key)
 	s.mu.Lock()
 	if n := s.entries[e.key]; n != nil {
-		s.bytes += e.size - n.e.size
+		s.bytes += e.size - n.e.size - n.e.replayBytes
 		n.e = e
 		s.moveToFront(n)
 	} else {
@@ -123,11 +130,45 @@ func (m *memory) put(e *memEntry) {
 		s.head.next.prev = n
 		s.head.next = n
 	}
+	s.countReplays(e)
+	s.evict()
+	s.publish()
+	s.mu.Unlock()
+}
+
+// keepReplay counts a replay just kept on e against e's shard, evicting past the budget as put does (e
+// itself, when it is the least recently used). An entry the shard does not hold is not counted here: its
+// replay goes with it, or put counts it.
+func (m *memory) keepReplay(e *memEntry) {
+	if m.off {
+		return
+	}
+	s := m.shard(&e.key)
+	s.mu.Lock()
+	if node := s.entries[e.key]; node != nil && node.e == e {
+		s.countReplays(e)
+		s.evict()
+		s.publish()
+	}
+	s.mu.Unlock()
+}
+
+// countReplays adds e's replays not yet counted to the shard's bytes. mu must be held, and e held by s.
+func (s *memShard) countReplays(e *memEntry) {
+	for i := range e.replays {
+		if b := e.replays[i].Load(); b != nil && !e.counted[i] {
+			e.counted[i] = true
+			e.replayBytes += int64(cap(*b)) // what it holds
+			s.bytes += int64(cap(*b))
+		}
+	}
+}
+
+// evict drops the least recently used entries past the shard's budget. mu must be held.
+func (s *memShard) evict() {
 	for (len(s.entries) > s.maxItems || s.bytes > s.maxBytes) && s.head.prev != &s.head {
 		s.unlink(s.head.prev)
 	}
-	s.publish()
-	s.mu.Unlock()
 }
 
 // drop removes the keys named, or every entry when all.
@@ -176,7 +217,7 @@ func (s *memShard) unlink(n *lruNode) {
 	n.next.prev = n.prev
 	n.prev, n.next = nil, nil
 	delete(s.entries, n.e.key)
-	s.bytes -= n.e.size
+	s.bytes -= n.e.size + n.e.replayBytes
 }
 
 // moveToFront marks n most recently used. mu must be held.

@@ -13,6 +13,7 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -157,7 +158,7 @@ func (p *Pipeline) answerHit(r *Request, e *memEntry, src Source, now int64) boo
 	body, contentType := e.body, e.contentType
 	if r.Stream {
 		var ok bool
-		if body, ok = e.replay(r); !ok {
+		if body, ok = p.mem.replay(e, r); !ok {
 			return false
 		}
 		contentType = "text/event-stream"
@@ -167,8 +168,9 @@ func (p *Pipeline) answerHit(r *Request, e *memEntry, src Source, now int64) boo
 	return true
 }
 
-// replay is e's answer as SSE for r, synthesised once per usage choice and kept.
-func (e *memEntry) replay(r *Request) ([]byte, bool) {
+// replay is e's answer as SSE for r, synthesised once per usage choice and kept on e, counted against the
+// memory layer's budget.
+func (m *memory) replay(e *memEntry, r *Request) ([]byte, bool) {
 	slot := &e.replays[0]
 	if r.includeUsage {
 		slot = &e.replays[1]
@@ -180,7 +182,13 @@ func (e *memEntry) replay(r *Request) ([]byte, bool) {
 	if err != nil {
 		return nil, false
 	}
-	slot.Store(&b)
+	if cap(b)-len(b) > len(b)/8 {
+		// Made in room for the longest replay (five times the body): kept, it would hold and count all of it.
+		b = bytes.Clone(b)
+	}
+	if slot.CompareAndSwap(nil, &b) { // two first hits may both make it: one is kept and counted
+		m.keepReplay(e)
+	}
 	return b, true
 }
 

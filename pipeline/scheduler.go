@@ -201,6 +201,7 @@ func (s *scheduler) nextWake(now time.Time) (time.Time, bool) {
 	}
 	for _, c := range s.retries {
 		earlier(c.readyAt)
+		earlier(c.readyAt.Add(s.cfg.QueueTimeout))
 	}
 	if len(s.queue) > 0 || len(s.retries) > 0 {
 		for _, e := range s.endpoints {
@@ -241,7 +242,9 @@ func (s *scheduler) admit(c *call) {
 }
 
 // expireQueued answers 503 to calls that waited longer than queue_timeout_seconds for a slot. The queue is
-// FIFO with one timeout, so expired calls are always at its head.
+// FIFO with one timeout, so expired calls are always at its head. A retry whose pause is over waits for a
+// slot as long, then its clients get the last attempt's answer (as when its pause alone would be longer):
+// behind calls that hang, it waited without limit.
 func (s *scheduler) expireQueued(now time.Time) {
 	for len(s.queue) > 0 && !now.Before(s.queue[0].enqueued.Add(s.cfg.QueueTimeout)) {
 		c := s.queue[0]
@@ -252,6 +255,15 @@ func (s *scheduler) expireQueued(now time.Time) {
 		for _, r := range c.waiters {
 			r.fail(errQueueTimeout)
 		}
+	}
+	for i := 0; i < len(s.retries); {
+		c := s.retries[i]
+		if now.Before(c.readyAt.Add(s.cfg.QueueTimeout)) {
+			i++
+			continue
+		}
+		s.retries = slices.Delete(s.retries, i, i+1)
+		s.finish(c)
 	}
 }
 
