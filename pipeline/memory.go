@@ -40,6 +40,14 @@ const entryOverhead = 256
 
 // memory is the memory stage: answers by key in shards, each an LRU with its own byte and item budget.
 //
+// A fresh answer always goes in, evicting the least recently used. An entry read from SQLite (or the
+// shared store) goes into a full shard only when the shard's frequency sketch says it was asked for more
+// often than the entry it would evict (promote). Without that, a replay of more distinct prompts than
+// max_items, asked in turn as an evaluation run asks them, found nothing in memory: each entry read
+// evicted the one asked for soonest after it, and every request was a SQLite read that also copied its
+// answer into memory for nothing. With it the shard keeps what it holds, and that share of the replay is
+// answered from memory (bench/replay.sh).
+//
 // A shard is a mutex-guarded map and list, used inline by the goroutine of each request, not an actor: a
 // lookup through a shard actor (asked on a channel, answering on another) is two goroutine hand-offs.
 // BenchmarkMemoryLookup (2 shared cores, 2026-12-06): 56 ns per lookup under the shard's mutex against
@@ -55,6 +63,7 @@ type memShard struct {
 	entries  map[Key]*lruNode // guarded by mu
 	head     lruNode          // head.next is the most recently used, head.prev the least; guarded by mu
 	bytes    int64            // guarded by mu
+	freq     *frequencySketch // how often each key was asked for lately; guarded by mu
 	maxItems int
 	maxBytes int64
 
@@ -76,6 +85,7 @@ func newMemory(cfg *Config) *memory {
 		s := &m.shards[i]
 		s.entries = make(map[Key]*lruNode, min(perItems, 1<<12))
 		s.maxItems, s.maxBytes = max(perItems, 1), max(perBytes, 1)
+		s.freq = newFrequencySketch(s.maxItems)
 		s.head.next, s.head.prev = &s.head, &s.head
 	}
 	return m
@@ -87,13 +97,14 @@ func (m *memory) shard(k *Key) *memShard {
 }
 
 // get returns the entry for k unless it is absent or expired at now (an expired one is dropped), and
-// marks it recently used.
+// marks it recently used. It counts the request for k in the shard's sketch, found or not.
 func (m *memory) get(k *Key, now int64) *memEntry {
 	if m.off {
 		return nil
 	}
 	s := m.shard(k)
 	s.mu.Lock()
+	s.freq.add(k)
 	n := s.entries[*k]
 	if n == nil {
 		s.mu.Unlock()
@@ -118,6 +129,12 @@ func (m *memory) put(e *memEntry) {
 	}
 	s := m.shard(&e.key)
 	s.mu.Lock()
+	s.insert(e)
+	s.mu.Unlock()
+}
+
+// insert puts or replaces e, evicting past the budget. mu must be held.
+func (s *memShard) insert(e *memEntry) {
 	if n := s.entries[e.key]; n != nil {
 		s.bytes += e.size - n.e.size - n.e.replayBytes
 		n.e = e
@@ -133,7 +150,27 @@ func (m *memory) put(e *memEntry) {
 	s.countReplays(e)
 	s.evict()
 	s.publish()
+}
+
+// promote puts e, an entry read from SQLite or the shared store, unless its shard is full and e's key was
+// asked for no more often than the shard's least recently used entry's (not counting the request that read
+// it, which get has counted): then e stays out and promote returns false. A key the shard holds is
+// replaced as by put.
+func (m *memory) promote(e *memEntry) bool {
+	if m.off {
+		return false
+	}
+	s := m.shard(&e.key)
+	s.mu.Lock()
+	if _, held := s.entries[e.key]; !held && s.head.prev != &s.head &&
+		(len(s.entries) >= s.maxItems || s.bytes+e.size > s.maxBytes) &&
+		s.freq.estimate(&e.key)-1 <= s.freq.estimate(&s.head.prev.e.key) {
+		s.mu.Unlock()
+		return false
+	}
+	s.insert(e)
 	s.mu.Unlock()
+	return true
 }
 
 // keepReplay counts a replay just kept on e against e's shard, evicting past the budget as put does (e

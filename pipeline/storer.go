@@ -57,12 +57,12 @@ func (s *storer) store(e *db.Entry, m *memEntry) int64 {
 	return s.epoch.Load()
 }
 
-// remember puts m, an entry read from SQLite, into memory unless a delete happened since epoch (when the
-// read began): the entry read may be the one deleted.
+// remember offers m, an entry read from SQLite, to memory (memory.promote) unless a delete happened since
+// epoch (when the read began): the entry read may be the one deleted.
 func (s *storer) remember(m *memEntry, epoch int64) {
 	s.mu.RLock()
 	if s.epoch.Load() == epoch {
-		s.mem.put(m)
+		s.mem.promote(m)
 	}
 	s.mu.RUnlock()
 }
