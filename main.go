@@ -12,6 +12,8 @@ import (
 	"runtime/pprof"
 	"syscall"
 
+	"github.com/KimMachineGun/automemlimit/memlimit"
+
 	"llmcache/bench/fakeupstream"
 	"llmcache/httpx/proxy"
 )
@@ -58,7 +60,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if cfg.LogFormat == "json" {
 		log = newLogger(stderr, "json", level)
 	}
-	setMemoryLimit(log, getenv) // memlimit.go: Go's heap kept under a container's memory limit
+	setMemoryLimit(log, memlimit.FromCgroup) // memlimit.go: Go's heap kept under a container's memory limit
 	if *listen != "" {
 		cfg.Listen = *listen
 	}
