@@ -16,15 +16,14 @@ secs=${1:-5}
 conns=${2:-32}
 rounds=${3:-3}
 cd "$(dirname "$0")/.."
-command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+source bench/lib.sh
+need_tools wrk
 tmp=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$tmp"' EXIT
 go build -o "$tmp/llmcache" .
 go build -o "$tmp/bare" ./bench/bare
 go build -o "$tmp/fake" ./bench/fake
 
-
-wait_up() { for _ in $(seq 200); do curl -s -o /dev/null "$1" && return; sleep 0.05; done; echo "$1 did not come up" >&2; exit 1; }
 
 "$tmp/fake" -listen 127.0.0.1:4390 -indent -prose -answer-bytes 520 & # ~1.3 KB answers, as in the other benchmarks
 wait_up http://127.0.0.1:4390/v1/models
@@ -45,41 +44,26 @@ wait_up http://127.0.0.1:4391/v1/models
 
 # Warm-up, not measured: llmcache trains its compression dictionary once 1,000 answers are stored (about half
 # a second of CPU, again at ten times as many); the rounds start once it compresses.
-wrk -t1 -c4 -d2s -s bench/misses.lua http://127.0.0.1:4392/v1/chat/completions -- warm >/dev/null
+wrk -t1 -c4 -d2s -s bench/prompts.lua http://127.0.0.1:4392/v1/chat/completions -- warm >/dev/null
 for _ in $(seq 600); do
 	curl -fs http://127.0.0.1:4392/stats | grep -q '"dictionary": *[1-9]' && break
 	sleep 0.1
 done
 curl -fs http://127.0.0.1:4392/stats | grep -q '"dictionary": *[1-9]' || { echo "no dictionary was trained" >&2; exit 1; }
 
-ticks=$(getconf CLK_TCK)
-cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-run() { # name url pid round
-	local before after out reqs
-	before=$(cpu "$3")
-	out=$(wrk -t2 -c"$conns" -d"${secs}s" -s bench/misses.lua "$2" -- "$4-$1")
-	after=$(cpu "$3")
-	reqs=$(awk '/requests in/ {print $1}' <<<"$out")
-	if grep -q "Non-2xx" <<<"$out"; then
-		echo "$1: answers other than 200:" >&2
-		echo "$out" >&2
-		exit 1
-	fi
-	awk -v n="$1" -v r="$(awk '/Requests\/sec/ {print $2}' <<<"$out")" -v c=$((after - before)) -v q="$reqs" -v hz="$ticks" \
-		'BEGIN {printf "%-24s %10.0f req/s %8.1f us CPU/request\n", n, r, c / hz / q * 1e6}'
-}
 for round in $(seq "$rounds"); do
 	echo "round $round ($conns connections, ${secs}s each)"
-	run bare-reverse-proxy http://127.0.0.1:4391/v1/chat/completions "$bare_pid" "$round"
-	run llmcache-misses http://127.0.0.1:4392/v1/chat/completions "$llm_pid" "$round"
-	run llmcache-uncompressed http://127.0.0.1:4393/v1/chat/completions "$plain_pid" "$round"
-	run llmcache-cache_mode=off http://127.0.0.1:4394/v1/chat/completions "$off_pid" "$round"
+	wrk_round bare-reverse-proxy http://127.0.0.1:4391/v1/chat/completions bench/prompts.lua "$round-bare" "$bare_pid"
+	wrk_round llmcache-misses http://127.0.0.1:4392/v1/chat/completions bench/prompts.lua "$round-stored" "$llm_pid"
+	wrk_round llmcache-uncompressed http://127.0.0.1:4393/v1/chat/completions bench/prompts.lua "$round-plain" "$plain_pid"
+	wrk_round llmcache-cache_mode=off http://127.0.0.1:4394/v1/chat/completions bench/prompts.lua "$round-off" "$off_pid"
 done
 echo "llmcache's writer: $(curl -fs http://127.0.0.1:4392/stats | grep -E '"(written|failures|dropped)": ' | tr -d ' \n')"
 
 # The stored instance's CPU a miss by stage. Its profile is written when it stops.
 misses=$(curl -fs http://127.0.0.1:4392/stats | awk -F': *' '/"misses":/ {gsub(/[ ,]/, "", $2); print $2; exit}')
-total=$(cpu "$llm_pid")
+total=$(cpu_ticks "$llm_pid")
+ticks=$(getconf CLK_TCK)
 kill -TERM "$llm_pid"
 wait "$llm_pid" || true
 go tool pprof -tags "$tmp/llmcache" "$tmp/stored.prof" 2>/dev/null | awk -v cpu="$total" -v hz="$ticks" -v n="$misses" '

@@ -7,34 +7,27 @@
 set -euo pipefail
 A=$1; B=$2; rounds=${3:-3}; secs=${4:-5}
 cd "$(dirname "$0")/.."
-command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+source bench/lib.sh
+need_tools wrk
+conns=32
 tmp=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$tmp"' EXIT
 go build -o "$tmp/fake" ./bench/fake
 
-wait_up() { for _ in $(seq 200); do curl -s -o /dev/null "$1" && return; sleep 0.05; done; echo "$1 did not come up" >&2; exit 1; }
 "$tmp/fake" -listen 127.0.0.1:4390 -indent -prose -answer-bytes 520 &
 wait_up http://127.0.0.1:4390/v1/models
 printf '[[api_endpoints]]\nname = "fake"\nurl = "http://127.0.0.1:4390"\n' >"$tmp/c.toml"
 "$A" -config "$tmp/c.toml" -listen 127.0.0.1:4392 -db "$tmp/a.db" 2>"$tmp/a.log" & a_pid=$!
 "$B" -config "$tmp/c.toml" -listen 127.0.0.1:4393 -db "$tmp/b.db" 2>"$tmp/b.log" & b_pid=$!
 wait_up http://127.0.0.1:4392/healthz; wait_up http://127.0.0.1:4393/healthz
-for p in 4392 4393; do wrk -t1 -c4 -d2s -s bench/misses.lua http://127.0.0.1:$p/v1/chat/completions -- warm >/dev/null; done
+for p in 4392 4393; do wrk -t1 -c4 -d2s -s bench/prompts.lua http://127.0.0.1:$p/v1/chat/completions -- warm >/dev/null; done
 for p in 4392 4393; do # the rounds start once each compresses with a trained dictionary
 	for _ in $(seq 600); do
 		curl -fs "http://127.0.0.1:$p/stats" | grep -q '"dictionary": *[1-9]' && break
 		sleep 0.1
 	done
 done
-ticks=$(getconf CLK_TCK)
-cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-run() {
-	local before after out reqs
-	before=$(cpu "$3"); out=$(wrk -t2 -c32 -d"${secs}s" -s bench/misses.lua "$2" -- "$4-$1"); after=$(cpu "$3")
-	reqs=$(awk '/requests in/ {print $1}' <<<"$out")
-	awk -v n="$1" -v r="$(awk '/Requests\/sec/ {print $2}' <<<"$out")" -v c=$((after - before)) -v q="$reqs" -v hz="$ticks" 'BEGIN {printf "%-8s %8.0f req/s %7.1f us CPU/request\n", n, r, c / hz / q * 1e6}'
-}
 for r in $(seq "$rounds"); do
-	run A http://127.0.0.1:4392/v1/chat/completions "$a_pid" "$r"
-	run B http://127.0.0.1:4393/v1/chat/completions "$b_pid" "$r"
+	wrk_round A http://127.0.0.1:4392/v1/chat/completions bench/prompts.lua "$r-A" "$a_pid"
+	wrk_round B http://127.0.0.1:4393/v1/chat/completions bench/prompts.lua "$r-B" "$b_pid"
 done
