@@ -155,14 +155,20 @@ func (s *memShard) insert(e *memEntry) {
 // promote puts e, an entry read from SQLite or the shared store, unless its shard is full and e's key was
 // asked for no more often than the shard's least recently used entry's (not counting the request that read
 // it, which get has counted): then e stays out and promote returns false. A key the shard holds is
-// replaced as by put.
+// replaced as by put, unless by an older answer.
 func (m *memory) promote(e *memEntry) bool {
 	if m.off {
 		return false
 	}
 	s := m.shard(&e.key)
 	s.mu.Lock()
-	if _, held := s.entries[e.key]; !held && s.head.prev != &s.head &&
+	n := s.entries[e.key]
+	if n != nil && n.e.createdAt > e.createdAt {
+		// A fresh answer was put while e was read: the store holds it too, and e is the answer it replaced.
+		s.mu.Unlock()
+		return false
+	}
+	if n == nil && s.head.prev != &s.head &&
 		(len(s.entries) >= s.maxItems || s.bytes+e.size > s.maxBytes) &&
 		s.freq.estimate(&e.key)-1 <= s.freq.estimate(&s.head.prev.e.key) {
 		s.mu.Unlock()

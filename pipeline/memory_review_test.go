@@ -1,0 +1,169 @@
+package pipeline
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+
+	"llmcache/db"
+)
+
+// checkShards fails t unless every shard of m, quiet, holds what its budget allows, counts the bytes its
+// entries and their counted replays hold, publishes what it holds, and links every entry it maps.
+func checkShards(t *testing.T, m *memory) {
+	t.Helper()
+	for i := range m.shards {
+		s := &m.shards[i]
+		s.mu.Lock()
+		var bytes int64
+		linked := 0
+		for n := s.head.next; n != &s.head; n = n.next {
+			linked++
+			if s.entries[n.e.key] != n {
+				t.Errorf("shard %d: a linked entry is not the one mapped", i)
+			}
+			var replays int64
+			for r := range n.e.replays {
+				b := n.e.replays[r].Load()
+				if b != nil && !n.e.counted[r] {
+					t.Errorf("shard %d: a held entry's replay is not counted", i)
+				}
+				if b != nil && n.e.counted[r] {
+					replays += int64(cap(*b))
+				}
+			}
+			if replays != n.e.replayBytes {
+				t.Errorf("shard %d: an entry counts %d bytes of replays, holds %d", i, n.e.replayBytes, replays)
+			}
+			bytes += n.e.size + n.e.replayBytes
+		}
+		if linked != len(s.entries) {
+			t.Errorf("shard %d: %d entries linked, %d mapped", i, linked, len(s.entries))
+		}
+		if bytes != s.bytes || len(s.entries) > s.maxItems || s.bytes > s.maxBytes {
+			t.Errorf("shard %d: %d entries, %d bytes counted, %d held; budget %d entries, %d bytes", i, len(s.entries), s.bytes, bytes, s.maxItems, s.maxBytes)
+		}
+		if s.published.Load() != int64(len(s.entries)) || s.publishedBytes.Load() != s.bytes {
+			t.Errorf("shard %d: published %d entries, %d bytes; holds %d, %d", i, s.published.Load(), s.publishedBytes.Load(), len(s.entries), s.bytes)
+		}
+		s.mu.Unlock()
+	}
+}
+
+// TestReviewMemoryStress: gets (with replays kept as streamed hits keep them), fresh answers, entries read
+// from the store, deletes and forgets, from several goroutines at once over a few keys and a small budget.
+// Once quiet, every shard keeps its budget and publishes what it holds, and memory holds no entry the store
+// does not hold as it is: a deleted or replaced answer never comes back.
+func TestReviewMemoryStress(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.MemoryShards, cfg.MemoryMaxItems, cfg.MemoryMaxBytes = 2, 12, 2*3000
+	m := newMemory(&cfg)
+	store := newFakeStore()
+	st := newStorer(fakeWriter{store}, m, nil)
+	var clock sync.Mutex // hands out increasing creation times, so that a newer answer is always later
+	tick := int64(1)
+	next := func() int64 { clock.Lock(); defer clock.Unlock(); tick++; return tick }
+
+	const keys, workers, ops = 24, 6, 4000
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(w), 7))
+			rd, _ := store.OpenReader()
+			var read db.Entry
+			for range ops {
+				k := sketchKey(rng.IntN(keys))
+				switch op := rng.IntN(20); {
+				case op < 10: // a request: memory, else the store
+					if e := m.get(&k, nowMillis()); e != nil {
+						if rng.IntN(3) == 0 {
+							b := make([]byte, 10+rng.IntN(400))
+							if e.replays[rng.IntN(2)].CompareAndSwap(nil, &b) {
+								m.keepReplay(e)
+							}
+						}
+						continue
+					}
+					epoch := st.current()
+					if found, _ := rd.Get(&k, &read); found {
+						me := memEntryOf(k, &read)
+						if rng.IntN(4) == 0 { // streamed: replayed before it is offered
+							b := make([]byte, 10+rng.IntN(400))
+							me.replays[0].Store(&b)
+						}
+						st.remember(me, epoch)
+					}
+				case op < 16: // a fresh answer
+					body := fmt.Appendf(nil, "answer %d %s", next(), make([]byte, rng.IntN(600)))
+					at := next()
+					st.store(&db.Entry{Key: k, Body: body, CreatedAt: at},
+						&memEntry{key: k, body: body, createdAt: at, size: int64(len(body)) + entryOverhead})
+				case op < 19:
+					if _, err := st.delete(db.Filter{Keys: []Key{k}}); err != nil {
+						t.Error(err)
+					}
+				default:
+					st.forget([]Key{k}, false)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	checkShards(t, m)
+	for i := range m.shards {
+		for k, n := range m.shards[i].entries {
+			store.mu.Lock()
+			got, ok := store.entries[k]
+			store.mu.Unlock()
+			if !ok || string(got.Body) != string(n.e.body) {
+				t.Errorf("memory holds %.20q for a key the store holds as %.20q (held %v)", n.e.body, got.Body, ok)
+			}
+		}
+	}
+}
+
+// TestReviewPromoteAfterADelete: an entry read before a delete is not offered to memory after it, though
+// its key was asked for often enough to be admitted into a full shard.
+func TestReviewPromoteAfterADelete(t *testing.T) {
+	m := oneShard(2)
+	st := newStorer(nil, m, nil)
+	now := nowMillis()
+	m.put(entryFor(0))
+	m.put(entryFor(1))
+	k := sketchKey(2)
+	for range 5 {
+		m.get(&k, now)
+	}
+	epoch := st.current()
+	if _, err := st.delete(db.Filter{Keys: []Key{k}}); err != nil {
+		t.Fatal(err)
+	}
+	st.remember(entryFor(2), epoch)
+	if m.get(&k, now) != nil {
+		t.Fatal("an entry read before a delete went into memory after it")
+	}
+	epoch = st.current()
+	st.remember(entryFor(2), epoch)
+	if m.get(&k, now) == nil {
+		t.Fatal("an entry asked for five times was not admitted")
+	}
+}
+
+// TestReviewPromoteKeepsANewerAnswer: an entry read from the store before a fresh answer for its key was
+// put (a request with no-cache, answered while another request read the old one) does not replace that
+// answer in memory, which the store holds too.
+func TestReviewPromoteKeepsANewerAnswer(t *testing.T) {
+	m := oneShard(4)
+	old, fresh := entryFor(0), entryFor(0)
+	old.body, old.createdAt = []byte("old"), 1000
+	fresh.body, fresh.createdAt = []byte("fresh"), 2000
+	m.put(fresh)
+	m.promote(old)
+	k := sketchKey(0)
+	if e := m.get(&k, nowMillis()); e == nil || string(e.body) != "fresh" {
+		t.Fatalf("memory serves %q after an older entry read from the store was offered", e.body)
+	}
+}
