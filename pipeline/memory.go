@@ -85,7 +85,11 @@ func newMemory(cfg *Config) *memory {
 		s := &m.shards[i]
 		s.entries = make(map[Key]*lruNode, min(perItems, 1<<12))
 		s.maxItems, s.maxBytes = max(perItems, 1), max(perBytes, 1)
-		s.freq = newFrequencySketch(s.maxItems)
+		if !m.off {
+			// Sized for the entries the shard can hold, which max_bytes bounds too (each counts entryOverhead
+			// at least): sized by max_items alone, a max_items of millions took hundreds of MB of sketches.
+			s.freq = newFrequencySketch(int(min(int64(s.maxItems), s.maxBytes/entryOverhead+1)))
+		}
 		s.head.next, s.head.prev = &s.head, &s.head
 	}
 	return m

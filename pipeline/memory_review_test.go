@@ -167,3 +167,39 @@ func TestReviewPromoteKeepsANewerAnswer(t *testing.T) {
 		t.Fatalf("memory serves %q after an older entry read from the store was offered", e.body)
 	}
 }
+
+// sketchBytes is what m's frequency sketches hold.
+func sketchBytes(m *memory) (n int) {
+	for i := range m.shards {
+		if f := m.shards[i].freq; f != nil {
+			for _, row := range f.rows {
+				n += cap(row)
+			}
+		}
+	}
+	return n
+}
+
+// TestReviewSketchFollowsWhatMemoryCanHold: the frequency sketches are sized for the entries the memory
+// layer can hold, which max_bytes bounds as well as max_items (each entry counts entryOverhead at least):
+// with max_items 10,000,000 and the default 256 MiB they took 256 MiB of their own, allocated at start,
+// and as much with the layer off.
+func TestReviewSketchFollowsWhatMemoryCanHold(t *testing.T) {
+	for _, tc := range []struct {
+		items   int
+		bytes   int64
+		off     bool
+		atMost  int
+		atLeast int
+	}{
+		{items: 10_000, bytes: 256 << 20, atLeast: 16 * 4 * 2500, atMost: 1 << 20},
+		{items: 10_000_000, bytes: 256 << 20, atLeast: 16 * 4 * 4 * 65536, atMost: 32 << 20},
+		{items: 10_000_000, bytes: 256 << 20, off: true, atMost: 0},
+	} {
+		cfg := DefaultConfig()
+		cfg.MemoryMaxItems, cfg.MemoryMaxBytes, cfg.MemoryEnabled = tc.items, tc.bytes, !tc.off
+		if got := sketchBytes(newMemory(&cfg)); got > tc.atMost || got < tc.atLeast {
+			t.Errorf("max_items %d, max_bytes %d, off %v: sketches of %d bytes, want %d to %d", tc.items, tc.bytes, tc.off, got, tc.atLeast, tc.atMost)
+		}
+	}
+}
