@@ -203,3 +203,65 @@ func TestReviewSketchFollowsWhatMemoryCanHold(t *testing.T) {
 		}
 	}
 }
+
+// TestReviewEntryLargerThanAShard: an answer larger than a shard's byte budget is not kept in memory, and
+// the shard keeps what it held; it replaces nothing either (an older answer for its key is dropped). Put or
+// promoted, it used to evict the whole shard, itself last.
+func TestReviewEntryLargerThanAShard(t *testing.T) {
+	for _, offer := range []string{"put", "promote"} {
+		t.Run(offer, func(t *testing.T) {
+			cfg := DefaultConfig()
+			cfg.MemoryShards, cfg.MemoryMaxItems, cfg.MemoryMaxBytes = 1, 100, 4000
+			m := newMemory(&cfg)
+			now := nowMillis()
+			for i := range 5 {
+				m.put(entryFor(i))
+			}
+			old := entryFor(9)
+			m.put(old)
+			big := entryFor(9)
+			big.body, big.size, big.createdAt = make([]byte, 5000), 5000+entryOverhead, 1
+			k := sketchKey(9)
+			for range 5 {
+				m.get(&k, now)
+			}
+			if offer == "put" {
+				m.put(big)
+			} else {
+				m.promote(big)
+			}
+			for i := range 5 {
+				if k := sketchKey(i); m.get(&k, now) == nil {
+					t.Errorf("entry %d was evicted by an answer larger than the shard", i)
+				}
+			}
+			if e := m.get(&k, now); e != nil {
+				t.Errorf("memory holds %d bytes for the key of an answer larger than the shard", len(e.body))
+			}
+			checkShards(t, m)
+		})
+	}
+}
+
+// TestReviewPromoteOverAnExpiredEntry: an expired entry, however often it was asked for before, does not
+// keep an entry read from the store out of a full shard.
+func TestReviewPromoteOverAnExpiredEntry(t *testing.T) {
+	m := oneShard(2)
+	s := &m.shards[0]
+	for i := range 2 {
+		e := entryFor(i)
+		e.expiresAt = 1 // long past
+		m.put(e)
+		for range 6 {
+			s.freq.add(&e.key)
+		}
+	}
+	k := sketchKey(5)
+	for range 2 {
+		m.get(&k, nowMillis())
+	}
+	if !m.promote(entryFor(5)) {
+		t.Fatal("an expired entry kept an entry asked for twice out of memory")
+	}
+	checkShards(t, m)
+}
