@@ -265,3 +265,75 @@ func TestReviewPromoteOverAnExpiredEntry(t *testing.T) {
 	}
 	checkShards(t, m)
 }
+
+// workload runs passes over keys (by index) against a memory of 16 shards and items entries, as the
+// pipeline does: a key memory lacks is read from the store and offered (promote, or put as before the
+// sketch). fresh marks the keys whose first request is a miss answered upstream (always put). It returns
+// the memory hits of each pass.
+func workload(items int, promote bool, fresh func(i int) bool, passes ...[]int) []int {
+	cfg := DefaultConfig()
+	cfg.MemoryMaxItems, cfg.MemoryMaxBytes = items, 1<<30
+	m := newMemory(&cfg)
+	seen := map[int]bool{}
+	now := nowMillis()
+	var hits []int
+	for _, pass := range passes {
+		h := 0
+		for _, i := range pass {
+			k := sketchKey(i)
+			switch {
+			case m.get(&k, now) != nil:
+				h++
+			case !seen[i] && fresh(i):
+				m.put(entryFor(i))
+			case promote:
+				m.promote(entryFor(i))
+			default:
+				m.put(entryFor(i))
+			}
+			seen[i] = true
+		}
+		hits = append(hits, h)
+	}
+	return hits
+}
+
+func span(from, to int) []int {
+	s := make([]int, 0, to-from)
+	for i := from; i < to; i++ {
+		s = append(s, i)
+	}
+	return s
+}
+
+// TestReviewWorkloads: the memory hits of workloads users run, with the sketch (promote) and without it
+// (put): a run replayed, a replay after a restart, a hot prompt among cold ones, a run larger than memory
+// replayed. The sketch never finds fewer of them in memory.
+func TestReviewWorkloads(t *testing.T) {
+	const items = 1600
+	all := func(int) bool { return true }
+	none := func(int) bool { return false }
+	a := span(0, 1200)
+	hotAmongCold := []int{}
+	for i := range 3000 {
+		hotAmongCold = append(hotAmongCold, 100_000, 10_000+i)
+	}
+	for _, tc := range []struct {
+		name   string
+		fresh  func(int) bool
+		passes [][]int
+	}{
+		{"a run of 1,200 then its replays", all, [][]int{a, a, a}},
+		{"a replay of 1,200 after a restart", none, [][]int{a, a, a}},
+		{"a hot prompt among cold ones", none, [][]int{hotAmongCold}},
+		{"a run of 3,200 replayed", none, [][]int{span(0, 3200), span(0, 3200), span(0, 3200)}},
+	} {
+		withSketch, without := workload(items, true, tc.fresh, tc.passes...), workload(items, false, tc.fresh, tc.passes...)
+		t.Logf("%s: memory hits a pass %v with the sketch, %v without", tc.name, withSketch, without)
+		for p := range withSketch {
+			if withSketch[p] < without[p] {
+				t.Errorf("%s, pass %d: %d memory hits with the sketch, %d without", tc.name, p, withSketch[p], without[p])
+			}
+		}
+	}
+}
