@@ -85,7 +85,11 @@ func newMemory(cfg *Config) *memory {
 		s := &m.shards[i]
 		s.entries = make(map[Key]*lruNode, min(perItems, 1<<12))
 		s.maxItems, s.maxBytes = max(perItems, 1), max(perBytes, 1)
-		s.freq = newFrequencySketch(s.maxItems)
+		if !m.off {
+			// Sized for the entries the shard can hold, which max_bytes bounds too (each counts entryOverhead
+			// at least): sized by max_items alone, a max_items of millions took hundreds of MB of sketches.
+			s.freq = newFrequencySketch(int(min(int64(s.maxItems), s.maxBytes/entryOverhead+1)))
+		}
 		s.head.next, s.head.prev = &s.head, &s.head
 	}
 	return m
@@ -133,8 +137,17 @@ func (m *memory) put(e *memEntry) {
 	s.mu.Unlock()
 }
 
-// insert puts or replaces e, evicting past the budget. mu must be held.
-func (s *memShard) insert(e *memEntry) {
+// insert puts or replaces e, evicting past the budget, and reports whether e is held. An e larger than
+// the shard's byte budget is not (it would evict every entry, itself last); what the shard held for its key
+// is dropped all the same, as e replaces it. mu must be held.
+func (s *memShard) insert(e *memEntry) bool {
+	if e.size > s.maxBytes {
+		if n := s.entries[e.key]; n != nil {
+			s.unlink(n)
+			s.publish()
+		}
+		return false
+	}
 	if n := s.entries[e.key]; n != nil {
 		s.bytes += e.size - n.e.size - n.e.replayBytes
 		n.e = e
@@ -150,27 +163,34 @@ func (s *memShard) insert(e *memEntry) {
 	s.countReplays(e)
 	s.evict()
 	s.publish()
+	return true
 }
 
 // promote puts e, an entry read from SQLite or the shared store, unless its shard is full and e's key was
 // asked for no more often than the shard's least recently used entry's (not counting the request that read
-// it, which get has counted): then e stays out and promote returns false. A key the shard holds is
-// replaced as by put.
+// it, which get has counted), and that entry has not expired: then e stays out and promote returns false. A key the shard holds is
+// replaced as by put, unless by an older answer.
 func (m *memory) promote(e *memEntry) bool {
 	if m.off {
 		return false
 	}
 	s := m.shard(&e.key)
 	s.mu.Lock()
-	if _, held := s.entries[e.key]; !held && s.head.prev != &s.head &&
-		(len(s.entries) >= s.maxItems || s.bytes+e.size > s.maxBytes) &&
-		s.freq.estimate(&e.key)-1 <= s.freq.estimate(&s.head.prev.e.key) {
+	n := s.entries[e.key]
+	if n != nil && n.e.createdAt > e.createdAt {
+		// A fresh answer was put while e was read: the store holds it too, and e is the answer it replaced.
 		s.mu.Unlock()
 		return false
 	}
-	s.insert(e)
+	if n == nil && s.head.prev != &s.head &&
+		(len(s.entries) >= s.maxItems || s.bytes+e.size > s.maxBytes) &&
+		s.freq.estimate(&e.key)-1 <= s.freq.estimate(&s.head.prev.e.key) && !s.head.prev.e.expired(nowMillis()) {
+		s.mu.Unlock()
+		return false
+	}
+	held := s.insert(e)
 	s.mu.Unlock()
-	return true
+	return held
 }
 
 // keepReplay counts a replay just kept on e against e's shard, evicting past the budget as put does (e

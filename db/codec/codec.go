@@ -243,7 +243,9 @@ func Train(id uint32, samples [][]byte, size int, level zstd.EncoderLevel, again
 	for _, s := range test {
 		largest = max(largest, len(s))
 	}
-	c := New(Options{Level: level, MinBytes: 1, MaxBytes: len(data) + largest})
+	// The window is a power of two: MaxBytes is too, or the decoder (which accepts up to MaxBytes) refuses
+	// the frames of a window larger than it.
+	c := New(Options{Level: level, MinBytes: 1, MaxBytes: encoderWindow(len(data) + largest)})
 	if err := c.Add(t.Dict, true); err != nil {
 		return Trained{}, fmt.Errorf("cannot train a dictionary: the builder made one zstd refuses: %w", err)
 	}

@@ -240,3 +240,14 @@ func TestTrainJudgesAsTheStoreCompresses(t *testing.T) {
 		t.Fatalf("Train judged the held-out samples at %d bytes, the store's codec makes %d of them", d.DictBytes, want)
 	}
 }
+
+// TestTrainOnShortAnswers: a dictionary trains on short answers (the store samples bodies from 64 bytes),
+// whose check codec's window, rounded up to a power of two, is larger than the dictionary and the largest
+// sample: its decoder must accept that window ("window size exceeded" refused every such training).
+func TestTrainOnShortAnswers(t *testing.T) {
+	for _, n := range []int{100, 150} {
+		if _, err := Train(1, answers(4, 200, n), 64<<10, 0, nil); err != nil {
+			t.Errorf("samples of %d bytes: %v", n, err)
+		}
+	}
+}
