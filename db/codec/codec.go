@@ -237,11 +237,16 @@ func Train(id uint32, samples [][]byte, size int, level zstd.EncoderLevel, again
 	t := Trained{Dict: Dict{ID: id, Data: data}, Samples: len(train), HeldOut: len(test)}
 	// The held-out samples' codec: its window (hence each encoder's history buffer) fits the largest of
 	// them, not any body at all, which would be zstd's largest window (512 MiB, allocated and cleared).
+	// The window also spans the dictionary, which zstd reaches back into as into the body's own history: a
+	// window of the largest sample alone left most of a 64 KiB dictionary out of reach, so a new dictionary
+	// measured worse than the current one (checked with the stores' codec, whose window is 1 MiB) and no
+	// retraining was ever kept. MaxBytes is that window, a power of two: the decoder refuses a frame whose
+	// window is larger than MaxBytes, and the largest sample alone is not one ("window size exceeded").
 	largest := 1
 	for _, s := range test {
 		largest = max(largest, len(s))
 	}
-	c := New(Options{Level: level, MinBytes: 1, MaxBytes: largest})
+	c := New(Options{Level: level, MinBytes: 1, MaxBytes: encoderWindow(len(data) + largest)})
 	if err := c.Add(t.Dict, true); err != nil {
 		return Trained{}, fmt.Errorf("cannot train a dictionary: the builder made one zstd refuses: %w", err)
 	}
