@@ -20,15 +20,31 @@ var errBareLF = errors.New("the request's header block does not end with CRLF CR
 // until the read timeout, minutes later. The connection cannot change fasthttp's reading, but it sees the
 // bytes go by: when a request's header block has ended without CRLF CRLF and fasthttp asks for more, it
 // fails that read, and the client gets a clear 400 at once.
-type lfListener struct{ net.Listener }
+//
+// Its connections also bound how long a write may wait for the client to take the bytes (writeTimeout).
+type lfListener struct {
+	net.Listener
+	writeTimeout time.Duration // 0: none
+}
 
 func (l lfListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err != nil {
 		return nil, err
 	}
-	return &lfConn{Conn: c, scanning: true}, nil
+	return &lfConn{Conn: c, scanning: true, writeTimeout: l.writeTimeout}, nil
 }
+
+// clientWriteTimeout is how long a client may take to read writeChunk bytes of its answer. Without it a
+// client that stopped reading (a hung or suspended process whose socket stays open) held its connection,
+// goroutine and answer for as long as it lived: a hundred of them asking for 4 MB answers held
+// ~100 MB besides the memory layer, and a hundred connections, until they exited.
+const clientWriteTimeout = 2 * time.Minute
+
+// writeChunk is the most one write gives the connection under one deadline, so that the timeout measures a
+// slow client's progress rather than the time to take a whole answer (64 MiB at under 530 KB/s would not
+// fit in two minutes; 256 KiB a chunk asks for about 2 KB/s).
+const writeChunk = 256 << 10
 
 // lfConn watches the header block of each request on a connection. fasthttp reads and writes a connection
 // from the goroutine serving it, so the fields need no lock.
@@ -50,6 +66,12 @@ type lfConn struct {
 	readDeadline time.Time
 	deadlineDue  bool
 	applied      time.Time
+
+	// writeTimeout (0: none) is given to each write of up to writeChunk bytes; writeBy is the write deadline
+	// the connection has, moved on only when it is more than deadlineSlack (at most half the timeout) short
+	// of a full writeTimeout: one timer update a second on a busy connection, as for reads.
+	writeTimeout time.Duration
+	writeBy      time.Time
 }
 
 // deadlineSlack is how much later than the connection's deadline a new one may be and still not replace it:
@@ -68,7 +90,16 @@ func (c *lfConn) SetDeadline(t time.Time) error {
 	c.deadlineDue = false
 	err := c.Conn.SetDeadline(t)
 	if err == nil {
-		c.applied = t
+		c.applied, c.writeBy = t, t
+	}
+	return err
+}
+
+// SetWriteDeadline sets the write deadline until the next write moves it on (with writeTimeout).
+func (c *lfConn) SetWriteDeadline(t time.Time) error {
+	err := c.Conn.SetWriteDeadline(t)
+	if err == nil {
+		c.writeBy = t
 	}
 	return err
 }
@@ -120,7 +151,25 @@ func (c *lfConn) Write(p []byte) (int, error) {
 	if cap(c.head) > 16<<10 {
 		c.head = nil // a rare huge header block is not kept for the life of the connection
 	}
-	return c.Conn.Write(p)
+	if c.writeTimeout == 0 {
+		return c.Conn.Write(p)
+	}
+	written := 0
+	for {
+		chunk := p[:min(len(p), writeChunk)]
+		if now := time.Now(); c.writeBy.Sub(now) < c.writeTimeout-min(deadlineSlack, c.writeTimeout/2) {
+			if err := c.Conn.SetWriteDeadline(now.Add(c.writeTimeout)); err != nil {
+				return written, err
+			}
+			c.writeBy = now.Add(c.writeTimeout)
+		}
+		n, err := c.Conn.Write(chunk)
+		written += n
+		p = p[n:]
+		if err != nil || len(p) == 0 {
+			return written, err
+		}
+	}
 }
 
 // scan looks at p, the next bytes of a request, for the end of its header block.

@@ -181,7 +181,9 @@ func (s *Server) guard(next fasthttp.RequestHandler) fasthttp.RequestHandler {
 }
 
 // Serve answers requests on ln until Shutdown.
-func (s *Server) Serve(ln net.Listener) error { return s.srv.Serve(lfListener{ln}) }
+func (s *Server) Serve(ln net.Listener) error {
+	return s.srv.Serve(lfListener{Listener: ln, writeTimeout: clientWriteTimeout})
+}
 
 // Shutdown stops accepting connections and waits up to ShutdownTimeout for requests in flight to be answered.
 func (s *Server) Shutdown() error {
