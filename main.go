@@ -87,7 +87,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 			fmt.Fprintln(stderr, "llmcache:", err)
 			return 1
 		}
-		defer stopProfile()
+		defer func() {
+			if err := stopProfile(); err != nil {
+				log.Error("the CPU profile may be incomplete", "path", *cpuProfile, "err", err)
+			}
+		}()
 	}
 	a, err := start(&cfg, getenv, log)
 	if err != nil {
@@ -111,7 +115,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 // startCPUProfile profiles the process into path until the returned function is called. The writer's
 // goroutines carry a "stage" label (writer, compress, checkpoint, train), so that `go tool pprof -tags`
 // shows what storing answers costs apart from the requests.
-func startCPUProfile(path string) (stop func(), err error) {
+func startCPUProfile(path string) (stop func() error, err error) {
 	f, err := os.Create(path)
 	if err != nil {
 		return nil, fmt.Errorf("cannot create the CPU profile: %w", err)
@@ -120,9 +124,9 @@ func startCPUProfile(path string) (stop func(), err error) {
 		_ = f.Close()
 		return nil, fmt.Errorf("cannot start the CPU profile: %w", err)
 	}
-	return func() {
+	return func() error {
 		pprof.StopCPUProfile()
-		_ = f.Close()
+		return f.Close() // the last of the profile reaches the disk, or not, here
 	}, nil
 }
 
