@@ -126,7 +126,7 @@ func startCPUProfile(path string) (stop func() error, err error) {
 	}
 	return func() error {
 		pprof.StopCPUProfile()
-		return f.Close() // the last of the profile reaches the disk, or not, here
+		return f.Close() // runtime/pprof does not report its own write errors; this is the one that can be seen
 	}, nil
 }
 
