@@ -54,7 +54,7 @@ func newCountingGate(t *testing.T, target string, pass int64) *countingGate {
 				return
 			}
 		}
-		rp.ServeHTTP(w, r)
+		forwardWhole(rp, w, r)
 	}))
 	t.Cleanup(srv.Close)
 	t.Cleanup(func() { g.release(false) }) // runs before srv.Close; a test with a proxy in front releases it before that stops too

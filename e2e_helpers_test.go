@@ -354,13 +354,28 @@ func newGatedProxy(t *testing.T, mutate func(*fileConfig)) (*testProxy, *upstrea
 			open := g.open
 			g.mu.Unlock()
 			<-open
-			rp.ServeHTTP(w, r)
+			forwardWhole(rp, w, r)
 		}))
 		t.Cleanup(srv.Close)
 		c.APIEndpoints[0].URL = srv.URL
 	})
 	t.Cleanup(g.release) // registered after the proxy's stop, so it runs first
 	return p, g
+}
+
+// forwardWhole hands r to rp with its body read whole first. Go's HTTP/1 server closes what a handler has
+// not read of a request's body once the handler starts its answer, and rp's transport copies the body in a
+// goroutine of its own: on a loaded machine the upstream had the whole body and answered before that
+// goroutine's last Read met the body's end, the Read failed on the closed body, and the transport dropped
+// the connection mid-answer (the proxy saw a stream cut: "unexpected EOF").
+func forwardWhole(rp *httputil.ReverseProxy, w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	rp.ServeHTTP(w, r)
 }
 
 // release opens the gate: the calls it holds and later ones go through.
