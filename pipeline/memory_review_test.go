@@ -172,9 +172,7 @@ func TestReviewPromoteKeepsANewerAnswer(t *testing.T) {
 func sketchBytes(m *memory) (n int) {
 	for i := range m.shards {
 		if f := m.shards[i].freq; f != nil {
-			for _, row := range f.rows {
-				n += cap(row)
-			}
+			n += 8 * cap(f.table)
 		}
 	}
 	return n
