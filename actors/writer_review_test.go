@@ -385,13 +385,6 @@ func TestWriterStopRacingEverything(t *testing.T) {
 	if n := int64(onDisk(t, s, putters*each)); n != st.Written-base {
 		t.Fatalf("%d answers on disk, %d counted written", n, st.Written-base)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for runtime.NumGoroutine() > before {
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			t.Fatalf("%d goroutines after Stop, %d before NewWriter:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitUntil(t, fmt.Sprintf("the goroutines back to the %d before NewWriter", before), func() bool { return runtime.NumGoroutine() <= before })
 	t.Logf("written %d, dropped after the stop %d", st.Written-base, st.Dropped)
 }
