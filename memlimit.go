@@ -24,7 +24,7 @@ const memoryLimitShare = 0.85
 func setMemoryLimit(log *slog.Logger, provider memlimit.Provider) int64 {
 	limit, err := memlimit.Set(memlimit.WithRatio(memoryLimitShare), memlimit.WithProvider(provider), memlimit.WithLogger(log))
 	if err != nil {
-		log.Warn("cannot read the container's memory limit; Go's heap is not bounded by it", "err", err)
+		log.Warn("Go's heap is not bounded by the container's memory limit (GOMEMLIMIT and AUTOMEMLIMIT set it by hand)", "err", err)
 	}
 	return limit
 }
